@@ -1,0 +1,1 @@
+"""PyTorch -> ONNX export: model wrappers, graph passes (NMS, fp16, TensorRT plugins), fidelity check, engine build."""

@@ -1,0 +1,149 @@
+"""PyTorch detector → self-describing ONNX with decode + NMS inside the graph.
+
+Steps: trace the decoded detector (raw_boxes, raw_scores) to ONNX, slim the graph, append
+class-aware NMS (:func:`edgecv.export.nms.append_nms`), attach the metadata, check fidelity
+against PyTorch on real images, save. Exported with the TorchScript-based exporter: it is three
+times faster than the dynamo exporter on these models and has mature ``dynamic_axes`` support.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import onnx
+import torch
+from torch import nn
+
+from edgecv import __version__
+from edgecv.errors import ExportError
+from edgecv.export.nms import append_nms
+from edgecv.metadata import METADATA_KEY, ArtifactMetadata
+from edgecv.models.base import LoadedDetector
+
+RAW_OUTPUTS = ("raw_boxes", "raw_scores")
+
+
+@dataclass
+class ExportOptions:
+    """Export settings. ``imgsz`` is the square network input (None: the size the weights were
+    trained at); ``dynamic`` makes batch, height and width symbolic (multiples of the stride)."""
+
+    imgsz: int | None = None
+    batch: int = 1
+    dynamic: bool = False
+    max_det: int = 100
+    conf: float = 0.25
+    iou: float = 0.45
+    opset: int = 17
+    simplify: bool = True
+    check: bool = True
+
+
+@dataclass
+class ExportResult:
+    """What an export produced: the artifact, its metadata and the fidelity report."""
+
+    path: Path
+    metadata: ArtifactMetadata
+    fidelity: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def resolve_options(opts: ExportOptions | None, detector: LoadedDetector) -> ExportOptions:
+    """A copy of ``opts`` (default: ``ExportOptions()``) with ``imgsz`` filled in from the weights."""
+    opts = opts or ExportOptions()
+    return dataclasses.replace(opts, imgsz=opts.imgsz or detector.imgsz)
+
+
+def torch_to_onnx(module: nn.Module, opts: ExportOptions, input_name: str = "images") -> onnx.ModelProto:
+    """Trace ``module`` (images → raw_boxes, raw_scores) to an in-memory ONNX model."""
+    dummy = torch.zeros(opts.batch, 3, opts.imgsz, opts.imgsz)
+    axes = None
+    if opts.dynamic:
+        axes = {input_name: {0: "batch", 2: "height", 3: "width"},
+                RAW_OUTPUTS[0]: {0: "batch", 1: "anchors"}, RAW_OUTPUTS[1]: {0: "batch", 1: "anchors"}}
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # tracer and deprecation chatter; failures still raise
+        torch.onnx.export(module.eval(), (dummy,), buffer, dynamo=False, input_names=[input_name],
+                          output_names=list(RAW_OUTPUTS), opset_version=opts.opset, dynamic_axes=axes,
+                          do_constant_folding=True)
+    return onnx.load_from_string(buffer.getvalue())
+
+
+def slim(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Constant-fold and fuse with onnxslim (keeps I/O names); returns the input if it fails."""
+    try:
+        import onnxslim
+    except ImportError:
+        return model
+    try:
+        return onnxslim.slim(model)
+    except Exception as exc:  # onnxslim is best-effort graph cleanup, never a reason to fail
+        warnings.warn(f"onnxslim could not simplify the graph ({exc}); keeping it as traced")
+        return model
+
+
+def build_metadata(detector: LoadedDetector, opts: ExportOptions, input_name: str = "images") -> ArtifactMetadata:
+    """The artifact's self-description (architecture brief, contract 1)."""
+    import onnxruntime
+
+    side = -1 if opts.dynamic else opts.imgsz
+    return ArtifactMetadata(
+        task="detect", class_names=list(detector.class_names), input_name=input_name,
+        input_shape=[-1 if opts.dynamic else opts.batch, 3, side, side], mean=list(detector.mean),
+        std=list(detector.std), letterbox_size=[opts.imgsz, opts.imgsz], stride=32, max_det=opts.max_det,
+        conf_threshold=opts.conf, iou_threshold=opts.iou, precision="fp32", dynamic=opts.dynamic,
+        model_family=detector.family, source_weights=detector.source, source_weights_sha256=detector.sha256,
+        versions={"edgecv": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
+                  "onnxruntime": onnxruntime.__version__, "opset": str(opts.opset)},
+    )
+
+
+def set_metadata(model: onnx.ModelProto, metadata: ArtifactMetadata) -> None:
+    """Store the metadata JSON in ``metadata_props`` (replacing an older edgecv entry)."""
+    kept = [p for p in model.metadata_props if p.key != METADATA_KEY]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    onnx.helper.set_model_props(model, {**{p.key: p.value for p in kept}, METADATA_KEY: metadata.to_json()})
+
+
+def export_detector(detector: LoadedDetector, out: str | Path, opts: ExportOptions | None = None,
+                    fidelity_images: list | None = None, console=None) -> ExportResult:
+    """Export a loaded detector to ``out`` (.onnx) with NMS in the graph and a fidelity check.
+
+    ``fidelity_images`` are BGR uint8 images; default: synthetic validation scenes. A failed
+    check raises :class:`ExportError` listing every failed criterion; the file is still written
+    so it can be inspected.
+    """
+    from edgecv.export.fidelity import check_fidelity, default_images, print_report
+
+    opts = resolve_options(opts, detector)
+    start = time.time()
+    out = Path(out)
+    if opts.imgsz % 32:
+        raise ExportError(f"--imgsz must be a multiple of 32, found {opts.imgsz}")
+    raw = torch_to_onnx(detector.module, opts)
+    if opts.simplify:
+        raw = slim(raw)
+    model = append_nms(raw, boxes_output=RAW_OUTPUTS[0], scores_output=RAW_OUTPUTS[1], max_det=opts.max_det,
+                       iou_threshold=opts.iou, conf_threshold=opts.conf)
+    metadata = build_metadata(detector, opts)
+    report: dict = {}
+    if opts.check:
+        images = fidelity_images if fidelity_images is not None else default_images(opts.imgsz)
+        report = check_fidelity(detector.module, raw, model, metadata, images)
+        metadata.fidelity = report
+        if console is not None:
+            print_report(report, console)
+    set_metadata(model, metadata)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, out)
+    if report and not report["passed"]:
+        raise ExportError(f"fidelity check failed for {out}: " + "; ".join(report["failures"]))
+    return ExportResult(path=out, metadata=metadata, fidelity=report, seconds=time.time() - start)

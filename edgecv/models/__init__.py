@@ -1,0 +1,33 @@
+"""Model families: one module per family (builder, weight loading, export wrapper).
+
+:data:`LOADERS` is the one explicit mapping from a family name (as typed on the command line)
+to the function that loads weights for export. Nothing heavy is imported here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from edgecv.errors import UnknownModelError
+
+if TYPE_CHECKING:
+    from edgecv.models.base import LoadedDetector
+
+
+def _yolo(weights: str | Path | None, **options: Any) -> "LoadedDetector":
+    from edgecv.models.yolo_io import load_yolo
+
+    return load_yolo(weights, **options)
+
+
+LOADERS: dict[str, Callable[..., "LoadedDetector"]] = {"yolo": _yolo}
+
+
+def load_for_export(name: str, weights: str | Path | None = None, **options: Any) -> "LoadedDetector":
+    """Load model family ``name`` (see :data:`LOADERS`) with ``weights`` (None: the built-in demo)."""
+    try:
+        loader = LOADERS[name]
+    except KeyError:
+        raise UnknownModelError(f"unknown model {name!r}; expected one of: {', '.join(sorted(LOADERS))}") from None
+    return loader(weights, **options)

@@ -1,0 +1,83 @@
+"""edgecv checkpoints: a plain dict of tensors and builtins, loadable with ``weights_only=True``.
+
+Layout::
+
+    {"format": "edgecv", "family": "yolo", "version": 1, "config": {...}, "class_names": [...],
+     "imgsz": int, "state_dict": {name: tensor}, "train": {...}, "metrics": {...}}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from edgecv.errors import WeightsError
+
+FORMAT = "edgecv"
+VERSION = 1
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex SHA-256 of a file (recorded in artifact metadata as the weights' identity)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_checkpoint(path: str | Path, *, family: str, config: dict, class_names: list[str], imgsz: int,
+                    state_dict: dict[str, torch.Tensor], half: bool = True, **extra: Any) -> Path:
+    """Write a checkpoint; floating tensors are stored as fp16 when ``half`` (halves the file)."""
+    tensors = {
+        k: (v.detach().half() if half and v.is_floating_point() else v.detach()).cpu().clone()
+        for k, v in state_dict.items()
+    }
+    payload = {"format": FORMAT, "family": family, "version": VERSION, "config": config,
+               "class_names": list(class_names), "imgsz": int(imgsz), "state_dict": tensors, **extra}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)  # never leave a half-written checkpoint behind
+    return path
+
+
+def load_raw(path: str | Path, *, trust: bool = False) -> Any:
+    """``torch.load`` with ``weights_only=True`` unless ``trust``; every failure is a WeightsError."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=not trust)
+    except pickle.UnpicklingError as exc:
+        if trust:
+            raise WeightsError(f"{path}: cannot unpickle checkpoint ({exc})") from exc
+        raise WeightsError(
+            f"{path}: the checkpoint holds pickled Python objects, which weights_only=True refuses to load "
+            f"({str(exc).splitlines()[0]}). If you trust where it came from, pass --trust-weights "
+            "(Python API: trust=True)."
+        ) from exc
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise WeightsError(
+            f"{path}: expected a PyTorch checkpoint (.pt), found a file torch cannot read "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no detail'})"
+        ) from exc
+
+
+def load_checkpoint(path: str | Path, family: str, *, trust: bool = False) -> dict[str, Any]:
+    """Load and validate an edgecv checkpoint of ``family``."""
+    raw = load_raw(path, trust=trust)
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+        raise WeightsError(f"{path}: expected an edgecv checkpoint (dict with format='edgecv'), "
+                           f"found {type(raw).__name__}" + (f" with keys {sorted(raw)[:8]}" if isinstance(raw, dict) else ""))
+    if raw.get("family") != family:
+        raise WeightsError(f"{path}: expected a '{family}' checkpoint, found family {raw.get('family')!r}")
+    if raw.get("version", 0) > VERSION:
+        raise WeightsError(f"{path}: checkpoint version {raw.get('version')} is newer than this edgecv ({VERSION})")
+    return raw

@@ -1,0 +1,168 @@
+"""ONNX Runtime backend: runs an edgecv ``.onnx`` artifact (fp32, fp16 or int8 QDQ) on CPU or GPU.
+
+Devices:
+
+* ``"cpu"``: ``CPUExecutionProvider``.
+* ``"cuda"`` / ``"cuda:N"``: ``TensorrtExecutionProvider`` first when this ONNX Runtime
+  build has it (engines cached under ``$XDG_CACHE_HOME/edgecv/ort-tensorrt`` so only the
+  first run builds them), then ``CUDAExecutionProvider``, then CPU for nodes neither
+  supports. Needs the ``onnxruntime-gpu`` package; without it a
+  :class:`~edgecv.errors.MissingDependencyError` says so (no silent CPU fallback).
+
+Sessions use ``ORT_ENABLE_ALL`` graph optimisations; ``threads`` sets ``intra_op_num_threads``.
+The edgecv metadata is read from the model's ``metadata_props`` (``custom_metadata_map``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
+
+from edgecv.errors import ArtifactError, BackendError, MissingDependencyError
+from edgecv.metadata import METADATA_KEY, ArtifactMetadata
+from edgecv.runtimes.backends.base import check_artifact_file, check_threads, describe_file, parse_device
+
+#: Everything ONNX Runtime raises from its C++ core (they derive from Exception directly).
+ORT_ERRORS: tuple[type[Exception], ...] = tuple(
+    value for value in vars(ort_state).values() if isinstance(value, type) and issubclass(value, Exception)
+) + (RuntimeError,)
+
+
+def providers_for(device: str, available: list[str]) -> list[Any]:
+    """ONNX Runtime provider list for ``device`` given the ``available`` providers.
+
+    Raises:
+        BackendError: a device string that is not ``cpu`` / ``cuda[:N]``.
+        MissingDependencyError: ``cuda`` asked for but this ONNX Runtime has no GPU provider.
+    """
+    kind, index = parse_device(device)
+    if kind == "cpu":
+        return ["CPUExecutionProvider"]
+    providers: list[Any] = []
+    if "TensorrtExecutionProvider" in available:
+        cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "edgecv" / "ort-tensorrt"
+        providers.append(("TensorrtExecutionProvider", {
+            "device_id": index, "trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache),
+        }))
+    if "CUDAExecutionProvider" in available:
+        providers.append(("CUDAExecutionProvider", {"device_id": index}))
+    if not providers:
+        raise MissingDependencyError(
+            f"device {device!r} needs ONNX Runtime's CUDA or TensorRT execution provider, found only {available}; "
+            "install the GPU build: pip uninstall onnxruntime && pip install onnxruntime-gpu"
+        )
+    return providers + ["CPUExecutionProvider"]
+
+
+def _session_options(threads: int | None) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads is not None:
+        options.intra_op_num_threads = threads
+    return options
+
+
+def _create_session(path: Path, options: ort.SessionOptions, providers: list[Any]) -> ort.InferenceSession:
+    """Open the session; translate ONNX Runtime's load errors into :class:`ArtifactError`."""
+    try:
+        return ort.InferenceSession(str(path), sess_options=options, providers=providers)
+    except ORT_ERRORS as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        if isinstance(exc, (ort_state.InvalidProtobuf, ort_state.InvalidArgument)):
+            raise ArtifactError(f"expected an ONNX model at {path}, found {describe_file(path)} "
+                                f"(onnxruntime: {reason})") from exc
+        raise ArtifactError(f"ONNX Runtime cannot load the ONNX model at {path}: {reason}") from exc
+
+
+def read_metadata(session: ort.InferenceSession, path: Path) -> ArtifactMetadata:
+    """Parse the edgecv metadata of an opened session.
+
+    Raises:
+        ArtifactError: the model carries no edgecv metadata (not an edgecv export) or it is invalid.
+    """
+    props = session.get_modelmeta().custom_metadata_map
+    text = props.get(METADATA_KEY)
+    if text is None:
+        raise ArtifactError(
+            f"{path} is an ONNX model but not an edgecv export: expected a {METADATA_KEY!r} entry in its "
+            f"metadata_props, found {sorted(props) or 'none'}; create an artifact with `edgecv export`"
+        )
+    return ArtifactMetadata.from_json(text, source=str(path))
+
+
+class OnnxRuntimeBackend:
+    """An ``onnxruntime.InferenceSession`` behind the :class:`~edgecv.runtimes.backends.base.Backend` protocol."""
+
+    name = "onnxruntime"
+
+    def __init__(self, path: Path, session: ort.InferenceSession, metadata: ArtifactMetadata) -> None:
+        self.path = path
+        self.session: ort.InferenceSession | None = session
+        self.metadata = metadata
+        self._input_names = [node.name for node in session.get_inputs()]
+        self._output_names = [node.name for node in session.get_outputs()]
+        self._input_shapes = [list(node.shape) for node in session.get_inputs()]
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, device: str = "cpu", threads: int | None = None
+             ) -> "OnnxRuntimeBackend":
+        """Load the artifact at ``path`` for ``device``.
+
+        Raises:
+            ArtifactError: missing file, not an ONNX model, or an ONNX model without edgecv metadata.
+            BackendError: a bad ``device`` or ``threads`` value.
+            MissingDependencyError: ``device="cuda"`` without onnxruntime-gpu.
+        """
+        file = Path(path)
+        check_threads(threads)
+        providers = providers_for(device, ort.get_available_providers())
+        check_artifact_file(file)
+        session = _create_session(file, _session_options(threads), providers)
+        return cls(file, session, read_metadata(session, file))
+
+    @property
+    def input_names(self) -> list[str]:
+        return list(self._input_names)
+
+    @property
+    def output_names(self) -> list[str]:
+        return list(self._output_names)
+
+    @property
+    def providers(self) -> list[str]:
+        """The execution providers the session actually uses, in priority order."""
+        return [] if self.session is None else list(self.session.get_providers())
+
+    def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Run ``batch`` (the single model input) and return every output by name.
+
+        Raises:
+            BackendError: the session is closed or ONNX Runtime rejects the input / fails.
+        """
+        if self.session is None:
+            raise BackendError(f"the onnxruntime backend for {self.path} is closed")
+        try:
+            outputs = self.session.run(None, {self._input_names[0]: batch})
+        except ORT_ERRORS as exc:
+            raise BackendError(
+                f"onnxruntime failed on {self.path}: input {self._input_names[0]!r} expected shape "
+                f"{self._input_shapes[0]}, found {list(batch.shape)} {batch.dtype}: {str(exc).strip()}"
+            ) from exc
+        return dict(zip(self._output_names, outputs))
+
+    def close(self) -> None:
+        """Release the session (idempotent)."""
+        self.session = None
+
+    def __enter__(self) -> "OnnxRuntimeBackend":
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()

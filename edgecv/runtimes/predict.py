@@ -1,0 +1,206 @@
+"""Run a predictor over a whole source and save what it saw: the API behind ``edgecv predict``.
+
+With ``save_dir``:
+
+* image / folder sources: one annotated image per input, same relative file name;
+* video / camera / stream sources: one annotated ``.mp4`` (``mp4v``), named after the video
+  file (``clip.avi`` -> ``clip.mp4``), ``camera0.mp4`` or ``stream.mp4``;
+* always ``predictions.jsonl``: one line per frame,
+  ``{"name": ..., "boxes": [[x1, y1, x2, y2], ...], "scores": [...], "class_ids": [...], "labels": [...]}``
+  (boxes in original-image pixels).
+
+A camera or stream runs until it ends, ``max_frames`` is reached, or Ctrl-C (which ends the
+run normally: outputs are finalised and the summary has ``interrupted=True``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Iterable, Iterator
+
+import cv2
+import numpy as np
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from edgecv.errors import SourceError
+from edgecv.runtimes.detections import Detections
+from edgecv.runtimes.draw import annotate
+from edgecv.runtimes.predictor import Predictor
+from edgecv.runtimes.sources import Frame, FrameSource, SkippedFile, SourceLike, iter_source
+
+JSONL_NAME = "predictions.jsonl"
+DEFAULT_FPS = 30.0
+
+
+@dataclass
+class PredictSummary:
+    """What :func:`predict_source` did."""
+
+    source: str
+    kind: str
+    frames: int = 0
+    detections: int = 0
+    per_class: dict[str, int] = field(default_factory=dict)
+    skipped: list[SkippedFile] = field(default_factory=list)
+    outputs: list[Path] = field(default_factory=list)
+    jsonl: Path | None = None
+    elapsed_s: float = 0.0
+    interrupted: bool = False
+
+    @property
+    def fps(self) -> float:
+        """Frames processed per second, end to end (decode, predict, draw, write)."""
+        return self.frames / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    def add(self, detections: Detections) -> None:
+        self.frames += 1
+        self.detections += len(detections)
+        for label in detections.labels:
+            self.per_class[label] = self.per_class.get(label, 0) + 1
+
+
+def video_output_path(frames: FrameSource, save_dir: Path) -> Path | None:
+    """Where the annotated mp4 of a video / camera / stream source goes (``None`` for image sources)."""
+    if frames.kind == "video":
+        return save_dir / f"{Path(frames.label).stem}.mp4"
+    if frames.kind in ("camera", "stream"):
+        return save_dir / f"{frames.label if frames.kind == 'camera' else 'stream'}.mp4"
+    return None
+
+
+def check_no_overwrite(frames: FrameSource, save_dir: Path) -> None:
+    """Refuse a ``save_dir`` whose outputs would overwrite the source's own files."""
+    if frames.root is None:
+        return
+    video = video_output_path(frames, save_dir)
+    same_dir = save_dir.resolve() == frames.root.resolve()
+    if (video is None and same_dir) or (video is not None and same_dir and video.name == frames.label):
+        raise SourceError(f"expected a save_dir other than the source folder {frames.root}, found the same "
+                          "folder: the annotated outputs would overwrite the inputs")
+
+
+class AnnotatedWriter:
+    """Writes annotated frames: image files under ``save_dir`` (same relative names) or one mp4."""
+
+    def __init__(self, frames: FrameSource, save_dir: Path) -> None:
+        self.save_dir = save_dir
+        self.video_path = video_output_path(frames, save_dir)
+        self.fps = frames.fps or DEFAULT_FPS
+        self._writer: cv2.VideoWriter | None = None
+        self.outputs: list[Path] = []
+
+    def write(self, name: str, image: np.ndarray) -> None:
+        """Save ``image`` (BGR uint8) as ``save_dir/name``, or append it to the mp4."""
+        if self.video_path is None:
+            self._write_image(self.save_dir / name, image)
+        else:
+            self._write_frame(self.video_path, image)
+
+    def _write_image(self, path: Path, image: np.ndarray) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        ok, data = cv2.imencode(path.suffix, image)
+        if not ok:  # a format OpenCV reads but cannot write in this build: fall back to PNG
+            path = path.with_suffix(".png")
+            ok, data = cv2.imencode(".png", image)
+        data.tofile(path)
+        self.outputs.append(path)
+
+    def _write_frame(self, path: Path, image: np.ndarray) -> None:
+        if self._writer is None:
+            h, w = image.shape[:2]
+            writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
+            if not writer.isOpened():
+                raise OSError(f"cannot write an mp4 (mp4v) video to {path}")
+            self._writer = writer
+            self.outputs.append(path)
+        self._writer.write(image)
+
+    def close(self) -> None:
+        """Finalise the mp4 (idempotent)."""
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+
+
+def _chunks(frames: Iterable[Frame], size: int, limit: int | None) -> Iterator[list[Frame]]:
+    """Lists of up to ``size`` frames, stopping after ``limit`` frames in total."""
+    chunk: list[Frame] = []
+    for count, frame in enumerate(frames, 1):
+        chunk.append(frame)
+        if len(chunk) == size or count == limit:
+            yield chunk
+            chunk = []
+        if count == limit:
+            break
+    if chunk:
+        yield chunk
+
+
+def _progress(frames: FrameSource, show: bool) -> Progress:
+    columns = [TextColumn("[bold]predict[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[dets]} detections"), TimeElapsedColumn()]
+    return Progress(*columns, disable=not show, transient=False)
+
+
+def predict_source(predictor: Predictor, source: SourceLike, save_dir: str | os.PathLike[str] | None = None, *,
+                   conf: float | None = None, show_progress: bool = True, max_frames: int | None = None
+                   ) -> PredictSummary:
+    """Run ``predictor`` over every frame of ``source``; optionally save annotated outputs + JSONL.
+
+    Args:
+        predictor: an open :class:`~edgecv.runtimes.predictor.Predictor`.
+        source: anything :func:`~edgecv.runtimes.sources.iter_source` accepts, or a ``FrameSource``.
+        save_dir: where to write annotated images / the mp4 and ``predictions.jsonl`` (created);
+            ``None`` writes nothing.
+        conf: extra score threshold for this run (see ``Predictor``).
+        show_progress: draw a rich progress bar on stderr.
+        max_frames: stop after this many frames (handy for cameras and streams).
+
+    Raises:
+        SourceError: the source cannot be opened, a camera / stream vanishes, or ``save_dir``
+            would overwrite the inputs. Outputs written so far are finalised first.
+    """
+    frames = iter_source(source)
+    summary = PredictSummary(source=frames.label, kind=frames.kind)
+    out_dir = None if save_dir is None else Path(save_dir)
+    if out_dir is not None:
+        check_no_overwrite(frames, out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        summary.jsonl = out_dir / JSONL_NAME
+    writer = None if out_dir is None else AnnotatedWriter(frames, out_dir)
+    jsonl = None if summary.jsonl is None else summary.jsonl.open("w", encoding="utf-8")
+    start = time.perf_counter()
+    try:
+        with frames, _progress(frames, show_progress) as progress:
+            task = progress.add_task(frames.label, total=max_frames or frames.total, dets=0)
+            for chunk in _chunks(frames, predictor.batch_size or 1, max_frames):
+                results = predictor([frame for _, frame in chunk], conf=conf)
+                for (name, frame), dets in zip(chunk, results):
+                    _record(summary, name, frame, dets, writer, jsonl)
+                progress.update(task, advance=len(chunk), dets=summary.detections)
+    except KeyboardInterrupt:
+        if frames.kind not in ("camera", "stream"):
+            raise
+        summary.interrupted = True
+    finally:
+        if writer is not None:
+            writer.close()
+            summary.outputs = writer.outputs
+        if jsonl is not None:
+            jsonl.close()
+        summary.skipped = list(frames.skipped)
+        summary.elapsed_s = time.perf_counter() - start
+    return summary
+
+
+def _record(summary: PredictSummary, name: str, frame: np.ndarray, dets: Detections,
+            writer: AnnotatedWriter | None, jsonl: IO[str] | None) -> None:
+    summary.add(dets)
+    if writer is not None:
+        writer.write(name, annotate(frame, dets))
+    if jsonl is not None:
+        jsonl.write(json.dumps({"name": name, **dets.to_dict()}) + "\n")

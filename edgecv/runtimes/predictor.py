@@ -1,0 +1,175 @@
+"""One predictor over every backend: image(s) in, :class:`Detections` in original pixels out.
+
+    with Predictor("model.onnx") as predictor:
+        dets = predictor(cv2.imread("photo.jpg"))          # Detections
+        many = predictor([frame_a, frame_b, frame_c])      # list[Detections]
+
+Pre- and post-processing (:mod:`~edgecv.runtimes.preprocess`,
+:mod:`~edgecv.runtimes.postprocess`) are shared and backend-agnostic; the backend only runs
+the tensor. Images that are not HxWx3 uint8 BGR (grayscale, BGRA, 16-bit) are converted and
+reported with one :class:`~edgecv.runtimes.image.ImageConversionWarning` per kind of
+conversion per predictor (``warnings`` filters can silence or escalate them).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from pathlib import Path
+from types import TracebackType
+from typing import Sequence, overload
+
+import numpy as np
+
+from edgecv.errors import ArtifactError
+from edgecv.metadata import DETECTION_OUTPUTS, ArtifactMetadata
+from edgecv.runtimes.backends import Backend, open_backend
+from edgecv.runtimes.detections import Detections
+from edgecv.runtimes.image import ConversionNotes, read_image, to_bgr_uint8
+from edgecv.runtimes.postprocess import to_detections
+from edgecv.runtimes.preprocess import input_hw, normalisation, preprocess_batch
+
+#: What one input may be: an image array (see :func:`~edgecv.runtimes.image.to_bgr_uint8`) or an image file path.
+ImageInput = np.ndarray | str | os.PathLike
+
+
+def check_detection_artifact(metadata: ArtifactMetadata, backend: Backend) -> None:
+    """Raise :class:`ArtifactError` unless the artifact is a detector this runtime can drive."""
+    source = str(backend.path)
+    if metadata.task != "detect":
+        raise ArtifactError(f"{source}: expected task 'detect', found {metadata.task!r} "
+                            "(this runtime does not run segmentation artifacts yet)")
+    if backend.input_names != [metadata.input_name]:
+        raise ArtifactError(f"{source}: expected one model input {metadata.input_name!r} (from the metadata), "
+                            f"found {backend.input_names}")
+    missing = [name for name in DETECTION_OUTPUTS if name not in backend.output_names]
+    if missing:
+        raise ArtifactError(f"{source}: expected detection outputs {list(DETECTION_OUTPUTS)}, "
+                            f"found {backend.output_names}")
+    if len(metadata.input_shape) != 4 or metadata.input_shape[1] != 3:
+        raise ArtifactError(f"{source}: expected input_shape [B, 3, H, W], found {metadata.input_shape}")
+    if not metadata.class_names:
+        raise ArtifactError(f"{source}: expected class_names in the metadata, found none")
+    input_hw(metadata)
+    normalisation(metadata)
+
+
+def _check_conf(conf: float | None) -> float | None:
+    if conf is not None and not 0.0 <= float(conf) <= 1.0:
+        raise ValueError(f"conf: expected a score in [0, 1] or None, found {conf!r}")
+    return None if conf is None else float(conf)
+
+
+class Predictor:
+    """Run an edgecv detection artifact.
+
+    Args:
+        path: the artifact (``.onnx``).
+        backend: ``"auto"`` (by file suffix) or a name from
+            :data:`edgecv.runtimes.backends.LOADERS` (``"onnxruntime"``).
+        device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        threads: intra-op threads for the backend (``None``: backend default).
+        conf: keep only detections scoring at least this, on top of the threshold baked
+            into the graph (``metadata.conf_threshold``); lower values cannot bring back
+            what the graph already dropped.
+
+    Attributes:
+        metadata: the artifact's :class:`~edgecv.metadata.ArtifactMetadata`.
+        backend: the opened :class:`~edgecv.runtimes.backends.Backend`.
+        batch_size: the artifact's fixed batch size, or ``None`` if the batch axis is dynamic.
+        last_timing: ``{"preprocess_ms", "infer_ms", "postprocess_ms", "total_ms", "images"}`` of the last call.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, backend: str = "auto", device: str = "cpu",
+                 threads: int | None = None, conf: float | None = None) -> None:
+        self.conf = _check_conf(conf)
+        self.backend: Backend = open_backend(path, backend, device=device, threads=threads)
+        try:
+            self.metadata: ArtifactMetadata = self.backend.metadata
+            check_detection_artifact(self.metadata, self.backend)
+        except BaseException:
+            self.backend.close()
+            raise
+        self.path = Path(path)
+        self.class_names: tuple[str, ...] = tuple(self.metadata.class_names)
+        batch = int(self.metadata.input_shape[0])
+        self.batch_size: int | None = batch if batch > 0 else None
+        self.last_timing: dict[str, float] = {}
+        self._notes = ConversionNotes()
+        self._warned_conf = False
+        self._warn_if_conf_ineffective(self.conf)
+
+    @overload
+    def __call__(self, images: ImageInput, *, conf: float | None = None) -> Detections: ...
+
+    @overload
+    def __call__(self, images: Sequence[ImageInput], *, conf: float | None = None) -> list[Detections]: ...
+
+    def __call__(self, images: ImageInput | Sequence[ImageInput], *, conf: float | None = None
+                 ) -> Detections | list[Detections]:
+        """Detect objects in one image (-> :class:`Detections`) or a list of images (-> list, same order).
+
+        ``conf`` overrides the predictor's ``conf`` for this call. A list runs in batches:
+        chunks of ``batch_size`` (the last one zero-padded) for a fixed-batch artifact, all at
+        once for a dynamic one.
+        """
+        if isinstance(images, (list, tuple)):
+            return self.predict_batch(images, conf=conf)
+        return self.predict_batch([images], conf=conf)[0]
+
+    def predict_batch(self, images: Sequence[ImageInput], *, conf: float | None = None) -> list[Detections]:
+        """The list form of :meth:`__call__`."""
+        conf = self.conf if conf is None else _check_conf(conf)
+        self._warn_if_conf_ineffective(conf)
+        start = time.perf_counter()
+        frames = [self._prepare(image) for image in images]
+        timing = {"preprocess_ms": (time.perf_counter() - start) * 1e3, "infer_ms": 0.0, "postprocess_ms": 0.0}
+        step = self.batch_size or max(1, len(frames))
+        results: list[Detections] = []
+        for first in range(0, len(frames), step):
+            t0 = time.perf_counter()
+            tensor, infos = preprocess_batch(frames[first:first + step], self.metadata, self.batch_size)
+            t1 = time.perf_counter()
+            outputs = self.backend.infer(tensor)
+            t2 = time.perf_counter()
+            results.extend(to_detections(outputs, infos, self.class_names, conf))
+            t3 = time.perf_counter()
+            timing["preprocess_ms"] += (t1 - t0) * 1e3
+            timing["infer_ms"] += (t2 - t1) * 1e3
+            timing["postprocess_ms"] += (t3 - t2) * 1e3
+        timing["total_ms"] = (time.perf_counter() - start) * 1e3
+        timing["images"] = float(len(frames))
+        self.last_timing = timing
+        return results
+
+    def _prepare(self, image: ImageInput) -> np.ndarray:
+        if isinstance(image, (str, os.PathLike)):
+            image = read_image(image)
+        bgr, note = to_bgr_uint8(image)
+        self._notes.report(note)
+        return bgr
+
+    def _warn_if_conf_ineffective(self, conf: float | None) -> None:
+        baked = float(self.metadata.conf_threshold)
+        if conf is not None and conf < baked and not self._warned_conf:
+            self._warned_conf = True
+            warnings.warn(f"edgecv: conf {conf} is below the threshold {baked} baked into {self.path.name}; "
+                          f"scores below {baked} were already dropped in the graph (re-export to lower it)",
+                          UserWarning, stacklevel=4)
+
+    def close(self) -> None:
+        """Release the backend (idempotent)."""
+        self.backend.close()
+
+    def __enter__(self) -> "Predictor":
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        batch = self.batch_size or "dynamic"
+        return (f"Predictor({str(self.path)!r}, backend={self.backend.name!r}, task={self.metadata.task!r}, "
+                f"classes={len(self.class_names)}, input={list(input_hw(self.metadata))}, batch={batch})")

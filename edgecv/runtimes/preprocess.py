@@ -1,0 +1,170 @@
+"""Letterbox and tensor building: the one preprocessing every backend and the calibrator share.
+
+Conventions (they must match what the exporter wrote into the artifact metadata):
+
+* letterbox: ``scale = min(H / h, W / w)``; the image is resized with ``cv2.INTER_LINEAR`` to
+  ``(round(w * scale), round(h * scale))`` and padded with ``pad_value`` (114) on all sides,
+  centred, the odd pixel going right / bottom (``pad_x = (W - new_w) // 2``).
+* tensor: float32 ``[B, 3, H, W]`` (NCHW), channels in the artifact's ``color_order``
+  (inputs are BGR; RGB artifacts get R, G, B planes), value ``(x / 255 - mean[c]) / std[c]``.
+* boxes: x1, y1, x2, y2 pixels. Network outputs live in the letterboxed image;
+  :func:`scale_boxes_back` maps them to the original image.
+
+The network input size ``(H, W)`` is the artifact's fixed ``input_shape[2:]``, or its
+``letterbox_size`` when those axes are dynamic (:func:`input_hw`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from edgecv.errors import ArtifactError
+from edgecv.metadata import ArtifactMetadata
+from edgecv.runtimes.image import to_bgr_uint8
+
+_INPUT_DTYPES = {"float32": np.float32, "float16": np.float16}
+
+
+@dataclass(frozen=True)
+class LetterboxInfo:
+    """How one image was letterboxed: ``letterbox_xy = orig_xy * scale + (pad_x, pad_y)``.
+
+    ``orig_shape`` is the original ``(height, width)`` in pixels.
+    """
+
+    scale: float
+    pad_x: int
+    pad_y: int
+    orig_shape: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class Normalisation:
+    """Per-output-channel affine map from uint8 pixels: ``plane_c = src[..., source[c]] * mul[c] - sub[c]``."""
+
+    source: tuple[int, int, int]  # BGR input channel feeding each tensor channel
+    mul: tuple[float, float, float]  # 1 / (255 * std)
+    sub: tuple[float, float, float]  # mean / std
+    dtype: type
+
+
+def input_hw(metadata: ArtifactMetadata) -> tuple[int, int]:
+    """Network input ``(H, W)``: the fixed ``input_shape[2:]``, else ``letterbox_size``."""
+    shape = list(metadata.input_shape)
+    if len(shape) != 4:
+        raise ArtifactError(f"expected input_shape [B, 3, H, W] in the metadata, found {shape}")
+    if shape[2] > 0 and shape[3] > 0:
+        return int(shape[2]), int(shape[3])
+    size = list(metadata.letterbox_size)
+    if len(size) != 2 or min(size) <= 0:
+        raise ArtifactError(f"expected letterbox_size [H, W] > 0 for dynamic input axes, found {size}")
+    return int(size[0]), int(size[1])
+
+
+def normalisation(metadata: ArtifactMetadata) -> Normalisation:
+    """Validate the metadata's layout, colour order, mean/std and dtype and turn them into a :class:`Normalisation`."""
+    if metadata.layout != "NCHW":
+        raise ArtifactError(f"expected input layout NCHW in the metadata, found {metadata.layout!r}")
+    order = metadata.color_order.upper()
+    if order not in ("RGB", "BGR"):
+        raise ArtifactError(f"expected color_order 'RGB' or 'BGR' in the metadata, found {metadata.color_order!r}")
+    if metadata.input_dtype not in _INPUT_DTYPES:
+        raise ArtifactError(f"expected input_dtype in {sorted(_INPUT_DTYPES)}, found {metadata.input_dtype!r}")
+    mean, std = [float(v) for v in metadata.mean], [float(v) for v in metadata.std]
+    if len(mean) != 3 or len(std) != 3 or any(s == 0.0 for s in std):
+        raise ArtifactError(f"expected 3 mean values and 3 non-zero std values, found mean={mean} std={std}")
+    return Normalisation(
+        source=(2, 1, 0) if order == "RGB" else (0, 1, 2),
+        mul=tuple(1.0 / (255.0 * s) for s in std),  # type: ignore[arg-type]
+        sub=tuple(m / s for m, s in zip(mean, std)),  # type: ignore[arg-type]
+        dtype=_INPUT_DTYPES[metadata.input_dtype],
+    )
+
+
+def letterbox(image: np.ndarray, size: tuple[int, int], pad_value: int = 114) -> tuple[np.ndarray, LetterboxInfo]:
+    """Resize ``image`` (HxWxC uint8) to fit ``size = (H, W)`` keeping aspect ratio; pad the rest.
+
+    Returns the padded uint8 image ``[H, W, C]`` and its :class:`LetterboxInfo`.
+    """
+    out_h, out_w = size
+    h, w = image.shape[:2]
+    scale = min(out_h / h, out_w / w)
+    new_w = min(out_w, max(1, int(round(w * scale))))
+    new_h = min(out_h, max(1, int(round(h * scale))))
+    if (new_w, new_h) != (w, h):
+        image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    pad_x, pad_y = (out_w - new_w) // 2, (out_h - new_h) // 2
+    if (new_w, new_h) != (out_w, out_h):
+        image = cv2.copyMakeBorder(image, pad_y, out_h - new_h - pad_y, pad_x, out_w - new_w - pad_x,
+                                   cv2.BORDER_CONSTANT, value=(pad_value,) * 4)
+    return image, LetterboxInfo(float(scale), pad_x, pad_y, (int(h), int(w)))
+
+
+def scale_boxes_back(boxes: np.ndarray, info: LetterboxInfo) -> np.ndarray:
+    """Map xyxy ``boxes [N, 4]`` from letterbox pixels to original-image pixels, clipped to the image.
+
+    Returns a new float32 ``[N, 4]`` array: ``(box - pad) / scale``, then clipped to
+    ``[0, width] x [0, height]`` of ``info.orig_shape``.
+    """
+    out = np.array(boxes, dtype=np.float32, copy=True).reshape(-1, 4)
+    out -= np.array([info.pad_x, info.pad_y, info.pad_x, info.pad_y], np.float32)
+    out /= np.float32(info.scale)
+    h, w = info.orig_shape
+    np.clip(out, 0.0, np.array([w, h, w, h], np.float32), out=out)
+    return out
+
+
+def boxes_to_letterbox(boxes: np.ndarray, info: LetterboxInfo) -> np.ndarray:
+    """Inverse of :func:`scale_boxes_back` (without clipping): original-image xyxy -> letterbox xyxy, float32 ``[N, 4]``."""
+    out = np.array(boxes, dtype=np.float32, copy=True).reshape(-1, 4) * np.float32(info.scale)
+    out += np.array([info.pad_x, info.pad_y, info.pad_x, info.pad_y], np.float32)
+    return out
+
+
+def fill_tensor(padded: np.ndarray, norm: Normalisation, out: np.ndarray) -> None:
+    """Write one letterboxed BGR uint8 image ``[H, W, 3]`` into ``out [3, H, W]`` float32, normalised.
+
+    One pass per channel over contiguous planes (``cv2.split`` then a fused multiply).
+    """
+    planes = cv2.split(padded)
+    for c, src in enumerate(norm.source):
+        np.multiply(planes[src], np.float32(norm.mul[c]), out=out[c], dtype=np.float32, casting="unsafe")
+        if norm.sub[c]:
+            np.subtract(out[c], np.float32(norm.sub[c]), out=out[c])
+
+
+def preprocess_batch(
+    images: Sequence[np.ndarray],
+    metadata: ArtifactMetadata,
+    batch_size: int | None = None,
+) -> tuple[np.ndarray, list[LetterboxInfo]]:
+    """Letterbox and normalise ``images`` into the artifact's input tensor.
+
+    Args:
+        images: HxWx3 uint8 BGR images (grayscale, BGRA and uint16 are converted silently
+            with :func:`~edgecv.runtimes.image.to_bgr_uint8`; call it yourself to see the notes).
+        metadata: the artifact's metadata (input size, colour order, mean/std, pad value, dtype).
+        batch_size: pad the batch with all-zero items up to this size (fixed-batch artifacts).
+
+    Returns:
+        ``(tensor, infos)``: tensor ``[max(len(images), batch_size), 3, H, W]`` of the artifact's
+        input dtype (float32 unless the artifact says float16), and one :class:`LetterboxInfo`
+        per real image, for :func:`scale_boxes_back`.
+    """
+    height, width = input_hw(metadata)
+    norm = normalisation(metadata)
+    total = max(len(images), batch_size or 0)
+    tensor = np.empty((total, 3, height, width), np.float32)
+    infos = []
+    for i, image in enumerate(images):
+        padded, info = letterbox(to_bgr_uint8(image)[0], (height, width), metadata.pad_value)
+        fill_tensor(padded, norm, tensor[i])
+        infos.append(info)
+    tensor[len(images):] = 0.0
+    if norm.dtype is not np.float32:
+        tensor = tensor.astype(norm.dtype)
+    return tensor, infos

@@ -1,0 +1,327 @@
+"""Tests for edgecv.export.nms: the appended ONNX NMS subgraph run in ONNX Runtime (CPU)
+against nms_reference and torchvision.ops.batched_nms."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+torch = pytest.importorskip("torch")
+torchvision = pytest.importorskip("torchvision")
+
+from onnx import TensorProto, helper  # noqa: E402
+
+from edgecv.errors import ExportError  # noqa: E402
+from edgecv.export.nms import NMS_OUTPUTS, NMS_PREFIX, append_nms, nms_reference  # noqa: E402
+
+IOU, CONF = 0.45, 0.25
+
+
+def identity_model(opset: int = 17, num_classes: int | str = 4, *, box_dims=("B", "N", 4), score_dims=None):
+    """Graph inputs in_boxes/in_scores -> Identity -> outputs raw_boxes/raw_scores (symbolic B, N)."""
+    score_dims = score_dims or ("B", "N", num_classes)
+    nodes = [
+        helper.make_node("Identity", ["in_boxes"], ["raw_boxes"], name="id_boxes"),
+        helper.make_node("Identity", ["in_scores"], ["raw_scores"], name="id_scores"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "raw_detector",
+        [
+            helper.make_tensor_value_info("in_boxes", TensorProto.FLOAT, list(box_dims)),
+            helper.make_tensor_value_info("in_scores", TensorProto.FLOAT, list(score_dims)),
+        ],
+        [
+            helper.make_tensor_value_info("raw_boxes", TensorProto.FLOAT, list(box_dims)),
+            helper.make_tensor_value_info("raw_scores", TensorProto.FLOAT, list(score_dims)),
+        ],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def session(model):
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+def run(sess, boxes, scores):
+    return sess.run(None, {"in_boxes": boxes, "in_scores": scores})
+
+
+def clustered(rng, batch: int, n: int, num_classes: int, clusters: int = 6, size: float = 640.0):
+    """Boxes jittered around a few cluster centres (heavy overlap), float32 scores in [0, 1)."""
+    centres = rng.uniform(40, size - 40, (batch, clusters, 2))
+    halves = rng.uniform(10, 40, (batch, clusters, 2))
+    which = rng.integers(0, clusters, (batch, n, 1))
+    centre = np.take_along_axis(centres, which, axis=1) + rng.normal(0, 3, (batch, n, 2))
+    half = np.take_along_axis(halves, which, axis=1) * rng.uniform(0.8, 1.25, (batch, n, 2))
+    boxes = np.concatenate([centre - half, centre + half], axis=-1).astype(np.float32)
+    scores = (rng.uniform(0, 1, (batch, n, num_classes)) ** 2).astype(np.float32)
+    return boxes, scores
+
+
+def assert_same(got, ref):
+    """Exact equality of the four contract tensors, dtypes included."""
+    for name, g, r in zip(NMS_OUTPUTS, got, ref):
+        assert g.dtype == r.dtype, f"{name}: dtype {g.dtype} != {r.dtype}"
+        assert g.shape == r.shape, f"{name}: shape {g.shape} != {r.shape}"
+        np.testing.assert_array_equal(g, r, err_msg=name)
+
+
+def batched_nms_rows(boxes, scores, max_det, iou=IOU, conf=CONF):
+    """Independent check of one image via torchvision.ops.batched_nms: sorted (x1,y1,x2,y2,score,class) rows."""
+    n_idx, c_idx = np.nonzero(scores > np.float32(conf))
+    cand_scores = torch.from_numpy(scores[n_idx, c_idx])
+    keep = torchvision.ops.batched_nms(
+        torch.from_numpy(boxes[n_idx]), cand_scores, torch.from_numpy(c_idx), iou
+    ).numpy()[:max_det]
+    rows = [(*boxes[n_idx[k]].tolist(), float(scores[n_idx[k], c_idx[k]]), int(c_idx[k])) for k in keep]
+    return sorted(rows)
+
+
+def contract_rows(num, boxes, scores, classes, b):
+    k = int(num[b, 0])
+    return sorted((*boxes[b, i].tolist(), float(scores[b, i]), int(classes[b, i])) for i in range(k))
+
+
+# ----------------------------------------------------------------------------------------- behaviour
+
+
+@pytest.mark.parametrize("opset", [13, 17])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_matches_reference_on_clustered_boxes(opset, batch):
+    rng = np.random.default_rng(opset * 10 + batch)
+    boxes, scores = clustered(rng, batch, 300, 5)
+    if batch == 3:
+        scores[1] *= 0.4  # fewer detections in item 1 ...
+        scores[2, :, 1:] = 0.0  # ... and only class 0 in item 2
+    model = append_nms(identity_model(opset, 5), max_det=50, iou_threshold=IOU, conf_threshold=CONF)
+    got = run(session(model), boxes, scores)
+    ref = nms_reference(boxes, scores, max_det=50, iou_threshold=IOU, conf_threshold=CONF)
+    assert_same(got, ref)
+    num = got[0][:, 0]
+    assert (num > 0).all() and (num < 50).all()
+    if batch == 3:
+        assert len(set(num.tolist())) == 3, f"expected different detection counts per item, got {num}"
+    for b in range(batch):
+        assert contract_rows(*got, b) == batched_nms_rows(boxes[b], scores[b], 50)
+        k = num[b]
+        assert np.all(np.diff(got[2][b, :k]) <= 0), "scores not sorted descending"
+        assert not got[1][b, k:].any() and not got[2][b, k:].any() and not got[3][b, k:].any(), "padding not zero"
+
+
+def test_dynamic_n_and_batch_through_one_model():
+    sess = session(append_nms(identity_model(17, 3), max_det=30))
+    rng = np.random.default_rng(1)
+    for batch, n in ((1, 64), (2, 900), (4, 7)):
+        boxes, scores = clustered(rng, batch, n, 3)
+        got = run(sess, boxes, scores)
+        assert_same(got, nms_reference(boxes, scores, max_det=30, iou_threshold=IOU, conf_threshold=CONF))
+
+
+@pytest.mark.parametrize("opset", [13, 17])
+@pytest.mark.parametrize("n", [0, 50])
+def test_no_candidate_above_threshold_gives_zeros(opset, n):
+    rng = np.random.default_rng(2)
+    boxes, scores = clustered(rng, 2, n, 4)
+    scores = np.minimum(scores, np.float32(CONF))  # every score <= conf
+    got = run(session(append_nms(identity_model(opset, 4), max_det=10)), boxes, scores)
+    assert got[0].tolist() == [[0], [0]]
+    assert [a.shape for a in got] == [(2, 1), (2, 10, 4), (2, 10), (2, 10)]
+    assert not any(a.any() for a in got)
+    assert_same(got, nms_reference(boxes, scores, max_det=10, iou_threshold=IOU, conf_threshold=CONF))
+
+
+def test_truncation_keeps_highest_scores():
+    n = 40
+    x = np.arange(n, dtype=np.float32) * 20  # disjoint boxes: nothing is suppressed
+    boxes = np.stack([x, np.zeros(n), x + 10, np.full(n, 10)], axis=-1).astype(np.float32)[None]
+    scores = np.random.default_rng(3).permutation(np.linspace(0.3, 0.99, n)).astype(np.float32)[None, :, None]
+    got = run(session(append_nms(identity_model(17, 1), max_det=8)), boxes, scores)
+    best = np.argsort(-scores[0, :, 0])[:8]
+    assert got[0].tolist() == [[8]]
+    np.testing.assert_array_equal(got[2][0], scores[0, best, 0])
+    np.testing.assert_array_equal(got[1][0], boxes[0, best])
+    assert_same(got, nms_reference(boxes, scores, max_det=8, iou_threshold=IOU, conf_threshold=CONF))
+
+
+def test_truncation_across_classes_and_per_class_cap():
+    """One class alone has more survivors than max_det; the top max_det across classes wins."""
+    rng = np.random.default_rng(4)
+    x = np.arange(60, dtype=np.float32) * 20
+    boxes = np.stack([x, np.zeros(60), x + 10, np.full(60, 10)], axis=-1).astype(np.float32)[None]
+    scores = rng.uniform(0.3, 1.0, (1, 60, 3)).astype(np.float32)
+    got = run(session(append_nms(identity_model(17, 3), max_det=25)), boxes, scores)
+    assert got[0].tolist() == [[25]]
+    np.testing.assert_array_equal(got[2][0], np.sort(scores.ravel())[::-1][:25])
+    assert_same(got, nms_reference(boxes, scores, max_det=25, iou_threshold=IOU, conf_threshold=CONF))
+
+
+def test_conf_threshold_is_strict():
+    boxes = np.array([[[0, 0, 10, 10], [20, 0, 30, 10], [40, 0, 50, 10]]], np.float32)
+    conf = np.float32(CONF)
+    above = np.nextafter(conf, np.float32(1))
+    scores = np.array([[[conf], [above], [np.nextafter(conf, np.float32(0))]]], np.float32)
+    got = run(session(append_nms(identity_model(17, 1), max_det=5, conf_threshold=CONF)), boxes, scores)
+    assert got[0].tolist() == [[1]]
+    np.testing.assert_array_equal(got[1][0, 0], boxes[0, 1])
+    assert got[2][0, 0] == above
+    assert_same(got, nms_reference(boxes, scores, max_det=5, iou_threshold=IOU, conf_threshold=CONF))
+
+
+def test_iou_threshold_is_strict():
+    # IoU of the first two boxes is exactly 0.5 (intersection 100, union 200); the third overlaps more.
+    boxes = np.array([[[0, 0, 20, 10], [0, 0, 10, 10], [0, 0, 19, 10]]], np.float32)
+    scores = np.array([[[0.9], [0.8], [0.7]]], np.float32)
+    got = run(session(append_nms(identity_model(17, 1), max_det=5, iou_threshold=0.5)), boxes, scores)
+    assert got[0].tolist() == [[2]]
+    np.testing.assert_array_equal(got[1][0, :2], boxes[0, :2])
+    assert_same(got, nms_reference(boxes, scores, max_det=5, iou_threshold=0.5, conf_threshold=CONF))
+
+
+def test_class_aware_and_multi_label():
+    """Identical boxes of different classes never suppress each other; one box may be kept per class."""
+    boxes = np.array([[[0, 0, 10, 10], [0, 0, 10, 10], [1, 1, 11, 11]]], np.float32)
+    scores = np.array([[[0.9, 0.1], [0.1, 0.8], [0.7, 0.6]]], np.float32)
+    got = run(session(append_nms(identity_model(17, 2), max_det=5)), boxes, scores)
+    assert got[0].tolist() == [[2]]
+    assert got[3][0, :2].tolist() == [0, 1]
+    np.testing.assert_array_equal(got[2][0, :2], np.array([0.9, 0.8], np.float32))
+    scores = np.array([[[0.9, 0.8], [0.0, 0.0], [0.0, 0.0]]], np.float32)
+    got = run(session(append_nms(identity_model(17, 2), max_det=5)), boxes, scores)
+    assert got[3][0, :2].tolist() == [0, 1]
+    np.testing.assert_array_equal(got[1][0, 0], got[1][0, 1])
+
+
+def test_equal_scores_ordered_like_reference():
+    """Ties: ordered by class, then candidate index -- in the graph and in the reference."""
+    x = np.arange(6, dtype=np.float32) * 20
+    boxes = np.stack([x, np.zeros(6), x + 10, np.full(6, 10)], axis=-1).astype(np.float32)[None]
+    scores = np.full((1, 6, 3), 0.5, np.float32)
+    scores[0, 2:4] = 0.75  # duplicate overlapping boxes with tied scores too
+    boxes[0, 3] = boxes[0, 2]
+    got = run(session(append_nms(identity_model(17, 3), max_det=7)), boxes, scores)
+    assert_same(got, nms_reference(boxes, scores, max_det=7, iou_threshold=IOU, conf_threshold=CONF))
+    assert got[3][0].tolist() == [0, 1, 2, 0, 0, 0, 0]
+    np.testing.assert_array_equal(got[1][0, 0], boxes[0, 2])  # lower index wins the tie
+
+
+@pytest.mark.parametrize("max_candidates", [1, 25, 10_000])
+def test_max_candidates_preselection(max_candidates):
+    rng = np.random.default_rng(5)
+    boxes, scores = clustered(rng, 2, 200, 4)
+    model = append_nms(identity_model(17, 4), max_det=40, conf_threshold=0.05, max_candidates=max_candidates)
+    got = run(session(model), boxes, scores)
+    kwargs = dict(max_det=40, iou_threshold=IOU, conf_threshold=0.05)
+    assert_same(got, nms_reference(boxes, scores, max_candidates=max_candidates, **kwargs))
+    if max_candidates >= 200:  # pre-selection of everything changes nothing
+        assert_same(got, nms_reference(boxes, scores, **kwargs))
+    else:
+        assert (got[0] <= max_candidates * 4).all()
+
+
+@pytest.mark.parametrize("opset", [13, 17, 18, 21])
+def test_graph_is_valid_and_outputs_declared(opset):
+    source = identity_model(opset, 4)
+    before = source.SerializeToString()
+    model = append_nms(source, max_det=20, max_candidates=64)
+    assert source.SerializeToString() == before, "input model was modified"
+    onnx.checker.check_model(model, full_check=True)
+    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    assert [o.name for o in inferred.graph.output] == list(NMS_OUTPUTS)
+    declared = {
+        o.name: (o.type.tensor_type.elem_type, [d.dim_value or d.dim_param for d in o.type.tensor_type.shape.dim])
+        for o in inferred.graph.output
+    }
+    assert declared == {
+        "num_dets": (TensorProto.INT32, ["B", 1]),
+        "boxes": (TensorProto.FLOAT, ["B", 20, 4]),
+        "scores": (TensorProto.FLOAT, ["B", 20]),
+        "classes": (TensorProto.INT32, ["B", 20]),
+    }
+    assert model.opset_import[0].version == opset
+    new_nodes = model.graph.node[len(source.graph.node) :]
+    assert all(node.name.startswith(NMS_PREFIX) for node in new_nodes)
+    assert sum(node.op_type == "NonMaxSuppression" for node in new_nodes) == 1
+    outputs = [o.type for o in session(model).get_outputs()]
+    assert outputs == ["tensor(int32)", "tensor(float)", "tensor(float)", "tensor(int32)"]
+
+
+def test_custom_output_names():
+    model = identity_model(17, 2)
+    for node, out in zip(model.graph.node, ("det_b", "det_s")):
+        node.output[0] = out
+    for value, out in zip(model.graph.output, ("det_b", "det_s")):
+        value.name = out
+    model = append_nms(model, boxes_output="det_b", scores_output="det_s", max_det=5)
+    onnx.checker.check_model(model)
+    boxes, scores = clustered(np.random.default_rng(6), 1, 30, 2)
+    got = run(session(model), boxes, scores)
+    assert_same(got, nms_reference(boxes, scores, max_det=5, iou_threshold=IOU, conf_threshold=CONF))
+
+
+# ----------------------------------------------------------------------------------------- errors
+
+
+def test_missing_output_names_expected_and_found():
+    with pytest.raises(ExportError, match=r"'boxes_xyxy'.*found outputs \['raw_boxes', 'raw_scores'\]"):
+        append_nms(identity_model(), boxes_output="boxes_xyxy")
+
+
+@pytest.mark.parametrize(
+    ("box_dims", "score_dims", "match"),
+    [
+        (("B", 4), None, r"'raw_boxes'.*expected rank 3.*found rank 2"),
+        (("B", "N", 4), ("N", 4), r"'raw_scores'.*expected rank 3.*found rank 2"),
+        (("B", "N", 5), None, r"expected last dim 4.*found 5"),
+        ((2, 10, 4), (2, 11, 3), r"share dim N.*10 vs 11"),
+    ],
+)
+def test_wrong_ranks_and_dims(box_dims, score_dims, match):
+    with pytest.raises(ExportError, match=match):
+        append_nms(identity_model(box_dims=box_dims, score_dims=score_dims))
+
+
+def test_wrong_dtype_opset_and_double_append():
+    model = identity_model()
+    model.graph.output[1].type.tensor_type.elem_type = TensorProto.FLOAT16
+    with pytest.raises(ExportError, match="expected dtype FLOAT.*found FLOAT16"):
+        append_nms(model)
+    with pytest.raises(ExportError, match="opset >= 13, found opset 12"):
+        append_nms(identity_model(opset=12))
+    appended = append_nms(identity_model())
+    appended.graph.output.extend(
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("raw_boxes", "raw_scores")]
+    )
+    with pytest.raises(ExportError, match="NMS already appended"):
+        append_nms(appended)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"max_det": 0}, {"max_det": 2.5}, {"iou_threshold": 1.5}, {"conf_threshold": -0.1}, {"max_candidates": 0}],
+)
+def test_invalid_parameters(kwargs):
+    with pytest.raises(ExportError, match="expected"):
+        append_nms(identity_model(), **kwargs)
+    params = {"max_det": 10, "iou_threshold": IOU, "conf_threshold": CONF, **kwargs}
+    with pytest.raises(ExportError, match="expected"):
+        nms_reference(np.zeros((1, 1, 4), np.float32), np.zeros((1, 1, 1), np.float32), **params)
+
+
+def test_reference_rejects_bad_shapes():
+    with pytest.raises(ExportError, match=r"found \(1, 3, 4\) and \(1, 2, 2\)"):
+        nms_reference(np.zeros((1, 3, 4)), np.zeros((1, 2, 2)), max_det=5, iou_threshold=IOU, conf_threshold=CONF)
+
+
+def test_module_imports_neither_onnx_nor_torch():
+    root = Path(__file__).resolve().parents[2]
+    code = "import sys, edgecv.export.nms; assert not {'torch', 'onnx', 'torchvision'} & set(sys.modules), sys.modules"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)
