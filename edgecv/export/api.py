@@ -1,10 +1,17 @@
-"""One-call export API: ``export_model("yolo")`` does what ``edgecv export yolo`` does."""
+"""One-call export API: ``export_model("yolo")`` does what ``edgecv export yolo`` does;
+``export_torch_detector(module, names, out)`` exports any PyTorch detector."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
+import torch
 from rich.console import Console
+from torch import nn
+
+from edgecv.errors import ExportError
+from edgecv.models.base import LoadedDetector
 
 from edgecv.export.onnx_export import ExportOptions, ExportResult, export_detector, resolve_options
 from edgecv.models import load_for_export
@@ -30,3 +37,49 @@ def export_model(name: str = "yolo", weights: str | Path | None = None, out: str
         result = export_detector(detector, out, opts, console=console)
     console.print(f"[green]exported[/] {result.path} in {result.seconds:.1f}s")
     return result
+
+
+BOX_FORMATS = ("xyxy", "xywh", "cxcywh")
+
+
+class DetectorAdapter(nn.Module):
+    """Bring any detector's output to edgecv's raw contract.
+
+    ``module(images)`` (optionally followed by ``decode``) must return ``(boxes [B,N,4], scores [B,N,C])``
+    with boxes in input pixels in ``box_format``; scores are probabilities, or logits when
+    ``scores_are_logits`` (a sigmoid is added inside the graph).
+    """
+
+    def __init__(self, module: nn.Module, decode: Callable | None = None, box_format: str = "xyxy",
+                 scores_are_logits: bool = False) -> None:
+        super().__init__()
+        if box_format not in BOX_FORMATS:
+            raise ExportError(f"box_format: expected one of {BOX_FORMATS}, found {box_format!r}")
+        self.module, self.decode = module, decode
+        self.box_format, self.scores_are_logits = box_format, scores_are_logits
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.module(images)
+        boxes, scores = self.decode(out) if self.decode is not None else out
+        if self.box_format == "xywh":
+            boxes = torch.cat((boxes[..., :2], boxes[..., :2] + boxes[..., 2:]), -1)
+        elif self.box_format == "cxcywh":
+            half = boxes[..., 2:] / 2
+            boxes = torch.cat((boxes[..., :2] - half, boxes[..., :2] + half), -1)
+        return boxes, scores.sigmoid() if self.scores_are_logits else scores
+
+
+def export_torch_detector(module: nn.Module, class_names: list[str], out: str | Path,
+                          opts: ExportOptions | None = None, *, decode: Callable | None = None,
+                          box_format: str = "xyxy", scores_are_logits: bool = False,
+                          mean: list[float] | None = None, std: list[float] | None = None,
+                          imgsz: int = 640, console: Console | None = None) -> ExportResult:
+    """Export any ``torch.nn.Module`` detector: edgecv adds NMS, metadata and the fidelity check.
+
+    ``module`` takes float32 [B,3,H,W] RGB in [0,1] (then ``(x - mean) / std`` if given) and
+    returns boxes and per-class scores (see :class:`DetectorAdapter`).
+    """
+    adapter = DetectorAdapter(module.eval(), decode, box_format, scores_are_logits).eval()
+    detector = LoadedDetector(module=adapter, class_names=list(class_names), imgsz=imgsz, family="custom",
+                              mean=mean or [0.0, 0.0, 0.0], std=std or [1.0, 1.0, 1.0])
+    return export_detector(detector, out, opts, console=console)

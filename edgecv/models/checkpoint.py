@@ -53,6 +53,12 @@ def load_raw(path: str | Path, *, trust: bool = False) -> Any:
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"weights file not found: {path}")
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    # torch.save writes a zip archive (or, before torch 1.6, a pickle stream starting with 0x80).
+    if not zipfile.is_zipfile(path) and not head.startswith(b"\x80"):
+        raise WeightsError(f"{path}: expected a PyTorch checkpoint (.pt, a zip archive), found "
+                           f"{path.stat().st_size} bytes starting with {head!r}")
     try:
         return torch.load(path, map_location="cpu", weights_only=not trust)
     except pickle.UnpicklingError as exc:

@@ -37,7 +37,10 @@ _EXPORTS = {
     "LetterboxInfo": "edgecv.runtimes.preprocess",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "Detections", "FrameSource", "LetterboxInfo", "PredictSummary", "Predictor",
+    "annotate", "iter_source", "predict_source", "preprocess_batch", "scale_boxes_back",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -28,10 +28,10 @@ def _as_array(value: Any, dtype: type, name: str) -> np.ndarray:
     array = np.asarray(value)
     if array.dtype == dtype:
         return array
-    if np.issubdtype(dtype, np.integer) and array.size and np.issubdtype(array.dtype, np.floating):
-        if not np.all(np.isfinite(array)) or not np.array_equal(array, np.round(array)):
-            raise ValueError(f"{name}: expected integral values (dtype {np.dtype(dtype).name}), found {array.dtype} "
-                             "with fractional or non-finite values")
+    float_to_int = np.issubdtype(dtype, np.integer) and array.size and np.issubdtype(array.dtype, np.floating)
+    if float_to_int and not (np.all(np.isfinite(array)) and np.array_equal(array, np.round(array))):
+        raise ValueError(f"{name}: expected integral values (dtype {np.dtype(dtype).name}), found {array.dtype} "
+                         "with fractional or non-finite values")
     if array.size and not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
         raise ValueError(f"{name}: expected a numeric array, found dtype {array.dtype}")
     return array.astype(dtype)
@@ -83,14 +83,14 @@ class Detections:
         return array if array.dtype == np.bool_ else array.astype(bool)
 
     @classmethod
-    def empty(cls, class_names: Sequence[str] = ()) -> "Detections":
+    def empty(cls, class_names: Sequence[str] = ()) -> Detections:
         """No detections (``N = 0``) for an artifact with ``class_names``."""
         return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int32), tuple(class_names))
 
     def __len__(self) -> int:
         return int(self.boxes.shape[0])
 
-    def __getitem__(self, index: IndexLike) -> "Detections":
+    def __getitem__(self, index: IndexLike) -> Detections:
         if isinstance(index, (int, np.integer)):
             index = [int(index)]
         elif not isinstance(index, slice):

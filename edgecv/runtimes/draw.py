@@ -58,7 +58,7 @@ def annotate(image: np.ndarray, detections: Detections, *, line_width: int | Non
     labels = detections.labels
     for i, (box, score, class_id) in enumerate(zip(detections.boxes, detections.scores, detections.class_ids)):
         color = class_color(class_id)
-        x1, y1, x2, y2 = (int(round(float(v))) for v in box)
+        x1, y1, x2, y2 = (round(float(v)) for v in box)
         cv2.rectangle(canvas, (x1, y1), (x2, y2), color, width, cv2.LINE_AA)
         if show_labels:
             _draw_label(canvas, f"{labels[i]} {float(score):.2f}", x1, y1, color, font_scale, text_thickness)

@@ -49,11 +49,14 @@ def to_bgr_uint8(image: np.ndarray) -> tuple[np.ndarray, str | None]:
     if image.size == 0:
         raise ImageError(f"expected {EXPECTED}, found an empty image ({_describe(image)})")
     if image.dtype not in (np.uint8, np.uint16):
-        hint = "; for float images in [0, 1] use (img * 255).round().astype(np.uint8)" if image.dtype.kind == "f" else ""
+        hint = ""
+        if image.dtype.kind == "f":
+            hint = "; for float images in [0, 1] use (img * 255).round().astype(np.uint8)"
         raise ImageError(f"expected {EXPECTED}, found {_describe(image)}{hint}")
     channels = 1 if image.ndim == 2 else (image.shape[2] if image.ndim == 3 else 0)
     if channels not in (1, 3, 4):
-        raise ImageError(f"expected {EXPECTED}, found {_describe(image)}")
+        hint = "; for several images pass a list of HxWx3 arrays" if image.ndim == 4 else ""
+        raise ImageError(f"expected {EXPECTED}, found {_describe(image)}{hint}")
     if image.dtype == np.uint8 and channels == 3:
         return (image if image.flags.c_contiguous else np.ascontiguousarray(image)), None
     notes = []
@@ -92,7 +95,8 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
         raise ImageError(f"expected a readable image file at {file}, found: {exc}") from exc
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if image is None:
-        raise ImageError(f"expected an image file OpenCV can decode at {file}, found {data.size} bytes it cannot decode")
+        raise ImageError(f"expected an image file OpenCV can decode at {file}, "
+                         f"found {data.size} bytes it cannot decode")
     return image
 
 
@@ -112,7 +116,10 @@ class ConversionNotes:
         self._seen: set[str] = set()
 
     def report(self, note: str | None) -> None:
-        """Warn about each conversion in ``note`` (``"; "``-separated) not reported before; points at the user's call."""
+        """Warn about each conversion in ``note`` (``"; "``-separated) not reported before.
+
+        The warning points at the user's call (the first frame outside ``edgecv.runtimes``).
+        """
         for kind in (note or "").split("; "):
             if kind and kind not in self._seen:
                 self._seen.add(kind)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Iterable, Iterator
@@ -56,7 +57,17 @@ class PredictSummary:
         """Frames processed per second, end to end (decode, predict, draw, write)."""
         return self.frames / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
+    def to_dict(self) -> dict[str, object]:
+        """Plain-JSON form (paths as strings) for reports and the CLI."""
+        return {
+            "source": self.source, "kind": self.kind, "frames": self.frames, "detections": self.detections,
+            "per_class": dict(self.per_class), "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
+            "outputs": [str(p) for p in self.outputs], "jsonl": None if self.jsonl is None else str(self.jsonl),
+            "elapsed_s": round(self.elapsed_s, 3), "fps": round(self.fps, 2), "interrupted": self.interrupted,
+        }
+
     def add(self, detections: Detections) -> None:
+        """Count one frame's detections."""
         self.frames += 1
         self.detections += len(detections)
         for label in detections.labels:
@@ -67,18 +78,19 @@ def video_output_path(frames: FrameSource, save_dir: Path) -> Path | None:
     """Where the annotated mp4 of a video / camera / stream source goes (``None`` for image sources)."""
     if frames.kind == "video":
         return save_dir / f"{Path(frames.label).stem}.mp4"
-    if frames.kind in ("camera", "stream"):
-        return save_dir / f"{frames.label if frames.kind == 'camera' else 'stream'}.mp4"
+    if frames.kind == "camera":
+        return save_dir / f"{frames.label}.mp4"  # camera0.mp4
+    if frames.kind == "stream":
+        return save_dir / "stream.mp4"
     return None
 
 
 def check_no_overwrite(frames: FrameSource, save_dir: Path) -> None:
     """Refuse a ``save_dir`` whose outputs would overwrite the source's own files."""
-    if frames.root is None:
+    if frames.root is None or save_dir.resolve() != frames.root.resolve():
         return
     video = video_output_path(frames, save_dir)
-    same_dir = save_dir.resolve() == frames.root.resolve()
-    if (video is None and same_dir) or (video is not None and same_dir and video.name == frames.label):
+    if video is None or video.name == frames.label:  # same image names, or clip.mp4 -> clip.mp4
         raise SourceError(f"expected a save_dir other than the source folder {frames.root}, found the same "
                           "folder: the annotated outputs would overwrite the inputs")
 
@@ -91,6 +103,7 @@ class AnnotatedWriter:
         self.video_path = video_output_path(frames, save_dir)
         self.fps = frames.fps or DEFAULT_FPS
         self._writer: cv2.VideoWriter | None = None
+        self._size = (0, 0)
         self.outputs: list[Path] = []
 
     def write(self, name: str, image: np.ndarray) -> None:
@@ -106,6 +119,8 @@ class AnnotatedWriter:
         if not ok:  # a format OpenCV reads but cannot write in this build: fall back to PNG
             path = path.with_suffix(".png")
             ok, data = cv2.imencode(".png", image)
+        if not ok:
+            raise OSError(f"OpenCV cannot encode the annotated image for {path}")
         data.tofile(path)
         self.outputs.append(path)
 
@@ -115,8 +130,10 @@ class AnnotatedWriter:
             writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
             if not writer.isOpened():
                 raise OSError(f"cannot write an mp4 (mp4v) video to {path}")
-            self._writer = writer
+            self._writer, self._size = writer, (w, h)
             self.outputs.append(path)
+        if (image.shape[1], image.shape[0]) != self._size:  # a stream changed resolution: keep the first
+            image = cv2.resize(image, self._size, interpolation=cv2.INTER_AREA)
         self._writer.write(image)
 
     def close(self) -> None:
@@ -140,7 +157,7 @@ def _chunks(frames: Iterable[Frame], size: int, limit: int | None) -> Iterator[l
         yield chunk
 
 
-def _progress(frames: FrameSource, show: bool) -> Progress:
+def _progress(show: bool) -> Progress:
     columns = [TextColumn("[bold]predict[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[dets]} detections"), TimeElapsedColumn()]
     return Progress(*columns, disable=not show, transient=False)
@@ -164,37 +181,44 @@ def predict_source(predictor: Predictor, source: SourceLike, save_dir: str | os.
         SourceError: the source cannot be opened, a camera / stream vanishes, or ``save_dir``
             would overwrite the inputs. Outputs written so far are finalised first.
     """
-    frames = iter_source(source)
-    summary = PredictSummary(source=frames.label, kind=frames.kind)
+    if max_frames is not None and max_frames < 1:
+        raise ValueError(f"max_frames: expected a positive int or None, found {max_frames!r}")
     out_dir = None if save_dir is None else Path(save_dir)
-    if out_dir is not None:
-        check_no_overwrite(frames, out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        summary.jsonl = out_dir / JSONL_NAME
-    writer = None if out_dir is None else AnnotatedWriter(frames, out_dir)
-    jsonl = None if summary.jsonl is None else summary.jsonl.open("w", encoding="utf-8")
-    start = time.perf_counter()
-    try:
-        with frames, _progress(frames, show_progress) as progress:
-            task = progress.add_task(frames.label, total=max_frames or frames.total, dets=0)
-            for chunk in _chunks(frames, predictor.batch_size or 1, max_frames):
-                results = predictor([frame for _, frame in chunk], conf=conf)
-                for (name, frame), dets in zip(chunk, results):
-                    _record(summary, name, frame, dets, writer, jsonl)
-                progress.update(task, advance=len(chunk), dets=summary.detections)
-    except KeyboardInterrupt:
-        if frames.kind not in ("camera", "stream"):
-            raise
-        summary.interrupted = True
-    finally:
-        if writer is not None:
-            writer.close()
-            summary.outputs = writer.outputs
-        if jsonl is not None:
-            jsonl.close()
-        summary.skipped = list(frames.skipped)
-        summary.elapsed_s = time.perf_counter() - start
+    with iter_source(source) as frames:
+        summary = PredictSummary(source=frames.label, kind=frames.kind)
+        if out_dir is not None:
+            check_no_overwrite(frames, out_dir)
+            out_dir.mkdir(parents=True, exist_ok=True)
+            summary.jsonl = out_dir / JSONL_NAME
+        writer = None if out_dir is None else AnnotatedWriter(frames, out_dir)
+        start = time.perf_counter()
+        try:
+            with (nullcontext() if summary.jsonl is None else summary.jsonl.open("w", encoding="utf-8")) as jsonl:
+                _run(predictor, frames, summary, writer, jsonl, conf, show_progress, max_frames)
+        except KeyboardInterrupt:
+            if frames.kind not in ("camera", "stream"):
+                raise
+            summary.interrupted = True
+        finally:
+            if writer is not None:
+                writer.close()
+                summary.outputs = writer.outputs
+            summary.skipped = list(frames.skipped)
+            summary.elapsed_s = time.perf_counter() - start
     return summary
+
+
+def _run(predictor: Predictor, frames: FrameSource, summary: PredictSummary, writer: AnnotatedWriter | None,
+         jsonl: IO[str] | None, conf: float | None, show_progress: bool, max_frames: int | None) -> None:
+    """The frame loop of :func:`predict_source`: batches of the predictor's batch size, progress bar."""
+    known = [n for n in (frames.total, max_frames) if n]
+    with _progress(show_progress) as progress:
+        task = progress.add_task(frames.label, total=min(known) if known else None, dets=0)
+        for chunk in _chunks(frames, predictor.batch_size or 1, max_frames):
+            results = predictor([frame for _, frame in chunk], conf=conf)
+            for (name, frame), dets in zip(chunk, results):
+                _record(summary, name, frame, dets, writer, jsonl)
+            progress.update(task, advance=len(chunk), dets=summary.detections)
 
 
 def _record(summary: PredictSummary, name: str, frame: np.ndarray, dets: Detections,

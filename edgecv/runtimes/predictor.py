@@ -162,7 +162,7 @@ class Predictor:
         """Release the backend (idempotent)."""
         self.backend.close()
 
-    def __enter__(self) -> "Predictor":
+    def __enter__(self) -> Predictor:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

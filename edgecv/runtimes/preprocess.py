@@ -93,8 +93,8 @@ def letterbox(image: np.ndarray, size: tuple[int, int], pad_value: int = 114) ->
     out_h, out_w = size
     h, w = image.shape[:2]
     scale = min(out_h / h, out_w / w)
-    new_w = min(out_w, max(1, int(round(w * scale))))
-    new_h = min(out_h, max(1, int(round(h * scale))))
+    new_w = min(out_w, max(1, round(w * scale)))
+    new_h = min(out_h, max(1, round(h * scale)))
     if (new_w, new_h) != (w, h):
         image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
     pad_x, pad_y = (out_w - new_w) // 2, (out_h - new_h) // 2
@@ -119,7 +119,7 @@ def scale_boxes_back(boxes: np.ndarray, info: LetterboxInfo) -> np.ndarray:
 
 
 def boxes_to_letterbox(boxes: np.ndarray, info: LetterboxInfo) -> np.ndarray:
-    """Inverse of :func:`scale_boxes_back` (without clipping): original-image xyxy -> letterbox xyxy, float32 ``[N, 4]``."""
+    """Inverse of :func:`scale_boxes_back`, without clipping: original xyxy -> letterbox xyxy, float32 ``[N, 4]``."""
     out = np.array(boxes, dtype=np.float32, copy=True).reshape(-1, 4) * np.float32(info.scale)
     out += np.array([info.pad_x, info.pad_y, info.pad_x, info.pad_y], np.float32)
     return out

@@ -15,8 +15,9 @@ source                         kind        names
 
 Opening problems raise :class:`~edgecv.errors.SourceError` at ``iter_source`` time. In a
 folder, files that cannot be decoded are skipped and listed in ``FrameSource.skipped``. A
-video file ends cleanly when its frames run out; a camera or stream that stops delivering
-frames raises :class:`~edgecv.errors.SourceError` (a live source has no natural end).
+video file ends cleanly when its frames run out; a camera, or a stream that reports no frame
+count (a live one), that stops delivering frames raises :class:`~edgecv.errors.SourceError`
+(a live source has no natural end). A URL to a finite video (a frame count) ends cleanly.
 Grayscale / BGRA / 16-bit images are converted (one ``ImageConversionWarning`` per kind).
 """
 
@@ -87,7 +88,7 @@ class FrameSource:
     def close(self) -> None:
         """Release any open device or file (idempotent)."""
 
-    def __enter__(self) -> "FrameSource":
+    def __enter__(self) -> FrameSource:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -136,19 +137,15 @@ class VideoFrames(FrameSource):
         self._capture: cv2.VideoCapture | None = None
         self._open()
 
-    @property
-    def live(self) -> bool:
-        return self.kind in ("camera", "stream")
-
     def _open(self) -> cv2.VideoCapture:
         capture = cv2.VideoCapture(self.target)
         if not capture.isOpened():
             capture.release()
-            raise SourceError(f"expected a readable {self.kind} at {self.label}, found one OpenCV cannot open")
-        fps = capture.get(cv2.CAP_PROP_FPS)
-        self.fps = float(fps) if fps and np.isfinite(fps) and 0 < fps < 1000 else None
-        count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-        self.total = count if count > 0 else None
+            where = self.target if self.kind == "video" else self.label  # full path, but no URL password
+            raise SourceError(f"expected a readable {self.kind} at {where}, found one OpenCV cannot open")
+        fps, count = capture.get(cv2.CAP_PROP_FPS), capture.get(cv2.CAP_PROP_FRAME_COUNT)
+        self.fps = float(fps) if np.isfinite(fps) and 0 < fps < 1000 else None
+        self.total = int(count) if np.isfinite(count) and 0 < count < 2**31 else None
         self._capture = capture
         return capture
 
@@ -165,7 +162,7 @@ class VideoFrames(FrameSource):
                 index += 1
         finally:
             capture.release()
-        if self.live and not (self.total and index >= self.total):
+        if self.kind == "camera" or (self.kind == "stream" and self.total is None):
             raise SourceError(f"{self.kind} {self.label} stopped delivering frames after {index} frames")
 
     def close(self) -> None:

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+import cv2
 import numpy as np
 import onnx
 import pytest
@@ -198,3 +199,24 @@ def chelsea_bgr() -> np.ndarray:
     from skimage import data
 
     return np.ascontiguousarray(data.chelsea()[:, :, ::-1])
+
+
+def write_video(path: Path, frames: int = 12, size: tuple[int, int] = (320, 240), fps: float = 10.0) -> Path:
+    """An mp4 (mp4v) of ``frames`` frames ``size = (w, h)``: a red square moving over black."""
+    width, height = size
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    assert writer.isOpened(), "this OpenCV build cannot write mp4v"
+    for i in range(frames):
+        frame = np.zeros((height, width, 3), np.uint8)
+        x = (i * 13) % (width - width // 2)
+        frame[: height // 2, x:x + width // 2] = (0, 0, 255)
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+@pytest.fixture
+def toy_video(tmp_path: Path) -> Path:
+    """``tmp_path/clips/clip.mp4``: 12 frames, 320x240, 10 fps."""
+    (tmp_path / "clips").mkdir()
+    return write_video(tmp_path / "clips" / "clip.mp4")

@@ -26,7 +26,8 @@ def test_opens_and_infers(toy_artifact: Path) -> None:
 
 
 def test_infer_failure_names_expected_and_found_shape(toy_artifact: Path) -> None:
-    with open_backend(toy_artifact) as backend, pytest.raises(BackendError, match=r"expected shape.*found \[1, 3, 64, 64\]"):
+    with open_backend(toy_artifact) as backend, \
+            pytest.raises(BackendError, match=r"expected shape.*found \[1, 3, 64, 64\]"):
         backend.infer(np.zeros((1, 3, 64, 64), np.float32))
 
 

@@ -43,7 +43,7 @@ class Backend(Protocol):
 
     def close(self) -> None: ...
 
-    def __enter__(self) -> "Backend": ...
+    def __enter__(self) -> Backend: ...
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None: ...
@@ -85,12 +85,13 @@ def describe_file(path: Path) -> str:
         return f"an unreadable file ({exc})"
     if size == 0:
         return "an empty file"
+    checkpoint = "(a PyTorch checkpoint? turn it into an artifact with `edgecv export`)"
     kinds = (
-        (b"PK\x03\x04", "a zip archive (a PyTorch checkpoint? turn it into an artifact with `edgecv export`)"),
+        (b"PK\x03\x04", f"a zip archive {checkpoint}"),
         (b"version https://git-lfs", "a Git LFS pointer (run `git lfs pull`)"),
         (b"\x89PNG", "a PNG image"),
         (b"\xff\xd8\xff", "a JPEG image"),
-        ((b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05"), "a Python pickle (a PyTorch checkpoint? turn it into an artifact with `edgecv export`)"),
+        ((b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05"), f"a Python pickle {checkpoint}"),
     )
     for magic, kind in kinds:
         if head.startswith(magic):

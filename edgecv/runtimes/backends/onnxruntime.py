@@ -57,7 +57,7 @@ def providers_for(device: str, available: list[str]) -> list[Any]:
             f"device {device!r} needs ONNX Runtime's CUDA or TensorRT execution provider, found only {available}; "
             "install the GPU build: pip uninstall onnxruntime && pip install onnxruntime-gpu"
         )
-    return providers + ["CPUExecutionProvider"]
+    return [*providers, "CPUExecutionProvider"]
 
 
 def _session_options(threads: int | None) -> ort.SessionOptions:
@@ -111,7 +111,7 @@ class OnnxRuntimeBackend:
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, device: str = "cpu", threads: int | None = None
-             ) -> "OnnxRuntimeBackend":
+             ) -> OnnxRuntimeBackend:
         """Load the artifact at ``path`` for ``device``.
 
         Raises:
@@ -160,7 +160,7 @@ class OnnxRuntimeBackend:
         """Release the session (idempotent)."""
         self.session = None
 
-    def __enter__(self) -> "OnnxRuntimeBackend":
+    def __enter__(self) -> OnnxRuntimeBackend:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
