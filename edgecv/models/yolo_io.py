@@ -36,17 +36,13 @@ def load_yolo(weights: str | Path | None = None, *, trust: bool = False, size: s
     path = Path(weights) if weights is not None else demo_weights_path()
     raw = load_raw(path, trust=trust) if not _is_ultralytics(path) else None
     if raw is None:
-        return _load_ultralytics(path, trust)
+        return _load_ultralytics(path, trust, class_names)
     if isinstance(raw, dict) and raw.get("format") == "edgecv":
         if raw.get("family") != "yolo":
             raise WeightsError(f"{path}: expected a 'yolo' checkpoint, found family {raw.get('family')!r}")
         config = YoloConfig(**raw["config"])
-        names = list(raw["class_names"])
-        if class_names is not None and len(class_names) != len(names):
-            raise WeightsError(f"{path}: {len(class_names)} class names given, but the weights were trained "
-                               f"for {len(names)} classes ({', '.join(names)})")
+        names = _renamed(path, list(raw["class_names"]), class_names)
         state, imgsz = raw["state_dict"], int(raw.get("imgsz", 640))
-        names = list(class_names) if class_names else names
     elif isinstance(raw, dict) and raw and all(isinstance(v, torch.Tensor) for v in raw.values()):
         if class_names is None:
             raise WeightsError(f"{path}: a plain state dict does not name its classes; pass --names")
@@ -58,6 +54,17 @@ def load_yolo(weights: str | Path | None = None, *, trust: bool = False, size: s
     return LoadedDetector(module=YoloDecoded(model).eval(), class_names=names, imgsz=imgsz,
                           family=f"edgecv-yolo{config.size}", source=str(path), sha256=sha256_file(path),
                           is_demo=weights is None)
+
+
+def _renamed(path: Path, names: list[str], class_names: list[str] | None) -> list[str]:
+    """The user's ``class_names`` in place of the checkpoint's own, if given and of the same count."""
+    if class_names is None:
+        return names
+    if len(class_names) != len(names):
+        shown = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "")
+        raise WeightsError(f"{path}: {len(class_names)} class names given, but the weights were trained "
+                           f"for {len(names)} classes ({shown})")
+    return list(class_names)
 
 
 def _build(config: YoloConfig, state: dict[str, torch.Tensor], path: Path) -> Yolo:
@@ -107,7 +114,7 @@ class UltralyticsDecoded(nn.Module):
         return boxes.transpose(1, 2), scores.transpose(1, 2)
 
 
-def _load_ultralytics(path: Path, trust: bool) -> LoadedDetector:
+def _load_ultralytics(path: Path, trust: bool, class_names: list[str] | None) -> LoadedDetector:
     try:
         import ultralytics  # noqa: F401  (registers the pickled classes)
     except ImportError as exc:
@@ -127,6 +134,7 @@ def _load_ultralytics(path: Path, trust: bool) -> LoadedDetector:
         if hasattr(module, "format"):
             module.format = "onnx"
     names = model.names if isinstance(model.names, list) else [model.names[i] for i in sorted(model.names)]
+    names = _renamed(path, [str(n) for n in names], class_names)
     imgsz = int(raw.get("train_args", {}).get("imgsz", 640)) if isinstance(raw.get("train_args"), dict) else 640
     return LoadedDetector(module=UltralyticsDecoded(model).eval(), class_names=names, imgsz=imgsz,
                           family="ultralytics-yolo", source=str(path), sha256=sha256_file(path), is_demo=False)
