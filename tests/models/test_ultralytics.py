@@ -13,8 +13,8 @@ from edgecv.models import load_for_export
 
 @pytest.fixture(scope="module")
 def yolov8n_pt(tmp_path_factory, monkeypatch_module):
+    monkeypatch_module.setenv("YOLO_OFFLINE", "1")  # no update checks or downloads
     pytest.importorskip("ultralytics", reason="the optional ultralytics package is not installed")
-    monkeypatch_module.setenv("YOLO_OFFLINE", "1")
     from ultralytics import YOLO
 
     path = tmp_path_factory.mktemp("ultra") / "yolov8n.pt"
