@@ -40,3 +40,11 @@ class MissingDependencyError(EdgecvError):
 
 class BackendError(EdgecvError):
     """A runtime backend that is unknown, cannot serve the requested device, or failed at inference."""
+
+
+class CalibrationError(EdgecvError):
+    """Calibration data or a calibration cache that cannot be used (empty source, hash mismatch, bad method)."""
+
+
+class QuantizationError(EdgecvError):
+    """A graph that cannot be quantized as asked (already quantized, unknown target, unreachable accuracy)."""

@@ -1,0 +1,150 @@
+"""One call: ``quantize(onnx_path, out_path, data="shapes", method="percentile", target="onnxruntime")``.
+
+Steps: read and check the fp32 artifact, gather activation statistics over the calibration
+data (or reuse the cache), derive ranges with ``method``, emit the int8 graph for ``target``,
+optionally evaluate fp32 vs int8 on a held-out split and, with ``max_drop``, keep the most
+sensitive layers in float until the mAP drop is within it (:mod:`edgecv.calibration.fallback`).
+The result carries its metadata (precision int8 and calibration provenance).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import onnx
+from rich.console import Console
+from rich.progress import Progress
+
+from edgecv.calibration.cache import CalibrationCache, default_cache_path, model_sha256
+from edgecv.calibration.collect import collect_stats
+from edgecv.calibration.emit import EmitOptions, emit
+from edgecv.calibration.graph import check_not_quantized, float_activations, region_nodes
+from edgecv.calibration.ranges import compute_range
+from edgecv.calibration.sources import data_hash, iter_batches, open_source
+from edgecv.errors import ArtifactError, QuantizationError
+from edgecv.metadata import METADATA_KEY, ArtifactMetadata
+
+
+@dataclass
+class QuantizeResult:
+    """What :func:`quantize` produced. ``accuracy`` holds fp32/int8 figures when evaluated."""
+
+    path: Path
+    metadata: ArtifactMetadata
+    excluded: list[str] = field(default_factory=list)
+    accuracy: dict = field(default_factory=dict)
+    cache_path: Path | None = None
+    cache_hit: bool = False
+    calibration_seconds: float = 0.0
+    plot: Path | None = None
+
+
+def read_metadata(model: onnx.ModelProto, source: str) -> ArtifactMetadata:
+    """The edgecv metadata of an ONNX model (raises :class:`ArtifactError` without it)."""
+    for prop in model.metadata_props:
+        if prop.key == METADATA_KEY:
+            return ArtifactMetadata.from_json(prop.value, source)
+    raise ArtifactError(f"{source}: expected edgecv metadata in metadata_props, found none (export with edgecv)")
+
+
+def write_metadata(model: onnx.ModelProto, metadata: ArtifactMetadata) -> None:
+    """Replace the edgecv entry of ``metadata_props`` with ``metadata``."""
+    kept = [p for p in model.metadata_props if p.key != METADATA_KEY]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    entry = model.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, metadata.to_json()
+
+
+def calibrate_stats(onnx_path: Path, model: onnx.ModelProto, metadata: ArtifactMetadata, data: str | Path,
+                    samples: int, seed: int, cache_path: Path | None, console: Console, every: int = 10
+                    ) -> tuple[CalibrationCache, bool, float]:
+    """Statistics for ``model`` over ``data``: from the cache when it matches, else collected (and cached).
+
+    Returns ``(cache, hit, seconds)``.
+    """
+    source = open_source(data, metadata, samples=samples, seed=seed, every=every)
+    digest, sha = data_hash(source, metadata), model_sha256(onnx_path)
+    if cache_path is not None and cache_path.is_file():
+        cache = CalibrationCache.load(cache_path)
+        if cache.matches(sha, digest):
+            console.print(f"[green]calibration cache hit[/] {cache_path} ({cache.samples} images, data {digest})")
+            return cache, True, 0.0
+    start = time.time()
+    tensors = float_activations(model, region_nodes(model))
+    batch = metadata.input_shape[0] if metadata.input_shape[0] > 0 else 8
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task(f"calibrating on {data}", total=samples)
+        stats, seen = collect_stats(model, tensors, iter_batches(source, metadata, batch),
+                                    on_batch=lambda n: progress.advance(task, n))
+    if source.skipped:
+        console.print(f"[yellow]skipped {len(source.skipped)} non-image files[/], e.g. {source.skipped[:3]}")
+    cache = CalibrationCache(sha, digest, seen, str(data), stats)
+    if cache_path is not None:
+        cache.save(cache_path)
+    return cache, False, time.time() - start
+
+
+def ranges_for(cache: CalibrationCache, method: str) -> dict[str, tuple[float, float]]:
+    """Float ``(lo, hi)`` per tensor for ``method``."""
+    return {name: compute_range(stats, method) for name, stats in cache.tensors.items()}
+
+
+def int8_metadata(metadata: ArtifactMetadata, cache: CalibrationCache, method: str, opts: EmitOptions,
+                  excluded: list[str]) -> ArtifactMetadata:
+    """A copy of ``metadata`` for the int8 graph (precision, calibration provenance)."""
+    meta = ArtifactMetadata.from_json(metadata.to_json())
+    meta.precision = "int8"
+    meta.calibration = {"target": opts.target, "form": opts.form, "method": method, "samples": cache.samples,
+                        "data": cache.data, "data_hash": cache.data_hash, "per_channel": opts.per_channel,
+                        "reduce_range": opts.reduce_range, "excluded_nodes": list(excluded),
+                        "postprocess": "float"}
+    return meta
+
+
+def quantize(onnx_path: str | Path, out_path: str | Path | None = None, *, data: str | Path = "shapes",
+             method: str = "percentile", target: str = "onnxruntime", samples: int = 256, seed: int = 0,
+             max_drop: float | None = None, exclude: list[str] | None = None, evaluate: bool = False,
+             eval_data: str | Path = "shapes", eval_count: int = 300, cache: str | Path | None | bool = True,
+             form: str = "qdq", every: int = 10, console: Console | None = None) -> QuantizeResult:
+    """Quantize the fp32 edgecv artifact ``onnx_path`` to int8 for ``target``; write ``out_path``
+    (default ``<stem>_int8.onnx`` beside it).
+
+    ``data``: ``"shapes"``, an image folder, a COCO folder/json or a video. ``method``: minmax |
+    entropy | percentile. ``max_drop``: allowed mAP50-95 drop in points (0.5 = 0.005) measured on
+    ``eval_data`` (``eval_count`` images); layers are kept float until it holds. ``every``: video
+    frame step. ``exclude``: node names kept float. ``form``: ``"qdq"`` or ``"qoperator"`` (onnxruntime
+    target). ``evaluate``: compare fp32 vs int8 without a budget. ``cache``: True
+    (``<stem>.calib.json`` beside the model), a path, or False/None to disable.
+    """
+    from edgecv.calibration.fallback import guarded_emit
+
+    console = console or Console()
+    onnx_path = Path(onnx_path)
+    out_path = Path(out_path) if out_path else onnx_path.with_name(onnx_path.stem + "_int8.onnx")
+    if not onnx_path.is_file():
+        raise ArtifactError(f"expected an ONNX model at {onnx_path}, found no file")
+    model = onnx.load(str(onnx_path))
+    metadata = read_metadata(model, str(onnx_path))
+    check_not_quantized(model, str(onnx_path))
+    if metadata.precision != "fp32":
+        raise QuantizationError(f"{onnx_path}: expected an fp32 artifact, found precision {metadata.precision!r}")
+    cache_path = default_cache_path(onnx_path) if cache is True else (Path(cache) if cache else None)
+    stats, hit, seconds = calibrate_stats(onnx_path, model, metadata, data, samples, seed, cache_path, console,
+                                          every)
+    ranges = ranges_for(stats, method)
+    opts = EmitOptions(target=target, form=form)
+    excluded = list(exclude or [])
+    int8 = emit(model, ranges, opts, excluded)
+    result = QuantizeResult(out_path, int8_metadata(metadata, stats, method, opts, excluded), excluded,
+                            cache_path=cache_path, cache_hit=hit, calibration_seconds=seconds)
+    if max_drop is not None or evaluate:
+        int8, result = guarded_emit(model, int8, ranges, opts, result, onnx_path, stats, method,
+                                    max_drop, eval_data, eval_count, console)
+    write_metadata(int8, result.metadata)
+    onnx.save(int8, str(out_path))
+    console.print(f"[green]wrote[/] {out_path} (int8, target {target}, method {method}, "
+                  f"{stats.samples} calibration images, {len(result.excluded)} nodes kept float)")
+    return result

@@ -1,0 +1,127 @@
+"""Emit an int8 graph for one target from edgecv's ranges.
+
+Placement and rewriting are done by ONNX Runtime's quantizer classes (``QDQQuantizer`` /
+``ONNXQuantizer``) used as a building block: they receive *our* ranges
+(:class:`~onnxruntime.quantization.calibrate.TensorsData`), the list of nodes to quantize (the
+region minus excluded layers; post-processing and NMS are never listed) and the target's type
+choices. Targets (:data:`TARGETS`):
+
+* ``tensorrt`` -- symmetric int8 activations and weights (every zero point 0), weights per output
+  channel, Q/DQ only on the *inputs* of Conv / MatMul / Gemm (where TensorRT fuses them), biases
+  left float (TensorRT folds them itself).
+* ``onnxruntime`` -- the form measured fastest on x86 (``benchmarks/bench_int8.py``): QDQ with
+  uint8 asymmetric activations, int8 symmetric per-channel weights, int32 biases, Q/DQ around
+  every op ORT has an int8 kernel for, so its graph optimiser fuses them into QLinear kernels.
+  ``form="qoperator"`` writes QLinear ops directly (measurable alternative).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+
+from edgecv.calibration.graph import COMPUTE_OPS, postprocess_nodes, region_nodes
+from edgecv.errors import QuantizationError
+
+TARGETS = ("onnxruntime", "tensorrt")
+
+
+@dataclass(frozen=True)
+class EmitOptions:
+    """Target form. ``reduce_range`` (7-bit weights) and ``per_channel`` are measurable knobs for the ORT target."""
+
+    target: str = "onnxruntime"
+    form: str = "qdq"  # "qdq" | "qoperator" (onnxruntime target only)
+    per_channel: bool = True
+    reduce_range: bool = False
+
+
+def _tensors_data(ranges: dict[str, tuple[float, float]]):
+    from onnxruntime.quantization.calibrate import CalibrationMethod, TensorData, TensorsData
+
+    data = {k: TensorData(lowest=np.float32(lo), highest=np.float32(hi)) for k, (lo, hi) in ranges.items()}
+    return TensorsData(CalibrationMethod.MinMax, data)
+
+
+def _quantizer(model: onnx.ModelProto, ranges: dict, nodes: list[str], opts: EmitOptions):
+    from onnxruntime.quantization import QuantizationMode, QuantType
+    from onnxruntime.quantization.onnx_quantizer import ONNXQuantizer
+    from onnxruntime.quantization.qdq_quantizer import QDQQuantizer
+    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+
+    tensors = _tensors_data(ranges)
+    if opts.target == "tensorrt":
+        ops = sorted(COMPUTE_OPS)
+        extra = {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
+                 "OpTypesToExcludeOutputQuantization": ops}
+        return QDQQuantizer(model, opts.per_channel, False, QuantType.QInt8, QuantType.QInt8, tensors, nodes, [],
+                            ops, extra)
+    extra = {"WeightSymmetric": True, "ActivationSymmetric": False}
+    if opts.form == "qoperator":
+        return ONNXQuantizer(model, opts.per_channel, opts.reduce_range, QuantizationMode.QLinearOps, True,
+                             QuantType.QInt8,
+                             QuantType.QUInt8, tensors, nodes, [], list(QLinearOpsRegistry), extra)
+    ops = sorted((set(QDQRegistry) | set(QLinearOpsRegistry)) - {"Softmax", "ArgMax", "EmbedLayerNormalization"})
+    return QDQQuantizer(model, opts.per_channel, opts.reduce_range, QuantType.QInt8, QuantType.QUInt8, tensors,
+                        nodes, [], ops, extra)
+
+
+def emit(model: onnx.ModelProto, ranges: dict[str, tuple[float, float]], opts: EmitOptions,
+         exclude: list[str] | tuple[str, ...] = ()) -> onnx.ModelProto:
+    """The int8 graph of ``model`` for ``opts.target``; nodes in ``exclude`` (and post-processing) stay float.
+
+    ``ranges`` maps activation tensor names to float ``(lo, hi)``; it must cover the tensors the
+    quantizer touches (every float activation of the region, see :func:`~edgecv.calibration.graph.float_activations`).
+    """
+    if opts.target not in TARGETS:
+        raise QuantizationError(f"target: expected one of {TARGETS}, found {opts.target!r}")
+    if opts.form not in ("qdq", "qoperator") or (opts.form == "qoperator" and opts.target == "tensorrt"):
+        raise QuantizationError(f"form: expected 'qdq' (or 'qoperator' for onnxruntime), found {opts.form!r}")
+    unknown = sorted(set(exclude) - {n.name for n in model.graph.node})
+    if unknown:
+        raise QuantizationError(f"exclude: expected node names of the model, found unknown {unknown[:5]}")
+    inferred = onnx.shape_inference.infer_shapes(model)
+    nodes = [n.name for n in region_nodes(model) if n.name not in set(exclude)]
+    logging.getLogger("root").setLevel(logging.WARNING)
+    quantizer = _quantizer(inferred, ranges, nodes, opts)
+    quantizer.quantize_model()
+    out = quantizer.model.model
+    _rewire_to_float(out, _float_readers(out, model, opts, set(exclude)))
+    del out.graph.value_info[:]  # stale shapes from inference; ORT re-infers
+    return out
+
+
+def _float_readers(model: onnx.ModelProto, fp32: onnx.ModelProto, opts: EmitOptions, exclude: set[str]) -> set[str]:
+    """Nodes that must read float tensors: excluded layers, post-processing and, for TensorRT, every
+    non-compute node (its Q/DQ pairs sit on Conv / MatMul / Gemm inputs only)."""
+    post = postprocess_nodes(fp32)
+    names = {n.name for n in model.graph.node if n.op_type not in ("QuantizeLinear", "DequantizeLinear")}
+    readers = {n for n in names if n in exclude or n in post}
+    if opts.target == "tensorrt":
+        readers |= {n.name for n in model.graph.node if n.name in names and n.op_type not in COMPUTE_OPS}
+    return readers
+
+
+def _rewire_to_float(model: onnx.ModelProto, readers: set[str]) -> None:
+    """Point ``readers``' inputs that are dequantized activations back at the float tensor, then drop
+    Q/DQ nodes left without consumers."""
+    q_input = {n.output[0]: n.input[0] for n in model.graph.node if n.op_type == "QuantizeLinear"}
+    float_of = {n.output[0]: q_input[n.input[0]] for n in model.graph.node
+                if n.op_type == "DequantizeLinear" and n.input[0] in q_input}
+    for node in model.graph.node:
+        if node.name in readers:
+            for i, name in enumerate(node.input):
+                node.input[i] = float_of.get(name, name)
+    outputs = {o.name for o in model.graph.output}
+    for _ in range(2):  # DequantizeLinear first, then the QuantizeLinear feeding it
+        used = {i for n in model.graph.node for i in n.input} | outputs
+        dead = [n for n in model.graph.node
+                if n.op_type in ("QuantizeLinear", "DequantizeLinear") and n.output[0] not in used]
+        for node in dead:
+            model.graph.node.remove(node)
+    used = {i for n in model.graph.node for i in n.input}
+    for init in [i for i in model.graph.initializer if i.name not in used]:
+        model.graph.initializer.remove(init)

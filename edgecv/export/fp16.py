@@ -1,0 +1,48 @@
+"""fp32 → fp16 ONNX graph pass (inputs and outputs stay float32; NMS and post-processing stay float32).
+
+Uses ONNX Runtime's ``convert_float_to_float16`` (``keep_io_types=True``) with the post-processing
+nodes (box decode, DFL softmax, score sigmoid, the ``edgecv_nms/`` subgraph) on the block list:
+``NonMaxSuppression`` has no fp16 CPU kernel and box coordinates at 640 px would lose half-pixel
+precision in fp16. Casts are inserted at the boundaries. The result runs on a CPU in ORT (slowly:
+fp16 is for GPUs) so it can be checked before any GPU sees it.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import onnx
+
+from edgecv.errors import ArtifactError, QuantizationError
+from edgecv.metadata import METADATA_KEY, ArtifactMetadata
+
+
+def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
+    """An fp16 copy of the fp32 edgecv graph ``model`` with float32 I/O and float32 post-processing."""
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    from edgecv.calibration.graph import check_not_quantized, postprocess_nodes
+
+    check_not_quantized(model)
+    if any(i.data_type == onnx.TensorProto.FLOAT16 for i in model.graph.initializer):
+        raise QuantizationError("expected an fp32 graph, found float16 initializers (already converted?)")
+    block = sorted(postprocess_nodes(model))
+    logging.getLogger("onnxruntime.transformers.float16").setLevel(logging.ERROR)
+    out = convert_float_to_float16(model, keep_io_types=True, node_block_list=block, disable_shape_infer=False)
+    meta = [p for p in out.metadata_props if p.key == METADATA_KEY]
+    if meta:
+        data = ArtifactMetadata.from_json(meta[0].value)
+        data.precision = "fp16"
+        meta[0].value = data.to_json()
+    return out
+
+
+def export_fp16(onnx_path: str | Path, out_path: str | Path | None = None) -> Path:
+    """Write the fp16 graph of ``onnx_path`` to ``out_path`` (default ``<stem>_fp16.onnx``); returns the path."""
+    src = Path(onnx_path)
+    if not src.is_file():
+        raise ArtifactError(f"expected an ONNX model at {src}, found no file")
+    out = Path(out_path) if out_path else src.with_name(src.stem + "_fp16.onnx")
+    onnx.save(to_fp16(onnx.load(str(src))), str(out))
+    return out

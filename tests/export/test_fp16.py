@@ -1,0 +1,48 @@
+"""fp16 graph pass: fp32 I/O, float post-processing and NMS, runs in ONNX Runtime on a CPU."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+
+from edgecv.export.fp16 import export_fp16
+from edgecv.export.nms import NMS_PREFIX
+
+
+@pytest.fixture(scope="module")
+def small_fp32(tmp_path_factory):
+    from edgecv.export.api import export_model
+    from edgecv.export.onnx_export import ExportOptions
+
+    out = tmp_path_factory.mktemp("fp16") / "model.onnx"
+    return export_model("yolo", out=out, opts=ExportOptions(imgsz=192, conf=0.1, check=False)).path
+
+
+def test_fp16_graph_runs_and_matches(small_fp32):
+    from edgecv.data.synthetic import ShapesDataset
+    from edgecv.runtimes import Predictor
+
+    path = export_fp16(small_fp32)
+    model = onnx.load(str(path))
+    assert all(v.type.tensor_type.elem_type != onnx.TensorProto.FLOAT16 for v in (*model.graph.input,
+                                                                                   *model.graph.output))
+    assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in model.graph.initializer)
+    nms = next(n for n in model.graph.node if n.name == NMS_PREFIX + "NonMaxSuppression")
+    assert nms.op_type == "NonMaxSuppression"
+    images = [ShapesDataset("val", 4, 192)[i].image for i in range(4)]
+    with Predictor(small_fp32) as ref, Predictor(path) as half:
+        assert half.metadata.precision == "fp16"
+        a, b = ref(images), half(images)
+    for da, db in zip(a, b):
+        assert abs(len(da) - len(db)) <= 1
+        if len(da) and len(db):
+            assert np.abs(da.boxes[0] - db.boxes[0]).max() < 3.0
+
+
+def test_fp16_refuses_converted_graph(small_fp32, tmp_path):
+    from edgecv.errors import QuantizationError
+
+    once = export_fp16(small_fp32, tmp_path / "h.onnx")
+    with pytest.raises(QuantizationError, match="float16 initializers"):
+        export_fp16(once, tmp_path / "hh.onnx")
