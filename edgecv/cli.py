@@ -54,30 +54,49 @@ def export(
     size: str = typer.Option("n", help="Model size for a plain state dict (n, s, m)."),
     trust_weights: bool = typer.Option(False, "--trust-weights", help="Allow pickled code in the checkpoint (weights_only=False)."),
     check: bool = typer.Option(True, help="Run the PyTorch vs ONNX Runtime fidelity check."),
+    int8: bool = typer.Option(False, "--int8", help="Also write model_int8.onnx (calibrated int8 QDQ graph)."),
+    calib_data: str = typer.Option("shapes", help="Calibration data: 'shapes', image folder, COCO folder or video."),
+    calib_method: str = typer.Option("percentile", help="Range calibration: minmax, entropy or percentile."),
+    calib_samples: int = typer.Option(256, help="Number of calibration images."),
+    target: str = typer.Option("onnxruntime", help="int8 target: onnxruntime or tensorrt."),
+    max_drop: Optional[float] = typer.Option(None, help="Max mAP50-95 drop in points; keeps sensitive layers float."),
+    fp16: bool = typer.Option(False, "--fp16", help="Also write model_fp16.onnx (fp16 graph, fp32 I/O)."),
 ) -> None:
-    """Export a trained model to ONNX with decode + NMS in the graph."""
+    """Export a trained model to ONNX with decode + NMS in the graph (optionally int8 / fp16 beside it)."""
     from edgecv.export.api import export_model
     from edgecv.export.onnx_export import ExportOptions
 
     opts = ExportOptions(imgsz=imgsz, batch=batch, dynamic=dynamic, max_det=max_det, conf=conf, iou=iou,
                          opset=opset, check=check)
     class_names = [n.strip() for n in names.split(",")] if names else None
-    export_model(model, weights, out, opts, trust=trust_weights, class_names=class_names, size=size, console=console)
+    result = export_model(model, weights, out, opts, trust=trust_weights, class_names=class_names, size=size,
+                          console=console)
+    if int8:
+        from edgecv.calibration import quantize
+
+        quantize(result.path, data=calib_data, method=calib_method, target=target, samples=calib_samples,
+                 max_drop=max_drop, console=console)
+    if fp16:
+        from edgecv.export.fp16 import export_fp16
+
+        console.print(f"[green]wrote[/] {export_fp16(result.path)} (fp16)")
 
 
 @app.command()
 @user_errors
 def predict(
-    artifact: Path = typer.Argument(..., help="Exported model (.onnx)."),
+    artifact: Path = typer.Argument(..., help="Exported model (.onnx, or .engine with its .json)."),
     source: str = typer.Option(..., help="Image, folder of images, video file, camera index or stream URL."),
     save: Optional[Path] = typer.Option(None, help="Folder for annotated images/video and predictions.jsonl."),
     conf: Optional[float] = typer.Option(None, help="Extra score threshold above the artifact's."),
     threads: Optional[int] = typer.Option(None, help="Inference threads."),
+    backend: str = typer.Option("auto", help="auto (by suffix), onnxruntime, openvino or tensorrt."),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda or cuda:N; default: the backend's own."),
 ) -> None:
     """Run an exported model over images, a folder or a video; save annotated output."""
     from edgecv.runtimes import Predictor, predict_source
 
-    with Predictor(artifact, threads=threads) as predictor:
+    with Predictor(artifact, backend=backend, device=device, threads=threads) as predictor:
         summary = predict_source(predictor, int(source) if source.isdigit() else source, save, conf=conf)
     console.print(summary)
 
@@ -108,8 +127,40 @@ def evaluate_cmd(
     table.add_row("[bold]all[/]", f"[bold]{result.map50_95:.4f}[/]")
     console.print(table)
     console.print(f"mAP50-95 {result.map50_95:.4f}   mAP50 {result.map50:.4f}   {result.ms_per_image:.1f} ms/image")
+    from edgecv.calibration.report import print_comparison, stored_comparison
+
+    stored = stored_comparison(model)
+    if stored:
+        print_comparison(stored, console, title=f"fp32 vs int8 recorded in {Path(model).name}")
     if json_out:
         json_out.write_text(json.dumps(result.to_dict(), indent=2))
+
+
+@app.command()
+@user_errors
+def calibrate(
+    artifact: Path = typer.Argument(..., help="fp32 edgecv artifact (.onnx) to quantize."),
+    data: str = typer.Option("shapes", help="Calibration data: 'shapes', image folder, COCO folder/json or video."),
+    method: str = typer.Option("percentile", help="Range calibration: minmax, entropy or percentile."),
+    target: str = typer.Option("onnxruntime", help="int8 target: onnxruntime (uint8 QDQ) or tensorrt (int8 sym)."),
+    samples: int = typer.Option(256, help="Number of calibration images."),
+    seed: int = typer.Option(0, help="Seed for picking calibration images."),
+    every: int = typer.Option(10, help="With a video: use every n-th frame."),
+    max_drop: Optional[float] = typer.Option(None, help="Max mAP50-95 drop in points; keeps sensitive layers float."),
+    evaluate: bool = typer.Option(False, "--evaluate", help="Compare fp32 vs int8 (implied by --max-drop)."),
+    eval_data: str = typer.Option("shapes", help="Held-out evaluation data: 'shapes' or a COCO folder."),
+    eval_count: int = typer.Option(300, help="Synthetic evaluation images (with --eval-data shapes)."),
+    exclude: Optional[str] = typer.Option(None, help="Comma-separated node names to keep float."),
+    cache: Optional[Path] = typer.Option(None, help="Calibration cache JSON; default <model>.calib.json beside it."),
+    out: Optional[Path] = typer.Option(None, help="Output .onnx; default <model>_int8.onnx beside the input."),
+) -> None:
+    """Calibrate and quantize an fp32 artifact to an int8 QDQ graph for a target backend."""
+    from edgecv.calibration import quantize
+
+    nodes = [n.strip() for n in exclude.split(",")] if exclude else None
+    quantize(artifact, out, data=data, method=method, target=target, samples=samples, seed=seed, max_drop=max_drop,
+             exclude=nodes, evaluate=evaluate, eval_data=eval_data, eval_count=eval_count,
+             cache=cache if cache else True, every=every, console=console)
 
 
 @app.command()
@@ -145,13 +196,77 @@ def train(
 
 @app.command()
 @user_errors
-def info(artifact: Path = typer.Argument(..., help="Exported model (.onnx).")) -> None:
-    """Print an artifact's metadata: task, classes, input, outputs, precision, fidelity."""
-    from edgecv.runtimes import Predictor
+def info(
+    artifact: Path = typer.Argument(..., help="Exported model (.onnx, or .engine / .plan with its .json)."),
+    json_out: bool = typer.Option(False, "--json", help="Print everything as JSON instead of tables."),
+) -> None:
+    """Print an artifact's metadata: task, classes, inputs/outputs, precision, calibration, fidelity."""
+    from edgecv.runtimes.info import artifact_info, render
 
-    with Predictor(artifact) as predictor:
-        meta = predictor.metadata
-    console.print_json(meta.to_json())
+    details = artifact_info(artifact)
+    if json_out:
+        console.print_json(json.dumps(details.to_dict(), default=str))
+        return
+    for table in render(details):
+        console.print(table)
+
+
+@app.command()
+@user_errors
+def benchmark(
+    artifact: Path = typer.Argument(..., help="Exported model (.onnx, or .engine with its .json)."),
+    backend: str = typer.Option("auto", help="auto, onnxruntime, openvino or tensorrt (name:key=value for options)."),
+    compare: Optional[str] = typer.Option(None, help="Comma-separated backends to run side by side, "
+                                          "e.g. onnxruntime,openvino,openvino:precision=f32 (overrides --backend)."),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda or cuda:N; default: the backend's own."),
+    batch: int = typer.Option(1, help="Images per call."),
+    imgsz: Optional[int] = typer.Option(None, help="Square frame size; default: the artifact's input size."),
+    warmup: int = typer.Option(5, help="Untimed calls first."),
+    iters: int = typer.Option(50, help="Timed calls (whole predictor and bare backend each)."),
+    threads: Optional[int] = typer.Option(None, help="Inference threads."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the figures as JSON."),
+) -> None:
+    """Latency p50/p90/p99, throughput and peak memory: whole predictor and bare backend call."""
+    from edgecv.runtimes.benchmark import compare as run_compare, ratios, write_json
+
+    specs = [s.strip() for s in compare.split(",") if s.strip()] if compare else [backend]
+    results = run_compare(artifact, specs, device=device, batch=batch, imgsz=imgsz, warmup=warmup, iters=iters,
+                          threads=threads)
+    table = Table(title=f"{artifact.name}: batch {batch}, {iters} iters after {warmup} warm-up")
+    for column in ("backend", "call", "p50", "p90", "p99", "img/s", "peak RSS", "vs 1st"):
+        table.add_column(column, justify="left" if column in ("backend", "call") else "right")
+    for spec, result, ratio in zip(specs, results, ratios(results)):
+        for call, stats, key in (("whole", result.whole, "whole_p50"), ("bare", result.bare, "bare_p50")):
+            table.add_row(f"{spec} ({result.precision})" if call == "whole" else "", call, f"{stats.p50:.1f}",
+                          f"{stats.p90:.1f}", f"{stats.p99:.1f}", f"{stats.throughput:.1f}",
+                          f"{result.peak_rss_mb:.0f} MB" if call == "whole" else "", f"{ratio[key]:.2f}x")
+    console.print(table)
+    console.print("ms; whole = predictor call (pre + infer + post), bare = backend call on a ready tensor; "
+                  "vs 1st = p50 / the first backend's p50")
+    if json_out:
+        console.print(f"[green]wrote[/] {write_json(results, json_out)}")
+
+
+@app.command()
+@user_errors
+def build(
+    onnx_path: Path = typer.Argument(..., help="edgecv ONNX artifact (fp32, fp16 or int8 QDQ)."),
+    out: Optional[Path] = typer.Option(None, help="Engine path; default <model>.engine beside the ONNX."),
+    min_shape: Optional[str] = typer.Option(None, help="Profile min shape, e.g. 1x3x640x640 (dynamic ONNX only)."),
+    opt_shape: Optional[str] = typer.Option(None, help="Profile opt shape, e.g. 4x3x640x640."),
+    max_shape: Optional[str] = typer.Option(None, help="Profile max shape, e.g. 8x3x640x640."),
+    workspace: Optional[int] = typer.Option(None, help="Workspace limit in MiB."),
+    timing_cache: Optional[Path] = typer.Option(None, help="Timing cache file (read if present, written after)."),
+    plugin: Optional[list[Path]] = typer.Option(None, help="Plugin library to load before parsing (repeatable)."),
+    verbose: bool = typer.Option(False, help="TensorRT verbose log."),
+) -> None:
+    """Build a TensorRT engine (strongly typed) + model.engine.json on this GPU machine."""
+    from edgecv.export.tensorrt_build import build_engine, parse_shape
+
+    engine = build_engine(onnx_path, out or onnx_path.with_suffix(".engine"), min_shape=parse_shape(min_shape),
+                          opt_shape=parse_shape(opt_shape), max_shape=parse_shape(max_shape), workspace_mb=workspace,
+                          timing_cache=timing_cache, plugins=plugin or [], verbose=verbose)
+    console.print(f"[green]wrote[/] {engine} (+ {engine.name}.json)")
 
 
 def main() -> None:

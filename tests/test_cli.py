@@ -38,7 +38,7 @@ def test_export_predict_info(tmp_path, images):
     result = run("export", "yolo", "--out", out, "--max-det", 50)
     assert result.exit_code == 0, result.output
     assert "built-in demo weights" in result.output and "fidelity check passed" in result.output
-    info = run("info", out)
+    info = run("info", out, "--json")
     assert info.exit_code == 0 and '"max_det": 50' in info.output
     save = tmp_path / "pred"
     result = run("predict", out, "--source", images / "scene0.jpg", "--save", save)

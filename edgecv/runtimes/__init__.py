@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from edgecv.runtimes.predictor import Predictor
     from edgecv.runtimes.preprocess import LetterboxInfo, preprocess_batch, scale_boxes_back
     from edgecv.runtimes.sources import FrameSource, iter_source
+    from edgecv.runtimes.info import artifact_info
 
 #: public name -> module that defines it
 _EXPORTS = {
@@ -35,11 +36,13 @@ _EXPORTS = {
     "preprocess_batch": "edgecv.runtimes.preprocess",
     "scale_boxes_back": "edgecv.runtimes.preprocess",
     "LetterboxInfo": "edgecv.runtimes.preprocess",
+    "artifact_info": "edgecv.runtimes.info",
 }
 
 __all__ = [
     "Detections", "FrameSource", "LetterboxInfo", "PredictSummary", "Predictor",
-    "annotate", "iter_source", "predict_source", "preprocess_batch", "scale_boxes_back",
+    "annotate", "artifact_info", "iter_source", "predict_source", "preprocess_batch",
+    "scale_boxes_back",
 ]
 
 

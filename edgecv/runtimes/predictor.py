@@ -18,7 +18,7 @@ import time
 import warnings
 from pathlib import Path
 from types import TracebackType
-from typing import Sequence, overload
+from typing import Any, Sequence, overload
 
 import numpy as np
 
@@ -66,13 +66,16 @@ class Predictor:
 
     Args:
         path: the artifact (``.onnx``).
-        backend: ``"auto"`` (by file suffix) or a name from
-            :data:`edgecv.runtimes.backends.LOADERS` (``"onnxruntime"``).
-        device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        backend: ``"auto"`` (by file suffix: ``.onnx`` -> onnxruntime, ``.engine``/``.plan`` ->
+            tensorrt) or a name from :data:`edgecv.runtimes.backends.LOADERS`
+            (``"onnxruntime"``, ``"openvino"``, ``"tensorrt"``).
+        device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``; ``None``: the backend's own (cpu; cuda for tensorrt).
         threads: intra-op threads for the backend (``None``: backend default).
         conf: keep only detections scoring at least this, on top of the threshold baked
             into the graph (``metadata.conf_threshold``); lower values cannot bring back
             what the graph already dropped.
+        backend_options: backend-specific keyword options (see
+            :func:`~edgecv.runtimes.backends.open_backend`), e.g. ``{"precision": "f32"}`` for openvino.
 
     Attributes:
         metadata: the artifact's :class:`~edgecv.metadata.ArtifactMetadata`.
@@ -81,10 +84,12 @@ class Predictor:
         last_timing: ``{"preprocess_ms", "infer_ms", "postprocess_ms", "total_ms", "images"}`` of the last call.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, backend: str = "auto", device: str = "cpu",
-                 threads: int | None = None, conf: float | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, backend: str = "auto", device: str | None = None,
+                 threads: int | None = None, conf: float | None = None,
+                 backend_options: dict[str, Any] | None = None) -> None:
         self.conf = _check_conf(conf)
-        self.backend: Backend = open_backend(path, backend, device=device, threads=threads)
+        self.backend: Backend = open_backend(path, backend, device=device, threads=threads,
+                                             **dict(backend_options or {}))
         try:
             self.metadata: ArtifactMetadata = self.backend.metadata
             check_detection_artifact(self.metadata, self.backend)

@@ -220,3 +220,85 @@ def toy_video(tmp_path: Path) -> Path:
     """``tmp_path/clips/clip.mp4``: 12 frames, 320x240, 10 fps."""
     (tmp_path / "clips").mkdir()
     return write_video(tmp_path / "clips" / "clip.mp4")
+
+
+# --- backends: demo YOLO exported small, OpenVINO / TensorRT availability, GPU skips -------------------------
+
+
+def openvino_available() -> bool:
+    return importlib.util.find_spec("openvino") is not None
+
+
+def tensorrt_gpu_available() -> tuple[bool, str]:
+    """``(True, "")`` when TensorRT imports and a CUDA device answers; else ``(False, why)``."""
+    try:
+        import tensorrt  # noqa: F401
+    except Exception as exc:  # the cu12 bindings raise OSError/ImportError without libnvinfer
+        return False, f"TensorRT is not importable ({type(exc).__name__}: {str(exc)[:80]})"
+    try:
+        from cuda.bindings import runtime as cudart
+
+        error, count = cudart.cudaGetDeviceCount()
+    except Exception as exc:
+        return False, f"cuda-python cannot query devices ({type(exc).__name__})"
+    if int(error) != 0 or count < 1:
+        return False, "no CUDA device on this machine"
+    return True, ""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip every ``@pytest.mark.gpu`` test, with the reason, where TensorRT + a GPU are absent."""
+    if not any(item.get_closest_marker("gpu") for item in items):
+        return
+    ok, why = tensorrt_gpu_available()
+    if ok:
+        return
+    skip = pytest.mark.skip(reason=f"gpu test: {why}")
+    for item in items:
+        if item.get_closest_marker("gpu"):
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def demo_onnx_160(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo YOLO at 160x160, batch 1 (export without the fidelity check: it is tested elsewhere)."""
+    from edgecv.export.api import export_model
+    from edgecv.export.onnx_export import ExportOptions
+
+    out = tmp_path_factory.mktemp("demo160") / "model.onnx"
+    return export_model("yolo", out=out, opts=ExportOptions(imgsz=160, conf=0.2, check=False)).path
+
+
+@pytest.fixture(scope="session")
+def demo_onnx_192_dynamic(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo YOLO with dynamic batch/size, letterbox 192."""
+    from edgecv.export.api import export_model
+    from edgecv.export.onnx_export import ExportOptions
+
+    out = tmp_path_factory.mktemp("demo192") / "model.onnx"
+    return export_model("yolo", out=out, opts=ExportOptions(imgsz=192, dynamic=True, conf=0.2, check=False)).path
+
+
+@pytest.fixture(scope="session")
+def shapes_frames() -> list[np.ndarray]:
+    """Four synthetic validation scenes (BGR uint8, 192x192) that the demo model detects objects in."""
+    from edgecv.data.synthetic import ShapesDataset
+
+    data = ShapesDataset("val", length=4, imgsz=192, seed=3)
+    return [np.ascontiguousarray(data[i].image) for i in range(4)]
+
+
+@pytest.fixture
+def fake_engine(tmp_path: Path) -> Path:
+    """A non-plan ``model.engine`` with a valid edgecv json beside it (TensorRT 10.13.3.9, sm 8.6)."""
+    import json
+
+    engine = tmp_path / "model.engine"
+    engine.write_bytes(b"not a real plan")
+    meta = ArtifactMetadata(task="detect", class_names=["a", "b"], input_shape=[1, 3, 64, 64],
+                            letterbox_size=[64, 64], max_det=10)
+    doc = json.loads(meta.to_json())
+    doc["tensorrt"] = {"version": "10.13.3.9", "compute_capability": "8.6", "input_name": "images",
+                       "profiles": [{"min": [1, 3, 64, 64], "opt": [1, 3, 64, 64], "max": [1, 3, 64, 64]}]}
+    (tmp_path / "model.engine.json").write_text(json.dumps(doc))
+    return engine

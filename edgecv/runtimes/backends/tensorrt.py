@@ -1,0 +1,246 @@
+"""TensorRT backend: runs an edgecv engine (``model.engine`` + ``model.engine.json``) on an NVIDIA GPU.
+
+* The engine is a raw plan (as ``trtexec`` writes it); its edgecv metadata and build facts
+  (TensorRT version, GPU compute capability) come from ``<engine>.json`` beside it, written by
+  :func:`edgecv.export.tensorrt_build.build_engine`. Before deserializing, the json's TensorRT
+  version and compute capability are compared with this machine's; a mismatch is an
+  :class:`~edgecv.errors.ArtifactError` that says which and how to fix it (rebuild the engine
+  here), instead of TensorRT's opaque "serialization assertion" failure.
+* Name-based IO (TensorRT 10/11 API): ``set_input_shape`` per call, ``set_tensor_address`` for
+  every IO tensor, ``execute_async_v3`` on a CUDA stream. Device buffers are allocated for the
+  largest shape of optimisation profile 0 and reused; host staging buffers are pinned
+  (``cudaMallocHost``) so the async copies really are async.
+* CUDA through NVIDIA's ``cuda-python`` (``cuda.bindings.runtime``), not pycuda: it ships
+  prebuilt wheels for every CUDA version (pycuda compiles against a local toolkit at install
+  time), it is NVIDIA's own maintained binding, and NVIDIA's TensorRT samples and Polygraphy
+  moved to it. Every call returns ``(error, value...)``; :func:`cuda_call` checks them.
+* One execution context per backend; ``infer`` holds a lock, so threads may share it.
+
+``tensorrt`` and ``cuda-python`` are imported only when an engine is opened
+(``pip install edgecv[tensorrt]``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+
+from edgecv.errors import ArtifactError, BackendError, MissingDependencyError
+from edgecv.metadata import ArtifactMetadata
+from edgecv.runtimes.backends.base import check_artifact_file, parse_device
+
+
+def engine_json_path(engine_path: Path) -> Path:
+    """``model.engine`` -> ``model.engine.json`` (same rule as the builder)."""
+    return engine_path.with_name(engine_path.name + ".json")
+
+
+def read_engine_json(engine_path: Path) -> tuple[ArtifactMetadata, dict[str, Any]]:
+    """``(metadata, tensorrt build facts)`` from the json beside an engine.
+
+    Raises:
+        ArtifactError: no json, invalid json, or no ``tensorrt`` section.
+    """
+    path = engine_json_path(engine_path)
+    if not path.is_file():
+        raise ArtifactError(f"expected the engine's metadata at {path} (written by `edgecv build`), found no such "
+                            "file; an engine needs its json to be an edgecv artifact")
+    text = path.read_text()
+    metadata = ArtifactMetadata.from_json(text, source=str(path))
+    facts = json.loads(text).get("tensorrt")
+    if not isinstance(facts, dict):
+        raise ArtifactError(f"{path}: expected a 'tensorrt' section (version, compute_capability), found none")
+    return metadata, facts
+
+
+def check_compatibility(facts: dict[str, Any], runtime_version: str, runtime_capability: str, source: str) -> None:
+    """Raise unless an engine built with ``facts`` can load here.
+
+    TensorRT plans are tied to the exact TensorRT version (unless built version-compatible) and
+    to the GPU's compute capability (unless built hardware-compatible).
+
+    Raises:
+        ArtifactError: a clear statement of the mismatch and the fix.
+    """
+    problems = []
+    built_version = str(facts.get("version", ""))
+    if built_version and built_version != runtime_version:
+        problems.append(f"built with TensorRT {built_version}, this machine has TensorRT {runtime_version}")
+    built_cc = str(facts.get("compute_capability", ""))
+    if built_cc and built_cc != runtime_capability:
+        problems.append(f"built for compute capability {built_cc}, this GPU is {runtime_capability}")
+    if problems:
+        raise ArtifactError(f"{source}: the engine cannot run here: {'; '.join(problems)}. Rebuild it on this "
+                            "machine from the ONNX artifact: edgecv build model.onnx --out model.engine")
+
+
+def import_tensorrt() -> Any:
+    try:
+        import tensorrt as trt
+    except ImportError as exc:
+        raise MissingDependencyError(f"backend 'tensorrt' needs TensorRT, found it not importable ({exc}): "
+                                     "pip install edgecv[tensorrt] (on a machine with an NVIDIA GPU)") from exc
+    return trt
+
+
+def import_cudart() -> Any:
+    try:
+        from cuda.bindings import runtime as cudart
+    except ImportError as exc:
+        raise MissingDependencyError(f"backend 'tensorrt' needs NVIDIA's cuda-python, found it not importable "
+                                     f"({exc}): pip install edgecv[tensorrt]") from exc
+    return cudart
+
+
+def cuda_call(result: Any, what: str) -> Any:
+    """Unpack a cuda-python ``(error, value...)`` tuple; raise :class:`BackendError` on an error code."""
+    error, *values = result if isinstance(result, tuple) else (result,)
+    if int(error) != 0:
+        raise BackendError(f"CUDA {what} failed: {error!r}")
+    return values[0] if len(values) == 1 else (tuple(values) if values else None)
+
+
+class TensorRtBackend:
+    """A deserialized TensorRT engine behind the :class:`~edgecv.runtimes.backends.base.Backend` protocol."""
+
+    name = "tensorrt"
+
+    def __init__(self, path: Path, metadata: ArtifactMetadata, engine: Any, trt: Any, cudart: Any, device: int) -> None:
+        self.path = path
+        self.metadata = metadata
+        self.device = device
+        self._trt = trt
+        self._cudart = cudart
+        self._lock = threading.Lock()
+        self.engine: Any | None = engine
+        self.context = engine.create_execution_context()
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        is_input = {n: engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT for n in names}
+        self._input_names = [n for n in names if is_input[n]]
+        self._output_names = [n for n in names if not is_input[n]]
+        self._dtypes = {n: np.dtype(trt.nptype(engine.get_tensor_dtype(n))) for n in names}
+        self.stream = cuda_call(cudart.cudaStreamCreate(), "cudaStreamCreate")
+        self._device_ptrs: dict[str, int] = {}
+        self._host: dict[str, np.ndarray] = {}
+        self._host_ptrs: list[int] = []
+        self._allocate()
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, device: str = "cuda", check_versions: bool = True
+             ) -> TensorRtBackend:
+        """Deserialize the engine at ``path`` on ``device`` (``"cuda"`` / ``"cuda:N"``).
+
+        Raises:
+            ArtifactError: missing engine or json, version / compute capability mismatch, corrupt plan.
+            BackendError: a CPU device.
+            MissingDependencyError: tensorrt or cuda-python not installed.
+        """
+        file = Path(path)
+        kind, index = parse_device(device)
+        if kind != "cuda":
+            raise BackendError(f"backend 'tensorrt' runs on 'cuda' / 'cuda:N', found device {device!r}; "
+                               "run the .onnx artifact with backend 'onnxruntime' or 'openvino' on a CPU")
+        check_artifact_file(file)
+        metadata, facts = read_engine_json(file)
+        trt = import_tensorrt()
+        cudart = import_cudart()
+        cuda_call(cudart.cudaSetDevice(index), "cudaSetDevice")
+        if check_versions:
+            major = cuda_call(cudart.cudaDeviceGetAttribute(
+                cudart.cudaDeviceAttr.cudaDevAttrComputeCapabilityMajor, index), "cudaDeviceGetAttribute")
+            minor = cuda_call(cudart.cudaDeviceGetAttribute(
+                cudart.cudaDeviceAttr.cudaDevAttrComputeCapabilityMinor, index), "cudaDeviceGetAttribute")
+            check_compatibility(facts, str(trt.__version__), f"{major}.{minor}", str(file))
+        logger = trt.Logger(trt.Logger.WARNING)
+        trt.init_libnvinfer_plugins(logger, "")
+        runtime = trt.Runtime(logger)
+        engine = runtime.deserialize_cuda_engine(file.read_bytes())
+        if engine is None:
+            raise ArtifactError(f"TensorRT could not deserialize {file} (corrupt plan, or built by another "
+                                "TensorRT / for another GPU)")
+        return cls(file, metadata, engine, trt, cudart, index)
+
+    def _allocate(self) -> None:
+        """Device + pinned host buffers for the static shapes, or the largest shapes of profile 0."""
+        cudart = self._cudart
+        for name in self._input_names:
+            static = tuple(self.engine.get_tensor_shape(name))
+            if -1 in static:  # dynamic axes: size buffers for profile 0's max shape
+                _, _, biggest = self.engine.get_tensor_profile_shape(name, 0)
+                self.context.set_input_shape(name, tuple(biggest))
+        for name in self._input_names + self._output_names:
+            shape = tuple(self.context.get_tensor_shape(name))
+            nbytes = int(np.prod(shape)) * self._dtypes[name].itemsize
+            ptr = cuda_call(cudart.cudaMalloc(nbytes), "cudaMalloc")
+            self._device_ptrs[name] = int(ptr)
+            self.context.set_tensor_address(name, int(ptr))
+            host_ptr = int(cuda_call(cudart.cudaMallocHost(nbytes), "cudaMallocHost"))
+            self._host_ptrs.append(host_ptr)
+            buffer = (np.ctypeslib.as_array((np.ctypeslib.ctypes.c_byte * nbytes).from_address(host_ptr)))
+            self._host[name] = buffer.view(self._dtypes[name])
+
+    @property
+    def input_names(self) -> list[str]:
+        return list(self._input_names)
+
+    @property
+    def output_names(self) -> list[str]:
+        return list(self._output_names)
+
+    def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Copy ``batch`` in (pinned, async), run ``execute_async_v3``, copy every output out."""
+        if self.engine is None:
+            raise BackendError(f"the tensorrt backend for {self.path} is closed")
+        cudart = self._cudart
+        h2d = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
+        d2h = cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
+        name = self._input_names[0]
+        data = np.ascontiguousarray(batch, dtype=self._dtypes[name])
+        with self._lock:
+            if not self.context.set_input_shape(name, tuple(data.shape)):
+                raise BackendError(f"tensorrt rejected input {name!r} shape {list(data.shape)} for {self.path}; "
+                                   f"profile 0 allows {[list(s) for s in self.engine.get_tensor_profile_shape(name, 0)]}")
+            host_in = self._host[name][:data.size]
+            host_in[...] = data.reshape(-1)
+            cuda_call(cudart.cudaMemcpyAsync(self._device_ptrs[name], host_in.ctypes.data, data.nbytes, h2d,
+                                             self.stream), "cudaMemcpyAsync")
+            if not self.context.execute_async_v3(int(self.stream)):
+                raise BackendError(f"tensorrt execute_async_v3 failed on {self.path}")
+            shapes = {out: tuple(self.context.get_tensor_shape(out)) for out in self._output_names}
+            for out in self._output_names:
+                count = int(np.prod(shapes[out]))
+                nbytes = count * self._dtypes[out].itemsize
+                cuda_call(cudart.cudaMemcpyAsync(self._host[out].ctypes.data, self._device_ptrs[out], nbytes, d2h,
+                                                 self.stream), "cudaMemcpyAsync")
+            cuda_call(cudart.cudaStreamSynchronize(self.stream), "cudaStreamSynchronize")
+            return {out: self._host[out][:int(np.prod(shapes[out]))].reshape(shapes[out]).copy()
+                    for out in self._output_names}
+
+    def close(self) -> None:
+        """Free buffers, stream, context and engine (idempotent)."""
+        if self.engine is None:
+            return
+        cudart = self._cudart
+        for ptr in self._device_ptrs.values():
+            cudart.cudaFree(ptr)
+        for ptr in self._host_ptrs:
+            cudart.cudaFreeHost(ptr)
+        cudart.cudaStreamDestroy(self.stream)
+        self._device_ptrs.clear()
+        self._host_ptrs.clear()
+        self._host.clear()
+        self.context = None
+        self.engine = None
+
+    def __enter__(self) -> TensorRtBackend:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()

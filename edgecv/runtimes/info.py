@@ -1,0 +1,150 @@
+"""What an artifact is, without running it: metadata, IO tensors, precision, calibration, fidelity.
+
+    from edgecv.runtimes.info import artifact_info
+    info = artifact_info("model.onnx")        # ArtifactInfo; also .engine (reads model.engine.json)
+    print(info.precision, info.inputs, info.metadata.fidelity)
+
+* ``.onnx``: read with ONNX Runtime's model metadata (no session run, no torch, no onnx package).
+  The IO tensor names / shapes / types come from the session's declared inputs and outputs
+  (a session with graph optimisation disabled, so opening is cheap); the precision is the one
+  the metadata declares (the calibration section says how an int8 graph was made).
+* ``.engine`` / ``.plan``: everything from ``<engine>.json`` (so no GPU or TensorRT is needed),
+  including the TensorRT version, compute capability and optimisation profiles.
+
+``edgecv info`` renders :func:`render` (rich tables) or ``--json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgecv.errors import ArtifactError
+from edgecv.metadata import ArtifactMetadata
+
+
+@dataclass
+class TensorInfo:
+    name: str
+    shape: list[int | str]
+    dtype: str
+
+
+@dataclass
+class ArtifactInfo:
+    """A summary of one artifact."""
+
+    path: str
+    kind: str  # "onnx" | "tensorrt"
+    size_bytes: int
+    metadata: ArtifactMetadata
+    inputs: list[TensorInfo] = field(default_factory=list)
+    outputs: list[TensorInfo] = field(default_factory=list)
+    tensorrt: dict[str, Any] = field(default_factory=dict)
+    producer: str = ""
+
+    @property
+    def precision(self) -> str:
+        return self.metadata.precision
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int32)": "int32",
+              "tensor(int64)": "int64", "tensor(uint8)": "uint8", "tensor(int8)": "int8"}
+
+
+def _onnx_info(path: Path) -> ArtifactInfo:
+    from edgecv.runtimes.backends.onnxruntime import OnnxRuntimeBackend
+
+    with OnnxRuntimeBackend.open(path, graph_optimization="disable", threads=1) as backend:
+        session = backend.session
+        assert session is not None  # just opened
+        meta = session.get_modelmeta()
+        inputs = [TensorInfo(n.name, list(n.shape), _ORT_TYPES.get(n.type, n.type)) for n in session.get_inputs()]
+        outputs = [TensorInfo(n.name, list(n.shape), _ORT_TYPES.get(n.type, n.type)) for n in session.get_outputs()]
+        producer = str(meta.producer_name or "")
+        return ArtifactInfo(str(path), "onnx", path.stat().st_size, backend.metadata, inputs, outputs,
+                            producer=producer)
+
+
+def _engine_info(path: Path) -> ArtifactInfo:
+    from edgecv.runtimes.backends.tensorrt import read_engine_json
+
+    if not path.is_file():
+        raise ArtifactError(f"expected a TensorRT engine at {path}, found no such file")
+    metadata, facts = read_engine_json(path)
+    shape = [("dyn" if v < 0 else v) for v in metadata.input_shape]
+    profiles = facts.get("profiles") or []
+    inputs = [TensorInfo(facts.get("input_name", metadata.input_name), shape, metadata.input_dtype)]
+    k = metadata.max_det
+    contract = {"num_dets": (["B", 1], "int32"), "boxes": (["B", k, 4], "float32"),
+                "scores": (["B", k], "float32"), "classes": (["B", k], "int32")}
+    outputs = [TensorInfo(name, *contract.get(name, (["?"], "?"))) for name in metadata.outputs]
+    facts = {**facts, "profiles": profiles}
+    return ArtifactInfo(str(path), "tensorrt", path.stat().st_size, metadata, inputs, outputs, tensorrt=facts,
+                        producer=f"TensorRT {facts.get('version', '?')}")
+
+
+def artifact_info(path: str | os.PathLike[str]) -> ArtifactInfo:
+    """Summarise the artifact at ``path`` (``.onnx``, or ``.engine`` / ``.plan`` with its json).
+
+    Raises:
+        ArtifactError: missing / unreadable / non-edgecv artifact.
+    """
+    file = Path(path)
+    if file.suffix.lower() in (".engine", ".plan"):
+        return _engine_info(file)
+    return _onnx_info(file)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True)
+    return str(value)
+
+
+def render(info: ArtifactInfo) -> list[Any]:
+    """Rich renderables for ``edgecv info``: summary, IO tensors, calibration, fidelity (+ TensorRT)."""
+    from rich.table import Table
+
+    meta = info.metadata
+    summary = Table(title=f"{Path(info.path).name} ({info.kind}, {info.size_bytes / 2**20:.1f} MB)", show_header=False)
+    summary.add_column("key", style="bold")
+    summary.add_column("value")
+    rows = [
+        ("task", meta.task), ("model", meta.model_family or "-"), ("precision", meta.precision),
+        ("classes", f"{meta.num_classes}: {', '.join(meta.class_names[:12])}{' ...' if meta.num_classes > 12 else ''}"),
+        ("input", f"{meta.input_name} {meta.input_shape} {meta.input_dtype} {meta.layout} {meta.color_order}"),
+        ("normalisation", f"x/255, mean {meta.mean}, std {meta.std}"),
+        ("letterbox", f"{meta.letterbox_size} stride {meta.stride} pad {meta.pad_value}"),
+        ("thresholds", f"conf {meta.conf_threshold}  iou {meta.iou_threshold}  max_det {meta.max_det}"),
+        ("dynamic", str(meta.dynamic)), ("source weights", meta.source_weights or "-"),
+        ("weights sha256", (meta.source_weights_sha256 or "-")[:16]), ("producer", info.producer or "-"),
+        ("versions", ", ".join(f"{k} {v}" for k, v in sorted(meta.versions.items())) or "-"),
+    ]
+    for key, value in rows:
+        summary.add_row(key, value)
+    io = Table(title="inputs / outputs")
+    for column in ("", "name", "shape", "dtype"):
+        io.add_column(column)
+    for kind, tensors in (("in", info.inputs), ("out", info.outputs)):
+        for tensor in tensors:
+            io.add_row(kind, tensor.name, str(tensor.shape), tensor.dtype)
+    tables: list[Any] = [summary, io]
+    for title, section in (("calibration", meta.calibration), ("fidelity", meta.fidelity),
+                           ("accuracy", meta.accuracy), ("tensorrt", info.tensorrt)):
+        if section:
+            table = Table(title=title, show_header=False)
+            table.add_column("key", style="bold")
+            table.add_column("value")
+            for key, value in sorted(section.items()):
+                table.add_row(str(key), _fmt(value))
+            tables.append(table)
+    return tables
