@@ -14,6 +14,7 @@ from typing import Callable, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from edgecv.errors import EdgecvError
@@ -31,7 +32,7 @@ def user_errors(command: Callable) -> Callable:
         try:
             return command(*args, **kwargs)
         except EdgecvError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
             raise typer.Exit(2) from None
 
     return wrapper
@@ -58,9 +59,12 @@ def export(
     calib_data: str = typer.Option("shapes", help="Calibration data: 'shapes', image folder, COCO folder or video."),
     calib_method: str = typer.Option("percentile", help="Range calibration: minmax, entropy or percentile."),
     calib_samples: int = typer.Option(256, help="Number of calibration images."),
-    target: str = typer.Option("onnxruntime", help="int8 target: onnxruntime or tensorrt."),
-    max_drop: Optional[float] = typer.Option(None, help="Max mAP50-95 drop in points; keeps sensitive layers float."),
+    target: Optional[str] = typer.Option(None, help="int8 target: onnxruntime, tensorrt or openvino "
+                                         "(default: tensorrt with --engine, else onnxruntime)."),
+    max_drop: Optional[float] = typer.Option(None, min=0.0, help="Max mAP50-95 drop in points; keeps sensitive layers float."),
     fp16: bool = typer.Option(False, "--fp16", help="Also write model_fp16.onnx (fp16 graph, fp32 I/O)."),
+    engine: bool = typer.Option(False, "--engine", help="Also build a TensorRT engine (GPU machine) from the "
+                                "int8 graph with --int8, else the fp16 graph with --fp16, else fp32."),
 ) -> None:
     """Export a trained model to ONNX with decode + NMS in the graph (optionally int8 / fp16 beside it)."""
     from edgecv.export.api import export_model
@@ -71,15 +75,23 @@ def export(
     class_names = [n.strip() for n in names.split(",")] if names else None
     result = export_model(model, weights, out, opts, trust=trust_weights, class_names=class_names, size=size,
                           console=console)
-    if int8:
-        from edgecv.calibration import quantize
-
-        quantize(result.path, data=calib_data, method=calib_method, target=target, samples=calib_samples,
-                 max_drop=max_drop, console=console)
+    for_engine = result.path
     if fp16:
         from edgecv.export.fp16 import export_fp16
 
-        console.print(f"[green]wrote[/] {export_fp16(result.path)} (fp16)")
+        for_engine = export_fp16(result.path)
+        console.print(f"[green]wrote[/] {for_engine} (fp16)")
+    if int8:
+        from edgecv.calibration import quantize
+
+        target = target or ("tensorrt" if engine else "onnxruntime")
+        for_engine = quantize(result.path, data=calib_data, method=calib_method, target=target,
+                              samples=calib_samples, max_drop=max_drop, console=console).path
+    if engine:
+        from edgecv.export.tensorrt_build import build_engine
+
+        built = build_engine(for_engine, for_engine.with_suffix(".engine"))
+        console.print(f"[green]wrote[/] {built} (+ {built.name}.json)")
 
 
 @app.command()
@@ -142,11 +154,11 @@ def calibrate(
     artifact: Path = typer.Argument(..., help="fp32 edgecv artifact (.onnx) to quantize."),
     data: str = typer.Option("shapes", help="Calibration data: 'shapes', image folder, COCO folder/json or video."),
     method: str = typer.Option("percentile", help="Range calibration: minmax, entropy or percentile."),
-    target: str = typer.Option("onnxruntime", help="int8 target: onnxruntime (uint8 QDQ) or tensorrt (int8 sym)."),
+    target: str = typer.Option("onnxruntime", help="int8 target: onnxruntime (uint8 QDQ), tensorrt (int8 sym) or openvino (uint8, conv inputs)."),
     samples: int = typer.Option(256, help="Number of calibration images."),
     seed: int = typer.Option(0, help="Seed for picking calibration images."),
     every: int = typer.Option(10, help="With a video: use every n-th frame."),
-    max_drop: Optional[float] = typer.Option(None, help="Max mAP50-95 drop in points; keeps sensitive layers float."),
+    max_drop: Optional[float] = typer.Option(None, min=0.0, help="Max mAP50-95 drop in points; keeps sensitive layers float."),
     evaluate: bool = typer.Option(False, "--evaluate", help="Compare fp32 vs int8 (implied by --max-drop)."),
     eval_data: str = typer.Option("shapes", help="Held-out evaluation data: 'shapes' or a COCO folder."),
     eval_count: int = typer.Option(300, help="Synthetic evaluation images (with --eval-data shapes)."),

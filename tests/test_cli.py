@@ -1,5 +1,6 @@
 """The command line, run in-process through typer's runner: real exports, real files."""
 
+import importlib.util
 import json
 
 import cv2
@@ -59,6 +60,14 @@ def test_user_mistakes_exit_cleanly(args, message):
     assert result.exit_code == 2
     assert message in " ".join(result.output.split())
     assert "Traceback" not in result.output
+
+
+def test_engine_without_tensorrt_names_the_extra(tmp_path):
+    if importlib.util.find_spec("tensorrt") is not None:
+        pytest.skip("TensorRT is installed here")
+    result = run("export", "yolo", "--imgsz", "160", "--engine", "--out", str(tmp_path / "m.onnx"))
+    assert result.exit_code == 2 and "pip install edgecv[tensorrt]" in " ".join(result.output.split())
+    assert (tmp_path / "m.onnx").is_file()  # the ONNX export is kept
 
 
 def test_predict_rejects_non_onnx_and_bad_images(tmp_path, demo_onnx):

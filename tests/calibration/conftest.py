@@ -28,10 +28,10 @@ def model_copy(small_onnx, tmp_path) -> Path:
 
 @pytest.fixture(scope="session")
 def quantized(small_onnx, tmp_path_factory) -> dict:
-    """int8 graphs of :func:`small_onnx` for both targets from one calibration (8 synthetic images)."""
+    """int8 graphs of :func:`small_onnx` for every target from one calibration (8 synthetic images)."""
     from edgecv.calibration import quantize
 
     folder = tmp_path_factory.mktemp("calib_out")
     cache = folder / "model.calib.json"
     return {target: quantize(small_onnx, folder / f"{target}.onnx", target=target, samples=8, cache=cache)
-            for target in ("tensorrt", "onnxruntime")}
+            for target in ("tensorrt", "onnxruntime", "openvino")}

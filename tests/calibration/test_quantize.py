@@ -37,6 +37,22 @@ def test_tensorrt_target_is_symmetric_int8_on_compute_inputs(quantized):
     assert not any(n.op_type == "DequantizeLinear" and "bias" in n.input[0] for n in model.graph.node)
 
 
+def test_openvino_target_is_uint8_on_compute_inputs(quantized, small_onnx):
+    model = onnx.load(str(quantized["openvino"].path))
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    q_dtypes = {inits[n.input[2]].dtype for n in model.graph.node if n.op_type == "QuantizeLinear"}
+    assert q_dtypes == {np.dtype(np.uint8)}
+    consumers = {i: n for n in model.graph.node for i in n.input}
+    dq_outputs = [n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"]
+    assert {consumers[t].op_type for t in dq_outputs} <= COMPUTE_OPS
+    pytest.importorskip("openvino", reason="openvino not installed")
+    images = _scenes()
+    with Predictor(small_onnx) as ref, Predictor(quantized["openvino"].path, backend="openvino") as q:
+        a, b = ref(images), q(images)
+    assert sum(len(d) for d in a) > 0
+    assert abs(sum(len(d) for d in a) - sum(len(d) for d in b)) <= max(2, sum(len(d) for d in a) // 5)
+
+
 def test_onnxruntime_target_form(quantized):
     model = onnx.load(str(quantized["onnxruntime"].path))
     inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
@@ -47,7 +63,7 @@ def test_onnxruntime_target_form(quantized):
     assert weight_dq and all(inits[n.input[1]].size > 1 for n in weight_dq)  # per-channel int8 weights
 
 
-@pytest.mark.parametrize("target", ["tensorrt", "onnxruntime"])
+@pytest.mark.parametrize("target", ["tensorrt", "onnxruntime", "openvino"])
 def test_postprocessing_stays_float_and_runs(quantized, small_onnx, target):
     result = quantized[target]
     fp32, model = onnx.load(str(small_onnx)), onnx.load(str(result.path))
@@ -91,3 +107,9 @@ def test_already_quantized_and_bad_options(quantized, small_onnx, tmp_path):
         quantize(small_onnx, tmp_path / "x.onnx", samples=2, target="tflite", cache=tmp_path / "c.json")
     with pytest.raises(QuantizationError, match="unknown"):
         quantize(small_onnx, tmp_path / "x.onnx", samples=2, exclude=["nope"], cache=tmp_path / "c.json")
+
+
+def test_openvino_warns_about_a_tensorrt_target_graph(quantized):
+    pytest.importorskip("openvino", reason="openvino not installed")
+    with pytest.warns(UserWarning, match="--target openvino"):
+        Predictor(quantized["tensorrt"].path, backend="openvino").close()
