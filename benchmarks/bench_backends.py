@@ -206,7 +206,7 @@ def import_section(out: Path) -> None:
                                 env=env, check=True)
         seconds, torch_loaded = result.stdout.split()
         runs.append(float(seconds))
-    print(f"\n== import edgecv.runtimes + open the 640 ONNX predictor, fresh interpreter, 5 runs ==")
+    print("\n== import edgecv.runtimes + open the 640 ONNX predictor, fresh interpreter, 5 runs ==")
     print(f"median {statistics.median(runs):.3f} s, min {min(runs):.3f} s (target < 0.5 s); "
           f"torch in sys.modules: {torch_loaded}")
 

@@ -4,7 +4,6 @@ import importlib.util
 import json
 
 import cv2
-import numpy as np
 import pytest
 from typer.testing import CliRunner
 

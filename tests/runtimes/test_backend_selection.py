@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import json
 import sys
 from pathlib import Path
 
@@ -11,7 +10,6 @@ import numpy as np
 import pytest
 
 from edgecv.errors import ArtifactError, BackendError, MissingDependencyError
-from edgecv.metadata import ArtifactMetadata
 from edgecv.runtimes.backends import AUTO_BY_SUFFIX, LOADERS, open_backend, resolve_backend
 from edgecv.runtimes.backends.openvino import compile_config
 from edgecv.runtimes.backends.tensorrt import check_compatibility, read_engine_json

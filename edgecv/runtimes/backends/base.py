@@ -49,6 +49,20 @@ class Backend(Protocol):
                  tb: TracebackType | None) -> None: ...
 
 
+class ClosesOnExit:
+    """Context-manager half of the protocol for backends: ``with`` closes the backend."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):  # noqa: ANN204 -- returns the concrete backend
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
 def parse_device(device: str) -> tuple[str, int]:
     """``"cpu"`` -> ``("cpu", 0)``; ``"cuda"`` / ``"cuda:1"`` -> ``("cuda", index)``.
 

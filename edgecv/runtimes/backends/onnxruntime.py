@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import numpy as np
@@ -34,7 +33,8 @@ from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
 from edgecv.errors import ArtifactError, BackendError, MissingDependencyError
 from edgecv.metadata import METADATA_KEY, ArtifactMetadata
-from edgecv.runtimes.backends.base import check_artifact_file, check_threads, describe_file, parse_device
+from edgecv.runtimes.backends.base import (ClosesOnExit, check_artifact_file, check_threads, describe_file,
+                                           parse_device)
 
 #: Everything ONNX Runtime raises from its C++ core (they derive from Exception directly).
 ORT_ERRORS: tuple[type[Exception], ...] = tuple(
@@ -118,7 +118,7 @@ def read_metadata(session: ort.InferenceSession, path: Path) -> ArtifactMetadata
     return ArtifactMetadata.from_json(text, source=str(path))
 
 
-class OnnxRuntimeBackend:
+class OnnxRuntimeBackend(ClosesOnExit):
     """An ``onnxruntime.InferenceSession`` behind the :class:`~edgecv.runtimes.backends.base.Backend` protocol."""
 
     name = "onnxruntime"
@@ -196,10 +196,3 @@ class OnnxRuntimeBackend:
     def close(self) -> None:
         """Release the session (idempotent)."""
         self.session = None
-
-    def __enter__(self) -> OnnxRuntimeBackend:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()

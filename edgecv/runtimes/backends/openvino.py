@@ -22,14 +22,14 @@ import os
 import threading
 import warnings
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import numpy as np
 
 from edgecv.errors import ArtifactError, BackendError, MissingDependencyError
 from edgecv.metadata import METADATA_KEY, ArtifactMetadata
-from edgecv.runtimes.backends.base import check_artifact_file, check_threads, describe_file, parse_device
+from edgecv.runtimes.backends.base import (ClosesOnExit, check_artifact_file, check_threads, describe_file,
+                                           parse_device)
 
 #: ``precision=`` values -> OpenVINO ``INFERENCE_PRECISION_HINT`` strings.
 PRECISIONS = {"f32": "f32", "fp32": "f32", "bf16": "bf16", "f16": "f16", "fp16": "f16"}
@@ -92,7 +92,7 @@ def _port_name(port: Any, wanted: set[str]) -> str:
     return next((name for name in names if name in wanted), port.get_any_name())
 
 
-class OpenVinoBackend:
+class OpenVinoBackend(ClosesOnExit):
     """An OpenVINO ``CompiledModel`` behind the :class:`~edgecv.runtimes.backends.base.Backend` protocol."""
 
     name = "openvino"
@@ -201,10 +201,3 @@ class OpenVinoBackend:
             self._requests.clear()
         self._local = threading.local()
         self.compiled = None
-
-    def __enter__(self) -> OpenVinoBackend:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()

@@ -26,14 +26,13 @@ import json
 import os
 import threading
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import numpy as np
 
 from edgecv.errors import ArtifactError, BackendError, MissingDependencyError
 from edgecv.metadata import ArtifactMetadata
-from edgecv.runtimes.backends.base import check_artifact_file, parse_device
+from edgecv.runtimes.backends.base import ClosesOnExit, check_artifact_file, parse_device
 
 
 def engine_json_path(engine_path: Path) -> Path:
@@ -106,7 +105,7 @@ def cuda_call(result: Any, what: str) -> Any:
     return values[0] if len(values) == 1 else (tuple(values) if values else None)
 
 
-class TensorRtBackend:
+class TensorRtBackend(ClosesOnExit):
     """A deserialized TensorRT engine behind the :class:`~edgecv.runtimes.backends.base.Backend` protocol."""
 
     name = "tensorrt"
@@ -237,10 +236,3 @@ class TensorRtBackend:
         self._host.clear()
         self.context = None
         self.engine = None
-
-    def __enter__(self) -> TensorRtBackend:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
