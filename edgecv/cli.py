@@ -239,20 +239,13 @@ def benchmark(
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the figures as JSON."),
 ) -> None:
     """Latency p50/p90/p99, throughput and peak memory: whole predictor and bare backend call."""
-    from edgecv.runtimes.benchmark import compare as run_compare, ratios, write_json
+    from edgecv.runtimes.benchmark import compare as run_compare, results_table, write_json
 
     specs = [s.strip() for s in compare.split(",") if s.strip()] if compare else [backend]
     results = run_compare(artifact, specs, device=device, batch=batch, imgsz=imgsz, warmup=warmup, iters=iters,
                           threads=threads)
-    table = Table(title=f"{artifact.name}: batch {batch}, {iters} iters after {warmup} warm-up")
-    for column in ("backend", "call", "p50", "p90", "p99", "img/s", "peak RSS", "vs 1st"):
-        table.add_column(column, justify="left" if column in ("backend", "call") else "right")
-    for spec, result, ratio in zip(specs, results, ratios(results)):
-        for call, stats, key in (("whole", result.whole, "whole_p50"), ("bare", result.bare, "bare_p50")):
-            table.add_row(f"{spec} ({result.precision})" if call == "whole" else "", call, f"{stats.p50:.1f}",
-                          f"{stats.p90:.1f}", f"{stats.p99:.1f}", f"{stats.throughput:.1f}",
-                          f"{result.peak_rss_mb:.0f} MB" if call == "whole" else "", f"{ratio[key]:.2f}x")
-    console.print(table)
+    console.print(results_table(specs, results, title=f"{artifact.name}: batch {batch}, {iters} iters after "
+                                f"{warmup} warm-up"))
     console.print("ms; whole = predictor call (pre + infer + post), bare = backend call on a ready tensor; "
                   "vs 1st = p50 / the first backend's p50")
     if json_out:

@@ -31,6 +31,7 @@ from typing import Any, Sequence
 
 import cv2
 import numpy as np
+from rich.table import Table
 
 from edgecv.runtimes.preprocess import preprocess_batch
 
@@ -202,6 +203,19 @@ def ratios(results: Sequence[BenchmarkResult]) -> list[dict[str, float]]:
     base = results[0]
     return [{"whole_p50": r.whole.p50 / base.whole.p50, "bare_p50": r.bare.p50 / base.bare.p50,
              "whole_vs_first_bare": r.whole.p50 / base.bare.p50} for r in results]
+
+
+def results_table(specs: Sequence[str], results: Sequence[BenchmarkResult], title: str = "") -> Table:
+    """A rich table: per backend spec, whole-predictor and bare-call p50/p90/p99 (ms), img/s, peak RSS, ratio."""
+    table = Table(title=title)
+    for column in ("backend", "call", "p50", "p90", "p99", "img/s", "peak RSS", "vs 1st"):
+        table.add_column(column, justify="left" if column in ("backend", "call") else "right")
+    for spec, result, ratio in zip(specs, results, ratios(results)):
+        for call, stats, key in (("whole", result.whole, "whole_p50"), ("bare", result.bare, "bare_p50")):
+            table.add_row(f"{spec} ({result.precision})" if call == "whole" else "", call, f"{stats.p50:.1f}",
+                          f"{stats.p90:.1f}", f"{stats.p99:.1f}", f"{stats.throughput:.1f}",
+                          f"{result.peak_rss_mb:.0f} MB" if call == "whole" else "", f"{ratio[key]:.2f}x")
+    return table
 
 
 def write_json(results: Sequence[BenchmarkResult], path: str | os.PathLike[str]) -> Path:
