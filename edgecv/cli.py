@@ -62,36 +62,22 @@ def export(
     target: Optional[str] = typer.Option(None, help="int8 target: onnxruntime, tensorrt or openvino "
                                          "(default: tensorrt with --engine, else onnxruntime)."),
     max_drop: Optional[float] = typer.Option(None, min=0.0, help="Max mAP50-95 drop in points; keeps sensitive layers float."),
+    eval_count: int = typer.Option(300, help="With --int8: synthetic images for the fp32 vs int8 comparison."),
     fp16: bool = typer.Option(False, "--fp16", help="Also write model_fp16.onnx (fp16 graph, fp32 I/O)."),
     engine: bool = typer.Option(False, "--engine", help="Also build a TensorRT engine (GPU machine) from the "
                                 "int8 graph with --int8, else the fp16 graph with --fp16, else fp32."),
 ) -> None:
     """Export a trained model to ONNX with decode + NMS in the graph (optionally int8 / fp16 beside it)."""
-    from edgecv.export.api import export_model
+    from edgecv.export.api import export_variants
     from edgecv.export.onnx_export import ExportOptions
 
     opts = ExportOptions(imgsz=imgsz, batch=batch, dynamic=dynamic, max_det=max_det, conf=conf, iou=iou,
                          opset=opset, check=check)
     class_names = [n.strip() for n in names.split(",")] if names else None
-    result = export_model(model, weights, out, opts, trust=trust_weights, class_names=class_names, size=size,
-                          console=console)
-    for_engine = result.path
-    if fp16:
-        from edgecv.export.fp16 import export_fp16
-
-        for_engine = export_fp16(result.path)
-        console.print(f"[green]wrote[/] {for_engine} (fp16)")
-    if int8:
-        from edgecv.calibration import quantize
-
-        target = target or ("tensorrt" if engine else "onnxruntime")
-        for_engine = quantize(result.path, data=calib_data, method=calib_method, target=target,
-                              samples=calib_samples, max_drop=max_drop, console=console).path
-    if engine:
-        from edgecv.export.tensorrt_build import build_engine
-
-        built = build_engine(for_engine, for_engine.with_suffix(".engine"))
-        console.print(f"[green]wrote[/] {built} (+ {built.name}.json)")
+    calibration = {"data": calib_data, "method": calib_method, "samples": calib_samples, "max_drop": max_drop,
+                   "eval_count": eval_count, **({"target": target} if target else {})}
+    export_variants(model, weights, out, opts, int8=calibration if int8 else None, fp16=fp16, engine=engine,
+                    trust=trust_weights, class_names=class_names, size=size, console=console)
 
 
 @app.command()

@@ -1,10 +1,12 @@
-"""One-call export API: ``export_model("yolo")`` does what ``edgecv export yolo`` does;
+"""One-call export API: ``export_variants("yolo", int8={...}, fp16=True)`` does what
+``edgecv export yolo --int8 --fp16`` does (``export_model`` is the fp32 part alone);
 ``export_torch_detector(module, names, out)`` exports any PyTorch detector."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from rich.console import Console
@@ -36,6 +38,46 @@ def export_model(name: str = "yolo", weights: str | Path | None = None, out: str
     with console.status(f"exporting {detector.family} at {opts.imgsz}x{opts.imgsz} → {out}"):
         result = export_detector(detector, out, opts, console=console)
     console.print(f"[green]exported[/] {result.path} in {result.seconds:.1f}s")
+    return result
+
+
+@dataclass
+class ExportedVariants:
+    """Paths written by :func:`export_variants` (None where a variant was not asked for)."""
+
+    fp32: ExportResult
+    fp16: Path | None = None
+    int8: Any = None  # edgecv.calibration.QuantizeResult
+    engine: Path | None = None
+
+
+def export_variants(name: str = "yolo", weights: str | Path | None = None, out: str | Path | None = None,
+                    opts: ExportOptions | None = None, *, int8: dict[str, Any] | None = None, fp16: bool = False,
+                    engine: bool = False, console: Console | None = None, **load: Any) -> ExportedVariants:
+    """fp32 export (:func:`export_model`, ``load`` = trust / class_names / size), then optionally
+    ``model_fp16.onnx``, ``model_int8.onnx`` (``int8`` = keyword arguments of
+    :func:`edgecv.calibration.quantize`, which compares fp32 vs int8 unless ``evaluate=False``) and a
+    TensorRT engine built from the int8 graph if any, else the fp16 one, else fp32 (GPU machine).
+    """
+    console = console or Console()
+    result = ExportedVariants(export_model(name, weights, out, opts, console=console, **load))
+    for_engine = result.fp32.path
+    if fp16:
+        from edgecv.export.fp16 import export_fp16
+
+        result.fp16 = for_engine = export_fp16(result.fp32.path)
+        console.print(f"[green]wrote[/] {result.fp16} (fp16)")
+    if int8 is not None:
+        from edgecv.calibration import quantize
+
+        int8 = {"evaluate": True, "target": "tensorrt" if engine else "onnxruntime", **int8}
+        result.int8 = quantize(result.fp32.path, console=console, **int8)
+        for_engine = result.int8.path
+    if engine:
+        from edgecv.export.tensorrt_build import build_engine
+
+        result.engine = build_engine(for_engine, for_engine.with_suffix(".engine"))
+        console.print(f"[green]wrote[/] {result.engine} (+ {result.engine.name}.json)")
     return result
 
 

@@ -27,9 +27,12 @@ def test_calibrate_empty_folder(model_copy, tmp_path):
 def test_export_int8_and_fp16(tmp_path):
     out = tmp_path / "model.onnx"
     result = CliRunner().invoke(app, ["export", "yolo", "--imgsz", "160", "--no-check", "--out", str(out), "--int8",
-                                      "--calib-samples", "4", "--target", "tensorrt", "--fp16"])
+                                      "--calib-samples", "4", "--target", "tensorrt", "--fp16",
+                                      "--eval-count", "4"])
     assert result.exit_code == 0, result.output
     assert out.is_file() and (tmp_path / "model_int8.onnx").is_file() and (tmp_path / "model_fp16.onnx").is_file()
+    assert "int8" in result.output and "mAP50-95" in result.output  # the accuracy cost is reported
+    assert (tmp_path / "model_int8_per_class.png").is_file()
 
 
 def test_eval_shows_recorded_comparison(model_copy):
