@@ -90,11 +90,13 @@ def predict(
     threads: Optional[int] = typer.Option(None, help="Inference threads."),
     backend: str = typer.Option("auto", help="auto (by suffix), onnxruntime, openvino or tensorrt."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda or cuda:N; default: the backend's own."),
+    rect: bool = typer.Option(False, "--rect", help="Letterbox to the smallest stride-multiple rectangle "
+                              "(a 640x480 frame runs at 480x640); needs an artifact exported with --dynamic."),
 ) -> None:
     """Run an exported model over images, a folder or a video; save annotated output."""
     from edgecv.runtimes import Predictor, predict_source
 
-    with Predictor(artifact, backend=backend, device=device, threads=threads) as predictor:
+    with Predictor(artifact, backend=backend, device=device, threads=threads, rect=rect) as predictor:
         summary = predict_source(predictor, int(source) if source.isdigit() else source, save, conf=conf)
     console.print(summary)
 
@@ -218,19 +220,23 @@ def benchmark(
                                           "e.g. onnxruntime,openvino,openvino:precision=f32 (overrides --backend)."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda or cuda:N; default: the backend's own."),
     batch: int = typer.Option(1, help="Images per call."),
-    imgsz: Optional[int] = typer.Option(None, help="Square frame size; default: the artifact's input size."),
+    imgsz: Optional[str] = typer.Option(None, help="Frame size: N (square) or WxH, e.g. 640x480; "
+                                        "default: the artifact's input size."),
+    rect: bool = typer.Option(False, "--rect", help="Rect letterbox (dynamic artifacts): see `predict --rect`."),
     warmup: int = typer.Option(5, help="Untimed calls first."),
     iters: int = typer.Option(50, help="Timed calls (whole predictor and bare backend each)."),
     threads: Optional[int] = typer.Option(None, help="Inference threads."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the figures as JSON."),
 ) -> None:
     """Latency p50/p90/p99, throughput and peak memory: whole predictor and bare backend call."""
-    from edgecv.runtimes.benchmark import compare as run_compare, results_table, write_json
+    from edgecv.runtimes.benchmark import compare as run_compare, parse_frame_size, results_table, write_json
 
     specs = [s.strip() for s in compare.split(",") if s.strip()] if compare else [backend]
-    results = run_compare(artifact, specs, device=device, batch=batch, imgsz=imgsz, warmup=warmup, iters=iters,
-                          threads=threads)
-    console.print(results_table(specs, results, title=f"{artifact.name}: batch {batch}, {iters} iters after "
+    results = run_compare(artifact, specs, device=device, batch=batch, imgsz=parse_frame_size(imgsz),
+                          warmup=warmup, iters=iters, threads=threads, rect=rect)
+    w, h = results[0].frame_size
+    console.print(results_table(specs, results, title=f"{artifact.name}: frame {w}x{h} -> input "
+                                f"{'x'.join(map(str, results[0].input_size))}, batch {batch}, {iters} iters after "
                                 f"{warmup} warm-up"))
     console.print("ms; whole = predictor call (pre + infer + post), bare = backend call on a ready tensor; "
                   "vs 1st = p50 / the first backend's p50")

@@ -48,3 +48,7 @@ class CalibrationError(EdgecvError):
 
 class QuantizationError(EdgecvError):
     """A graph that cannot be quantized as asked (already quantized, unknown target, unreachable accuracy)."""
+
+
+class OptionError(EdgecvError, ValueError):
+    """A malformed option value: a frame size, a backend spec, a count below its minimum."""

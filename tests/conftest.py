@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+# CLI output is asserted on: a wide console keeps messages with long temporary paths on one line.
+os.environ["COLUMNS"] = "250"
 
 
 @pytest.fixture(scope="session")

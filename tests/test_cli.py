@@ -69,6 +69,11 @@ def test_engine_without_tensorrt_names_the_extra(tmp_path):
     assert (tmp_path / "m.onnx").is_file()  # the ONNX export is kept
 
 
+def test_predict_rect_needs_a_dynamic_artifact(demo_onnx, images):
+    result = run("predict", demo_onnx, "--source", images / "scene0.jpg", "--rect")
+    assert result.exit_code == 2 and "--dynamic" in " ".join(result.output.split())
+
+
 def test_predict_rejects_non_onnx_and_bad_images(tmp_path, demo_onnx):
     text = tmp_path / "notes.onnx"
     text.write_text("hello")

@@ -33,6 +33,7 @@ import cv2
 import numpy as np
 from rich.table import Table
 
+from edgecv.errors import OptionError
 from edgecv.runtimes.preprocess import preprocess_batch
 
 
@@ -120,30 +121,34 @@ def _input_hw(predictor: Any) -> tuple[int, int]:
 def benchmark(artifact: str | os.PathLike[str], *, backend: str = "auto", device: str | None = None,
               batch: int = 1, imgsz: int | tuple[int, int] | None = None, warmup: int = 5, iters: int = 50,
               threads: int | None = None, backend_options: dict[str, Any] | None = None,
-              frame: np.ndarray | None = None) -> BenchmarkResult:
+              frame: np.ndarray | None = None, rect: bool = False) -> BenchmarkResult:
     """Time one backend on ``artifact`` (see the module docstring).
 
     Args:
         batch: images per call (a fixed-batch artifact runs in its own batch size chunks).
         imgsz: frame size, an int (square) or ``(w, h)``; default the artifact's input size.
         frame: use this BGR frame instead of the synthetic one.
+        rect: rect letterbox (``Predictor(rect=True)``, dynamic artifacts): the network input is the
+            smallest stride-multiple rectangle holding the frame; ``input_size`` reports it.
     """
     from edgecv.runtimes.predictor import Predictor
 
     if batch < 1 or iters < 1 or warmup < 0:
-        raise ValueError(f"expected batch >= 1, iters >= 1, warmup >= 0, found {batch}, {iters}, {warmup}")
+        raise OptionError(f"expected batch >= 1, iters >= 1, warmup >= 0, found {batch}, {iters}, {warmup}")
     before = current_rss_mb()
     start = time.perf_counter()
-    predictor = Predictor(artifact, backend=backend, device=device, threads=threads, backend_options=backend_options)
+    predictor = Predictor(artifact, backend=backend, device=device, threads=threads, backend_options=backend_options,
+                          rect=rect)
     open_s = time.perf_counter() - start
     peak = current_rss_mb()
     try:
-        net_h, net_w = _input_hw(predictor)
         if frame is None:
+            net_h, net_w = _input_hw(predictor)
             w, h = (imgsz, imgsz) if isinstance(imgsz, int) else (imgsz or (net_w, net_h))
             frame = synthetic_frame(int(w), int(h))
         frames = [frame] * batch
-        tensor, _ = preprocess_batch(frames, predictor.metadata, predictor.batch_size)
+        tensor, _ = preprocess_batch(frames, predictor.metadata, predictor.batch_size, rect=rect)
+        net_h, net_w = tensor.shape[2:]
         infer = predictor.backend.infer
         for _ in range(warmup):
             predictor(frames)
@@ -162,7 +167,7 @@ def benchmark(artifact: str | os.PathLike[str], *, backend: str = "auto", device
         precision = str(getattr(predictor.backend, "inference_precision", "") or predictor.metadata.precision)
         return BenchmarkResult(
             artifact=str(artifact), backend=predictor.backend.name, device=device or "default", batch=batch,
-            frame_size=[int(frame.shape[1]), int(frame.shape[0])], input_size=[net_h, net_w], threads=threads,
+            frame_size=[int(frame.shape[1]), int(frame.shape[0])], input_size=[int(net_h), int(net_w)], threads=threads,
             warmup=warmup, iters=iters, whole=LatencyStats.from_times(times["whole"], batch),
             bare=LatencyStats.from_times(times["bare"], tensor.shape[0]), open_s=open_s, peak_rss_mb=peak,
             rss_increase_mb=peak - before, detections=detections, options=dict(backend_options or {}),
@@ -172,6 +177,20 @@ def benchmark(artifact: str | os.PathLike[str], *, backend: str = "auto", device
         predictor.close()
 
 
+def parse_frame_size(text: str | None) -> int | tuple[int, int] | None:
+    """``"640"`` -> ``640``; ``"640x480"`` -> ``(640, 480)`` (w, h); ``None`` -> ``None``.
+
+    Raises:
+        OptionError: anything else, or a size below 1.
+    """
+    if text is None:
+        return None
+    parts = text.lower().split("x")
+    if len(parts) not in (1, 2) or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise OptionError(f"frame size: expected N or WxH with positive integers (e.g. 640x480), found {text!r}")
+    return int(parts[0]) if len(parts) == 1 else (int(parts[0]), int(parts[1]))
+
+
 def parse_backend_spec(spec: str) -> tuple[str, dict[str, Any]]:
     """``"openvino"`` -> ``("openvino", {})``; ``"openvino:precision=f32"`` -> ``("openvino", {"precision": "f32"})``."""
     name, _, rest = spec.partition(":")
@@ -179,7 +198,7 @@ def parse_backend_spec(spec: str) -> tuple[str, dict[str, Any]]:
     for item in filter(None, rest.split(",") if rest else []):
         key, sep, value = item.partition("=")
         if not sep:
-            raise ValueError(f"backend spec {spec!r}: expected name[:key=value[,key=value]], found {item!r}")
+            raise OptionError(f"backend spec {spec!r}: expected name[:key=value[,key=value]], found {item!r}")
         options[key.strip()] = {"true": True, "false": False}.get(value.strip().lower(), value.strip())
     return name.strip(), options
 

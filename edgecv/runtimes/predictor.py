@@ -28,7 +28,7 @@ from edgecv.runtimes.backends import Backend, open_backend
 from edgecv.runtimes.detections import Detections
 from edgecv.runtimes.image import ConversionNotes, read_image, to_bgr_uint8
 from edgecv.runtimes.postprocess import to_detections
-from edgecv.runtimes.preprocess import input_hw, normalisation, preprocess_batch
+from edgecv.runtimes.preprocess import input_hw, normalisation, preprocess_batch, rect_hw
 
 #: What one input may be: an image array (see :func:`~edgecv.runtimes.image.to_bgr_uint8`) or an image file path.
 ImageInput = np.ndarray | str | os.PathLike
@@ -76,6 +76,9 @@ class Predictor:
             what the graph already dropped.
         backend_options: backend-specific keyword options (see
             :func:`~edgecv.runtimes.backends.open_backend`), e.g. ``{"precision": "f32"}`` for openvino.
+        rect: letterbox each batch to the smallest stride-multiple rectangle instead of the full
+            square (a 640x480 camera frame runs at 480x640); needs an artifact exported with
+            ``--dynamic`` (checked here, :class:`~edgecv.errors.ArtifactError` otherwise).
 
     Attributes:
         metadata: the artifact's :class:`~edgecv.metadata.ArtifactMetadata`.
@@ -86,17 +89,20 @@ class Predictor:
 
     def __init__(self, path: str | os.PathLike[str], *, backend: str = "auto", device: str | None = None,
                  threads: int | None = None, conf: float | None = None,
-                 backend_options: dict[str, Any] | None = None) -> None:
+                 backend_options: dict[str, Any] | None = None, rect: bool = False) -> None:
         self.conf = _check_conf(conf)
         self.backend: Backend = open_backend(path, backend, device=device, threads=threads,
                                              **dict(backend_options or {}))
         try:
             self.metadata: ArtifactMetadata = self.backend.metadata
             check_detection_artifact(self.metadata, self.backend)
+            if rect:
+                rect_hw([], self.metadata)  # raises unless height/width are dynamic
         except BaseException:
             self.backend.close()
             raise
         self.path = Path(path)
+        self.rect = rect
         self.class_names: tuple[str, ...] = tuple(self.metadata.class_names)
         batch = int(self.metadata.input_shape[0])
         self.batch_size: int | None = batch if batch > 0 else None
@@ -134,7 +140,8 @@ class Predictor:
         results: list[Detections] = []
         for first in range(0, len(frames), step):
             t0 = time.perf_counter()
-            tensor, infos = preprocess_batch(frames[first:first + step], self.metadata, self.batch_size)
+            tensor, infos = preprocess_batch(frames[first:first + step], self.metadata, self.batch_size,
+                                            rect=self.rect)
             t1 = time.perf_counter()
             outputs = self.backend.infer(tensor)
             t2 = time.perf_counter()

@@ -65,6 +65,27 @@ def input_hw(metadata: ArtifactMetadata) -> tuple[int, int]:
     return int(size[0]), int(size[1])
 
 
+def rect_hw(shapes: Sequence[tuple[int, int]], metadata: ArtifactMetadata) -> tuple[int, int]:
+    """The smallest stride-multiple ``(H, W)`` that holds every image of ``shapes`` (``(h, w)`` each)
+    at the scale the full letterbox would give it: a 640x480 frame into a 640-square artifact runs at
+    480x640 instead of 640x640 (25 % less compute). Needs dynamic H and W in the artifact.
+
+    Raises:
+        ArtifactError: the artifact's height or width is fixed.
+    """
+    if min(metadata.input_shape[2:]) > 0:
+        raise ArtifactError(f"rect letterbox needs dynamic height/width (export with --dynamic), found input "
+                            f"shape {list(metadata.input_shape)}")
+    full_h, full_w = input_hw(metadata)
+    stride = max(1, int(metadata.stride))
+    out_h = out_w = stride
+    for h, w in shapes:
+        scale = min(full_h / h, full_w / w)
+        out_h = max(out_h, min(full_h, -(-round(h * scale) // stride) * stride))
+        out_w = max(out_w, min(full_w, -(-round(w * scale) // stride) * stride))
+    return out_h, out_w
+
+
 def normalisation(metadata: ArtifactMetadata) -> Normalisation:
     """Validate the metadata's layout, colour order, mean/std and dtype and turn them into a :class:`Normalisation`."""
     if metadata.layout != "NCHW":
@@ -141,6 +162,7 @@ def preprocess_batch(
     images: Sequence[np.ndarray],
     metadata: ArtifactMetadata,
     batch_size: int | None = None,
+    rect: bool = False,
 ) -> tuple[np.ndarray, list[LetterboxInfo]]:
     """Letterbox and normalise ``images`` into the artifact's input tensor.
 
@@ -149,19 +171,22 @@ def preprocess_batch(
             with :func:`~edgecv.runtimes.image.to_bgr_uint8`; call it yourself to see the notes).
         metadata: the artifact's metadata (input size, colour order, mean/std, pad value, dtype).
         batch_size: pad the batch with all-zero items up to this size (fixed-batch artifacts).
+        rect: letterbox to the smallest stride-multiple rectangle holding the batch (:func:`rect_hw`)
+            instead of the full letterbox size; dynamic-size artifacts only.
 
     Returns:
         ``(tensor, infos)``: tensor ``[max(len(images), batch_size), 3, H, W]`` of the artifact's
         input dtype (float32 unless the artifact says float16), and one :class:`LetterboxInfo`
         per real image, for :func:`scale_boxes_back`.
     """
-    height, width = input_hw(metadata)
+    frames = [to_bgr_uint8(image)[0] for image in images]
+    height, width = rect_hw([f.shape[:2] for f in frames], metadata) if rect and frames else input_hw(metadata)
     norm = normalisation(metadata)
     total = max(len(images), batch_size or 0)
     tensor = np.empty((total, 3, height, width), np.float32)
     infos = []
-    for i, image in enumerate(images):
-        padded, info = letterbox(to_bgr_uint8(image)[0], (height, width), metadata.pad_value)
+    for i, frame in enumerate(frames):
+        padded, info = letterbox(frame, (height, width), metadata.pad_value)
         fill_tensor(padded, norm, tensor[i])
         infos.append(info)
     tensor[len(images):] = 0.0

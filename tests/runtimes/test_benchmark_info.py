@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from edgecv.cli import app
 from edgecv.errors import ArtifactError
-from edgecv.runtimes.benchmark import LatencyStats, benchmark, compare, parse_backend_spec, ratios, synthetic_frame
+from edgecv.runtimes.benchmark import (LatencyStats, benchmark, compare, parse_backend_spec, parse_frame_size, ratios,
+                                      synthetic_frame)
 from edgecv.runtimes.info import artifact_info
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -35,6 +36,22 @@ def test_backend_spec() -> None:
         "onnxruntime", {"io_binding": True, "graph_optimization": "basic"})
     with pytest.raises(ValueError, match="expected name"):
         parse_backend_spec("openvino:f32")
+
+
+def test_frame_size() -> None:
+    assert parse_frame_size("640") == 640 and parse_frame_size("640x480") == (640, 480) and parse_frame_size(None) is None
+    for bad in ("640x", "0x480", "axb", "1x2x3"):
+        with pytest.raises(ValueError, match="expected N or WxH"):
+            parse_frame_size(bad)
+
+
+def test_benchmark_rect_reports_the_rectangle(demo_onnx_dynamic: Path) -> None:
+    result = runner.invoke(app, ["benchmark", str(demo_onnx_dynamic), "--imgsz", "320x240", "--rect", "--iters", "2",
+                                 "--warmup", "0", "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    assert "frame 320x240 -> input 256x320" in " ".join(result.output.split())
+    bad = runner.invoke(app, ["benchmark", str(demo_onnx_dynamic), "--imgsz", "320x"])
+    assert bad.exit_code == 2 and "found '320x'" in bad.output
 
 
 def test_benchmark_api(toy_artifact: Path) -> None:
