@@ -240,6 +240,7 @@ def benchmark(
                                 f"{warmup} warm-up"))
     console.print("ms; whole = predictor call (pre + infer + post), bare = backend call on a ready tensor; "
                   "vs 1st = p50 / the first backend's p50")
+    console.print(f"[dim]{escape(results[0].cpu)}[/]")
     if json_out:
         console.print(f"[green]wrote[/] {write_json(results, json_out)}")
 

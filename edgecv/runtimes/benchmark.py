@@ -34,6 +34,7 @@ import numpy as np
 from rich.table import Table
 
 from edgecv.errors import OptionError
+from edgecv.runtimes.cpu import cpu_features
 from edgecv.runtimes.preprocess import preprocess_batch
 
 
@@ -77,6 +78,7 @@ class BenchmarkResult:
     detections: int
     options: dict[str, Any] = field(default_factory=dict)
     precision: str = ""
+    cpu: str = ""  # CpuFeatures.summary(): what int8 / bf16 can gain on this CPU
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -171,7 +173,7 @@ def benchmark(artifact: str | os.PathLike[str], *, backend: str = "auto", device
             warmup=warmup, iters=iters, whole=LatencyStats.from_times(times["whole"], batch),
             bare=LatencyStats.from_times(times["bare"], tensor.shape[0]), open_s=open_s, peak_rss_mb=peak,
             rss_increase_mb=peak - before, detections=detections, options=dict(backend_options or {}),
-            precision=precision,
+            precision=precision, cpu=cpu_features().summary(),
         )
     finally:
         predictor.close()

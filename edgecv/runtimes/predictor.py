@@ -28,7 +28,7 @@ from edgecv.runtimes.backends import Backend, open_backend
 from edgecv.runtimes.detections import Detections
 from edgecv.runtimes.image import ConversionNotes, read_image, to_bgr_uint8
 from edgecv.runtimes.postprocess import to_detections
-from edgecv.runtimes.preprocess import input_hw, normalisation, preprocess_batch, rect_hw
+from edgecv.runtimes.preprocess import check_rect, input_hw, normalisation, preprocess_batch
 
 #: What one input may be: an image array (see :func:`~edgecv.runtimes.image.to_bgr_uint8`) or an image file path.
 ImageInput = np.ndarray | str | os.PathLike
@@ -97,7 +97,7 @@ class Predictor:
             self.metadata: ArtifactMetadata = self.backend.metadata
             check_detection_artifact(self.metadata, self.backend)
             if rect:
-                rect_hw([], self.metadata)  # raises unless height/width are dynamic
+                check_rect(self.metadata)
         except BaseException:
             self.backend.close()
             raise

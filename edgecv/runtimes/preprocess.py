@@ -65,6 +65,13 @@ def input_hw(metadata: ArtifactMetadata) -> tuple[int, int]:
     return int(size[0]), int(size[1])
 
 
+def check_rect(metadata: ArtifactMetadata) -> None:
+    """Raise :class:`~edgecv.errors.ArtifactError` unless the artifact's height and width are dynamic."""
+    if min(metadata.input_shape[2:]) > 0:
+        raise ArtifactError(f"rect letterbox needs dynamic height/width (export with --dynamic), found input "
+                            f"shape {list(metadata.input_shape)}")
+
+
 def rect_hw(shapes: Sequence[tuple[int, int]], metadata: ArtifactMetadata) -> tuple[int, int]:
     """The smallest stride-multiple ``(H, W)`` that holds every image of ``shapes`` (``(h, w)`` each)
     at the scale the full letterbox would give it: a 640x480 frame into a 640-square artifact runs at
@@ -73,9 +80,7 @@ def rect_hw(shapes: Sequence[tuple[int, int]], metadata: ArtifactMetadata) -> tu
     Raises:
         ArtifactError: the artifact's height or width is fixed.
     """
-    if min(metadata.input_shape[2:]) > 0:
-        raise ArtifactError(f"rect letterbox needs dynamic height/width (export with --dynamic), found input "
-                            f"shape {list(metadata.input_shape)}")
+    check_rect(metadata)
     full_h, full_w = input_hw(metadata)
     stride = max(1, int(metadata.stride))
     out_h = out_w = stride
