@@ -98,7 +98,7 @@ def predict(
 
     with Predictor(artifact, backend=backend, device=device, threads=threads, rect=rect) as predictor:
         summary = predict_source(predictor, int(source) if source.isdigit() else source, save, conf=conf)
-    console.print(summary)
+    console.print(escape(str(summary)), highlight=False)
 
 
 @app.command("eval")

@@ -66,6 +66,20 @@ class PredictSummary:
             "elapsed_s": round(self.elapsed_s, 3), "fps": round(self.fps, 2), "interrupted": self.interrupted,
         }
 
+    def __str__(self) -> str:
+        """A few lines for people: counts per class, speed, what was written, what was skipped."""
+        classes = ", ".join(f"{name} {count}" for name, count in sorted(self.per_class.items()))
+        lines = [f"{self.source} ({self.kind}): {self.frames} frame{'s' * (self.frames != 1)}, "
+                 f"{self.detections} detection{'s' * (self.detections != 1)}{f' ({classes})' if classes else ''} "
+                 f"in {self.elapsed_s:.2f} s ({self.fps:.1f} frames/s end to end)"
+                 f"{'; interrupted' if self.interrupted else ''}"]
+        written = [str(p) for p in self.outputs] + ([str(self.jsonl)] if self.jsonl else [])
+        if written:
+            shown = ", ".join(written[:3]) + (f" and {len(written) - 3} more" if len(written) > 3 else "")
+            lines.append(f"wrote {shown}")
+        lines += [f"skipped {s.path}: {s.reason}" for s in self.skipped]
+        return "\n".join(lines)
+
     def add(self, detections: Detections) -> None:
         """Count one frame's detections."""
         self.frames += 1

@@ -43,6 +43,9 @@ def test_folder_with_corrupt_image(tmp_path: Path, chelsea_bgr: np.ndarray, arti
     assert [row["name"] for row in rows] == names
     assert rows[0]["boxes"] == [] and len(rows[1]["boxes"]) == len(cat) and rows[1]["labels"][0] == "red"
     assert summary.detections == sum(len(row["boxes"]) for row in rows) == summary.per_class["red"]
+    text = str(summary)  # what `edgecv predict` prints
+    assert f"3 frames, {summary.detections} detections (red {summary.detections})" in text
+    assert "corrupt.jpg" in text.splitlines()[-1] and "and 1 more" in text
 
 
 def test_video_to_annotated_mp4(tmp_path: Path, toy_artifact: Path, toy_video: Path) -> None:
