@@ -95,7 +95,6 @@ def bare_session(path: Path):
 
 
 def demo_section(out: Path, iters: int, warmup: int) -> None:
-
     from edgecv.export.api import export_model
     from edgecv.export.onnx_export import ExportOptions
     from edgecv.runtimes import Predictor
@@ -239,11 +238,10 @@ def ultralytics_comparison(folder: Path, ckpt: Path, dynamic: bool, iters: int, 
         from edgecv.calibration import quantize
 
         quantize(ours, ours_int8, samples=32, target="openvino")
-    mine = {"edgecv predictor, openvino (device precision)": Predictor(ours, backend="openvino", threads=THREADS,
-                                                                        rect=dynamic),
-            "edgecv predictor, onnxruntime fp32": Predictor(ours, backend="onnxruntime", threads=THREADS, rect=dynamic),
-            "edgecv predictor, openvino int8 (openvino target)": Predictor(ours_int8, backend="openvino",
-                                                                            threads=THREADS, rect=dynamic)}
+    rows = [("edgecv predictor, openvino (device precision)", ours, "openvino"),
+            ("edgecv predictor, onnxruntime fp32", ours, "onnxruntime"),
+            ("edgecv predictor, openvino int8 (openvino target)", ours_int8, "openvino")]
+    mine = {label: Predictor(path, backend=backend, threads=THREADS, rect=dynamic) for label, path, backend in rows}
     calls: dict[str, Callable[[], object]] = {label: (lambda p=p: p(frame)) for label, p in mine.items()}
     calls.update({
         "ultralytics predict on its ONNX export": lambda: theirs["onnx"].predict(frame, **kwargs),
