@@ -15,7 +15,7 @@ from typing import Any
 from edgecv.errors import ArtifactError
 
 METADATA_KEY = "edgecv"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: The detection output contract (architecture brief, contract 2), in output order.
 DETECTION_OUTPUTS = ("num_dets", "boxes", "scores", "classes")
@@ -42,6 +42,7 @@ class ArtifactMetadata:
     letterbox_size: list[int] = field(default_factory=lambda: [640, 640])  # [H, W]
     stride: int = 32
     pad_value: int = 114
+    resize: str = "letterbox"  # "letterbox" (aspect kept, padded with pad_value) | "stretch" (plain resize)
     outputs: list[str] = field(default_factory=lambda: list(DETECTION_OUTPUTS))
     max_det: int = 100
     conf_threshold: float = 0.25
@@ -51,6 +52,8 @@ class ArtifactMetadata:
     model_family: str = ""
     source_weights: str = ""
     source_weights_sha256: str = ""
+    # For derived graphs (fp16, int8): {"name": file name, "sha256": hash} of the fp32 graph they came from.
+    parent: dict[str, Any] = field(default_factory=dict)
     calibration: dict[str, Any] = field(default_factory=dict)
     fidelity: dict[str, Any] = field(default_factory=dict)
     accuracy: dict[str, Any] = field(default_factory=dict)
