@@ -7,6 +7,7 @@ Heavy modules are imported inside the commands so ``edgecv --help`` starts fast 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from pathlib import Path
@@ -55,6 +56,14 @@ def export(
     size: str = typer.Option("n", help="Model size for a plain state dict (n, s, m)."),
     trust_weights: bool = typer.Option(False, "--trust-weights", help="Allow pickled code in the checkpoint (weights_only=False)."),
     check: bool = typer.Option(True, help="Run the PyTorch vs ONNX Runtime fidelity check."),
+    fidelity_atol: Optional[float] = typer.Option(None, help="Fidelity check: absolute tolerance as a fraction of "
+                                                  "each output's range (boxes: input size in px; scores: 1). Default 1e-4."),
+    fidelity_rtol: Optional[float] = typer.Option(None, help="Fidelity check: relative tolerance, |onnx - torch| <= "
+                                                  "atol*range + rtol*|torch|. Default 1e-4."),
+    fidelity_match: Optional[float] = typer.Option(None, help="Fidelity check: share of detections that must match "
+                                                   "(same class, IoU >= 0.99). Default 0.99."),
+    check_images: Optional[Path] = typer.Option(None, help="Folder of your own images for the fidelity check "
+                                                "(default: synthetic scenes; at most 32 are used)."),
     int8: bool = typer.Option(False, "--int8", help="Also write model_int8.onnx (calibrated int8 QDQ graph)."),
     calib_data: str = typer.Option("shapes", help="Calibration data: 'shapes', image folder, COCO folder or video."),
     calib_method: str = typer.Option("percentile", help="Range calibration: minmax, entropy or percentile."),
@@ -73,6 +82,8 @@ def export(
 
     opts = ExportOptions(imgsz=imgsz, batch=batch, dynamic=dynamic, max_det=max_det, conf=conf, iou=iou,
                          opset=opset, check=check)
+    fidelity = {"fidelity_atol": fidelity_atol, "fidelity_rtol": fidelity_rtol, "fidelity_match": fidelity_match}
+    opts = dataclasses.replace(opts, check_images=check_images, **{k: v for k, v in fidelity.items() if v is not None})
     class_names = [n.strip() for n in names.split(",")] if names else None
     calibration = {"data": calib_data, "method": calib_method, "samples": calib_samples, "max_drop": max_drop,
                    "eval_count": eval_count, **({"target": target} if target else {})}

@@ -57,6 +57,7 @@ class ArtifactMetadata:
     calibration: dict[str, Any] = field(default_factory=dict)
     fidelity: dict[str, Any] = field(default_factory=dict)
     accuracy: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)  # how the weights were trained, e.g. {"command": ..., "epochs": ...}
     versions: dict[str, str] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 

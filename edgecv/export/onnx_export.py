@@ -42,6 +42,12 @@ class ExportOptions:
     opset: int = 17
     simplify: bool = True
     check: bool = True
+    # Fidelity check criteria (edgecv.export.fidelity.Tolerance): |onnx - torch| <= atol * scale + rtol * |torch|,
+    # scale = input size (px) for boxes, 1 for scores; share of detections matched at IoU 0.99, same class.
+    fidelity_atol: float = 1e-4
+    fidelity_rtol: float = 1e-4
+    fidelity_match: float = 0.99
+    check_images: str | Path | None = None  # folder of the user's images for the check (default: synthetic scenes)
 
 
 @dataclass
@@ -100,6 +106,7 @@ def build_metadata(detector: LoadedDetector, opts: ExportOptions, input_name: st
         std=list(detector.std), letterbox_size=[opts.imgsz, opts.imgsz], stride=32, max_det=opts.max_det,
         conf_threshold=opts.conf, iou_threshold=opts.iou, precision="fp32", dynamic=opts.dynamic,
         model_family=detector.family, source_weights=detector.source, source_weights_sha256=detector.sha256,
+        training=dict(detector.training),
         versions={"edgecv": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
                   "onnxruntime": onnxruntime.__version__, "opset": str(opts.opset)},
     )
@@ -113,6 +120,20 @@ def set_metadata(model: onnx.ModelProto, metadata: ArtifactMetadata) -> None:
     onnx.helper.set_model_props(model, {**{p.key: p.value for p in kept}, METADATA_KEY: metadata.to_json()})
 
 
+def _check_images(opts: ExportOptions, given: list | None) -> tuple[list | None, str]:
+    """The images for the fidelity check and where they came from (``opts.check_images`` loaded here)."""
+    from edgecv.export.fidelity import load_check_images
+
+    if given is not None:
+        return given, "caller's images"
+    if opts.check_images is None:
+        return None, "synthetic shapes"
+    if not opts.check:
+        raise ExportError("--check-images: expected the fidelity check to run, found --no-check")
+    images = load_check_images(opts.check_images)
+    return images, f"{opts.check_images} ({len(images)} images)"
+
+
 def export_detector(detector: LoadedDetector, out: str | Path, opts: ExportOptions | None = None,
                     fidelity_images: list | None = None, console=None) -> ExportResult:
     """Export a loaded detector to ``out`` (.onnx) with NMS in the graph and a fidelity check.
@@ -121,13 +142,16 @@ def export_detector(detector: LoadedDetector, out: str | Path, opts: ExportOptio
     check raises :class:`ExportError` listing every failed criterion; the file is still written
     so it can be inspected.
     """
-    from edgecv.export.fidelity import check_fidelity, default_images, print_report
+    from edgecv.export.fidelity import Tolerance, check_fidelity, default_images, print_report
 
     opts = resolve_options(opts, detector)
     start = time.time()
     out = Path(out)
     if opts.imgsz % 32:
         raise ExportError(f"--imgsz must be a multiple of 32, found {opts.imgsz}")
+    # Check criteria and the user's images are validated before the (slow) trace.
+    tolerance = Tolerance(opts.fidelity_atol, opts.fidelity_rtol, opts.fidelity_match)
+    fidelity_images, images_source = _check_images(opts, fidelity_images)
     raw = torch_to_onnx(detector.module, opts)
     if opts.simplify:
         raw = slim(raw)
@@ -137,10 +161,13 @@ def export_detector(detector: LoadedDetector, out: str | Path, opts: ExportOptio
     report: dict = {}
     if opts.check:
         images = fidelity_images if fidelity_images is not None else default_images(opts.imgsz)
-        report = check_fidelity(detector.module, raw, model, metadata, images)
+        report = check_fidelity(detector.module, raw, model, metadata, images, tolerance, images_source)
         metadata.fidelity = report
         if console is not None:
             print_report(report, console)
+        else:
+            for line in report["warnings"]:
+                warnings.warn(f"fidelity check: {line}", stacklevel=2)
     set_metadata(model, metadata)
     out.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, out)

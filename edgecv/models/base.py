@@ -26,3 +26,4 @@ class LoadedDetector:
     mean: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
     std: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])
     extra: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)  # the checkpoint's training record (["train"]: command, epochs, ...)

@@ -53,7 +53,13 @@ def load_yolo(weights: str | Path | None = None, *, trust: bool = False, size: s
     model = _build(config, state, path)
     return LoadedDetector(module=YoloDecoded(model).eval(), class_names=names, imgsz=imgsz,
                           family=f"edgecv-yolo{config.size}", source=str(path), sha256=sha256_file(path),
-                          is_demo=weights is None)
+                          is_demo=weights is None, training=_training(raw))
+
+
+def _training(raw: dict) -> dict:
+    """The checkpoint's training record (``raw["train"]``: command, epochs, ...) for the artifact metadata."""
+    record = raw.get("train")
+    return {str(k): v for k, v in record.items() if isinstance(v, (str, int, float, bool))} if isinstance(record, dict) else {}
 
 
 def _renamed(path: Path, names: list[str], class_names: list[str] | None) -> list[str]:

@@ -45,6 +45,7 @@ class ArtifactInfo:
     outputs: list[TensorInfo] = field(default_factory=list)
     tensorrt: dict[str, Any] = field(default_factory=dict)
     producer: str = ""
+    fidelity_of: str = ""  # which graph the metadata's fidelity figures describe (see fidelity_scope)
 
     @property
     def precision(self) -> str:
@@ -90,6 +91,25 @@ def _engine_info(path: Path) -> ArtifactInfo:
                         producer=f"TensorRT {facts.get('version', '?')}")
 
 
+def fidelity_scope(meta: ArtifactMetadata, kind: str = "onnx") -> str:
+    """What the metadata's fidelity block measured, said plainly ("" when there is none).
+
+    Derived graphs (fp16, int8) and engines copy their fp32 graph's metadata, fidelity block
+    included: those figures are the fp32 ONNX graph's, not theirs, and the label says so, naming
+    the parent graph when ``metadata.parent`` records it.
+    """
+    if not meta.fidelity:
+        return ""
+    compared = str(meta.fidelity.get("compared", "PyTorch vs ONNX Runtime"))
+    checked = str(meta.fidelity.get("precision", "fp32"))  # older reports: only fp32 exports ran a check
+    if checked == meta.precision and kind == "onnx":
+        return f"this {checked} graph, {compared}"
+    parent = meta.parent.get("name") if isinstance(meta.parent, dict) else None
+    graph = f"the {checked} graph {parent}" if parent else f"the {checked} ONNX graph this artifact was derived from"
+    this = f"this {meta.precision} TensorRT engine" if kind == "tensorrt" else f"this {meta.precision} graph"
+    return f"of {graph}, {compared}; not a check of {this}"
+
+
 def artifact_info(path: str | os.PathLike[str]) -> ArtifactInfo:
     """Summarise the artifact at ``path`` (``.onnx``, or ``.engine`` / ``.plan`` with its json).
 
@@ -97,9 +117,9 @@ def artifact_info(path: str | os.PathLike[str]) -> ArtifactInfo:
         ArtifactError: missing / unreadable / non-edgecv artifact.
     """
     file = Path(path)
-    if file.suffix.lower() in (".engine", ".plan"):
-        return _engine_info(file)
-    return _onnx_info(file)
+    info = _engine_info(file) if file.suffix.lower() in (".engine", ".plan") else _onnx_info(file)
+    info.fidelity_of = fidelity_scope(info.metadata, info.kind)
+    return info
 
 
 def _fmt(value: Any) -> str:
@@ -108,6 +128,22 @@ def _fmt(value: Any) -> str:
     if isinstance(value, (dict, list)):
         return json.dumps(value, sort_keys=True)
     return str(value)
+
+
+def _fidelity_rows(fidelity: dict[str, Any]) -> dict[str, Any]:
+    """The fidelity block with one readable row per checked size instead of a nested JSON dump."""
+    rows = {k: v for k, v in fidelity.items() if k != "sizes"}
+    for size, f in (fidelity.get("sizes") or {}).items():
+        if not isinstance(f, dict):
+            continue
+        matched = f.get("matched")
+        checks = f.get("checks") or {}
+        rows[f"size {size}"] = (
+            f"max |Δ| boxes {f.get('max_abs_boxes', float('nan')):.2e} px, scores {f.get('max_abs_scores', float('nan')):.2e}; "
+            f"dets torch/onnx {f.get('torch_dets', '?')}/{f.get('onnx_dets', '?')}, matched "
+            + ("not compared" if matched is None else f"{100 * matched:.1f} %")
+            + (f"; checks {', '.join(f'{k} {v}' for k, v in checks.items())}" if checks else ""))
+    return rows
 
 
 def render(info: ArtifactInfo) -> list[Any]:
@@ -126,6 +162,7 @@ def render(info: ArtifactInfo) -> list[Any]:
         ("letterbox", f"{meta.letterbox_size} stride {meta.stride} pad {meta.pad_value}"),
         ("thresholds", f"conf {meta.conf_threshold}  iou {meta.iou_threshold}  max_det {meta.max_det}"),
         ("dynamic", str(meta.dynamic)), ("source weights", meta.source_weights or "-"),
+        ("training command", str(meta.training.get("command") or "-")),
         ("weights sha256", (meta.source_weights_sha256 or "-")[:16]), ("producer", info.producer or "-"),
         ("versions", ", ".join(f"{k} {v}" for k, v in sorted(meta.versions.items())) or "-"),
     ]
@@ -138,8 +175,10 @@ def render(info: ArtifactInfo) -> list[Any]:
         for tensor in tensors:
             io.add_row(kind, tensor.name, str(tensor.shape), tensor.dtype)
     tables: list[Any] = [summary, io]
-    for title, section in (("calibration", meta.calibration), ("fidelity", meta.fidelity),
-                           ("accuracy", meta.accuracy), ("tensorrt", info.tensorrt)):
+    fidelity_title = f"fidelity ({info.fidelity_of})" if info.fidelity_of else "fidelity"
+    training = {k: v for k, v in meta.training.items() if k != "command"}  # the command is a summary row
+    for title, section in (("calibration", meta.calibration), (fidelity_title, _fidelity_rows(meta.fidelity)),
+                           ("accuracy", meta.accuracy), ("training", training), ("tensorrt", info.tensorrt)):
         if section:
             table = Table(title=title, show_header=False)
             table.add_column("key", style="bold")
