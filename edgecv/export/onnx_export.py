@@ -131,7 +131,7 @@ def _check_images(opts: ExportOptions, given: list | None) -> tuple[list | None,
     if not opts.check:
         raise ExportError("--check-images: expected the fidelity check to run, found --no-check")
     images = load_check_images(opts.check_images)
-    return images, f"{opts.check_images} ({len(images)} images)"
+    return images, str(opts.check_images)
 
 
 def export_detector(detector: LoadedDetector, out: str | Path, opts: ExportOptions | None = None,

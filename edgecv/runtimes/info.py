@@ -132,7 +132,7 @@ def _fmt(value: Any) -> str:
 
 def _fidelity_rows(fidelity: dict[str, Any]) -> dict[str, Any]:
     """The fidelity block with one readable row per checked size instead of a nested JSON dump."""
-    rows = {k: v for k, v in fidelity.items() if k != "sizes"}
+    rows = {k: v for k, v in fidelity.items() if k != "sizes" and v != []}  # no empty failure / warning lists
     for size, f in (fidelity.get("sizes") or {}).items():
         if not isinstance(f, dict):
             continue

@@ -66,3 +66,14 @@ class SigmoidDecodeDetector(nn.Module):
             boxes.append(torch.cat((xy - wh / 2, xy + wh / 2), -1).reshape(b, -1, 4))
             scores.append((t[..., 4:5] * t[..., 5:]).reshape(b, -1, self.num_classes))
         return torch.cat(boxes, 1), torch.cat(scores, 1)
+
+
+class HalvedWhenTraced(nn.Module):
+    """One fixed box scored 0.5 when run eagerly but 0.25 in the traced graph: an export that changes results."""
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        boxes = torch.tensor([[[4.0, 4.0, 40.0, 40.0]]]).expand(images.shape[0], 1, 4)
+        scores = (images.mean((1, 2, 3)) * 0 + 0.5)[:, None, None]
+        if torch.jit.is_tracing():
+            scores = scores * 0.5
+        return boxes, scores
