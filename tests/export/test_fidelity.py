@@ -198,3 +198,24 @@ def test_cli_bad_fidelity_options_are_one_line(tmp_path: Path, args: list[str], 
     result = runner.invoke(app, ["export", "yolo", "--out", str(out), *[a.format(tmp=tmp_path) for a in args]])
     assert result.exit_code == 2 and expected in " ".join(result.output.split())
     assert "Traceback" not in result.output and not out.exists()
+
+
+def test_ultralytics_random_weights_compare_nothing_and_say_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The issue's case: an Ultralytics YOLOv8n with random weights used to report '0/0 dets ... 100.0 % ... passed'."""
+    monkeypatch.setenv("YOLO_OFFLINE", "1")  # no update checks or downloads
+    pytest.importorskip("ultralytics", reason="the optional ultralytics package is not installed")
+    from ultralytics import YOLO
+
+    from edgecv.export.onnx_export import export_detector
+    from edgecv.models import load_for_export
+
+    weights = tmp_path / "yolov8n.pt"
+    YOLO("yolov8n.yaml").save(str(weights))
+    detector = load_for_export("yolo", weights, trust=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        report = export_detector(detector, tmp_path / "v8n.onnx", ExportOptions(imgsz=160)).fidelity
+    figures = report["sizes"]["160x160"]
+    assert (figures["torch_dets"], figures["onnx_dets"], figures["matched"]) == (0, 0, None)
+    assert figures["checks"] == {"raw_boxes": "passed", "raw_scores": "passed", "detections": NOT_COMPARED}
+    assert report["status"] == "passed (raw outputs only)" and "compared nothing" in report["warnings"][0]

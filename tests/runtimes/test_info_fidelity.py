@@ -69,3 +69,18 @@ def test_real_fp16_graph_does_not_claim_the_fp32_check(demo_onnx: Path, tmp_path
     text = _flat(result.output)
     assert "fidelity (of the fp32" in text and "not a check of this fp16 graph" in text
     assert "training command │ edgecv train yolo" in result.output  # derived graphs keep the training record
+
+
+def test_engine_does_not_claim_its_onnx_graphs_check(tmp_path: Path) -> None:
+    """An engine's json copies the ONNX graph's metadata: the figures are ONNX Runtime's, not TensorRT's."""
+    from edgecv.metadata import ArtifactMetadata
+
+    engine = tmp_path / "model.engine"
+    engine.write_bytes(b"not a real plan")
+    meta = ArtifactMetadata(task="detect", class_names=["a", "b"], input_shape=[1, 3, 64, 64], letterbox_size=[64, 64],
+                            max_det=10, fidelity=FP32_REPORT)
+    doc = {**json.loads(meta.to_json()), "tensorrt": {"version": "10.13.3.9", "compute_capability": "8.6"}}
+    (tmp_path / "model.engine.json").write_text(json.dumps(doc))
+    result = runner.invoke(app, ["info", str(engine)])
+    assert result.exit_code == 0, result.output
+    assert "not a check of this fp32 TensorRT engine" in _flat(result.output)
