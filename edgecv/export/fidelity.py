@@ -98,7 +98,8 @@ def load_check_images(folder: str | os.PathLike[str], limit: int = CHECK_IMAGES_
     if not path.is_dir():
         raise SourceError(f"--check-images: expected a folder of images, found the file {path}")
     source = iter_source(path)  # raises SourceError for a folder without image files
-    assert isinstance(source, ImageFiles)  # a directory always opens as a folder source
+    if not isinstance(source, ImageFiles):  # a directory opens as a folder source; anything else is a bug here
+        raise SourceError(f"--check-images: expected {path} to open as a folder of images, found a {source.kind} source")
     picks = np.unique(np.linspace(0, len(source.paths) - 1, min(limit, len(source.paths))).round().astype(int))
     chosen = ImageFiles([source.paths[i] for i in picks], path, "folder", str(path))
     images = [frame for _, frame in chosen]
@@ -194,14 +195,14 @@ def _compare_at(module: nn.Module, raw: ort.InferenceSession, final: ort.Inferen
 def _judge(key: str, figures: dict, tol: Tolerance, size: tuple[int, int]) -> tuple[dict, list[str], list[str]]:
     """Status of each criterion at one size, plus failure and warning lines (each naming its flag)."""
     status, failures, warns = {}, [], []
-    for output, unit, atol in (("boxes", " px", tol.atol * max(size)), ("scores", "", tol.atol)):
+    for output, item, unit, atol in (("boxes", "box", " px", tol.atol * max(size)), ("scores", "score", "", tol.atol)):
         used = figures[f"{output}_tolerance_used"]
         status[f"raw_{output}"] = "passed" if used <= 1.0 else "failed"
         if used > 1.0:
             failures.append(
                 f"{key}: max_abs_{output} = {figures[f'max_abs_{output}']:.3g}{unit}, {used:.3g}x the tolerance "
-                f"|Δ| <= {atol:.3g}{unit} + {tol.rtol:g}·|{'box' if output == 'boxes' else 'score'}| (relax with --fidelity-atol / "
-                "--fidelity-rtol, ExportOptions.fidelity_atol / fidelity_rtol)")
+                f"|Δ| <= {atol:.3g}{unit} + {tol.rtol:g}·|{item}| (relax with --fidelity-atol / --fidelity-rtol, "
+                "ExportOptions.fidelity_atol / fidelity_rtol)")
     if figures["matched"] is None:
         status["detections"] = NOT_COMPARED
         warns.append(f"{key}: no detections above conf {figures.get('conf', '?')} on either side "

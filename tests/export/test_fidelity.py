@@ -81,17 +81,17 @@ def test_tolerance_formula_on_the_issue_numbers() -> None:
 
 def test_user_tolerances_fail_with_every_criterion_and_its_flag(tmp_path: Path) -> None:
     """Strict user criteria on the same detector: every failed criterion is listed with the option relaxing it."""
-    strict = ExportOptions(imgsz=352, fidelity_atol=1e-7, fidelity_rtol=0.0, fidelity_match=1.0, check_images=None)
+    strict = ExportOptions(imgsz=160, fidelity_atol=1e-9, fidelity_rtol=0.0, fidelity_match=1.0, check_images=None)
     model = SigmoidDecodeDetector(seed=3, obj_bias=-4.0, score_gain=0.1)
     with pytest.raises(ExportError) as failure:
-        export_torch_detector(model, NAMES, tmp_path / "strict.onnx", strict, imgsz=352)
+        export_torch_detector(model, NAMES, tmp_path / "strict.onnx", strict, imgsz=160)
     message = str(failure.value)
     assert "fidelity check failed" in message
-    assert "352x352: max_abs_boxes" in message and "352x352: max_abs_scores" in message
+    assert "160x160: max_abs_boxes" in message and "160x160: max_abs_scores" in message
     assert "--fidelity-atol" in message and "fidelity_rtol" in message
     report = _metadata(tmp_path / "strict.onnx").fidelity
-    assert report["tolerance"]["atol"] == 1e-7 and report["status"] == "failed"
-    assert report["sizes"]["352x352"]["checks"]["raw_boxes"] == "failed"
+    assert report["tolerance"]["atol"] == 1e-9 and report["status"] == "failed"
+    assert report["sizes"]["160x160"]["checks"]["raw_boxes"] == "failed"
 
 
 def test_detection_criterion_failure_names_its_flag(tmp_path: Path) -> None:
@@ -191,6 +191,7 @@ def test_cli_fidelity_flags_and_check_images(photos: Path, tmp_path: Path) -> No
     (["--check-images", "{tmp}/empty"], "found none"),
     (["--fidelity-match", "1.5"], "fidelity match: expected a share in [0, 1], found 1.5"),
     (["--fidelity-atol", "-1"], "fidelity atol: expected a finite number >= 0, found -1.0"),
+    (["--no-check", "--check-images", "{tmp}/empty"], "expected the fidelity check to run, found --no-check"),
 ])
 def test_cli_bad_fidelity_options_are_one_line(tmp_path: Path, args: list[str], expected: str) -> None:
     (tmp_path / "empty").mkdir()
