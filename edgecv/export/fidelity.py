@@ -97,7 +97,10 @@ def load_check_images(folder: str | os.PathLike[str], limit: int = CHECK_IMAGES_
         raise SourceError(f"--check-images: expected a folder of images, found no such path {path}")
     if not path.is_dir():
         raise SourceError(f"--check-images: expected a folder of images, found the file {path}")
-    source = iter_source(path)  # raises SourceError for a folder without image files
+    try:
+        source = iter_source(path)
+    except SourceError as exc:  # a folder without image files: say which option pointed at it
+        raise SourceError(f"--check-images: {exc}") from exc
     if not isinstance(source, ImageFiles):  # a directory opens as a folder source; anything else is a bug here
         raise SourceError(f"--check-images: expected {path} to open as a folder of images, found a {source.kind} source")
     picks = np.unique(np.linspace(0, len(source.paths) - 1, min(limit, len(source.paths))).round().astype(int))
