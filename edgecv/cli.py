@@ -133,7 +133,9 @@ def evaluate_cmd(
     if stored:
         print_comparison(stored, console, title=f"fp32 vs int8 recorded in {Path(model).name}")
     if json_out:
-        json_out.write_text(json.dumps(result.to_dict(), indent=2))
+        from edgecv.fileio import write_json
+
+        write_json(json_out, result.to_dict(), indent=2)
 
 
 @app.command()
