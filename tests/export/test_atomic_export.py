@@ -15,6 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 LIMIT = 1 << 20  # 1 MiB: far below the 12 MB demo graph, far above anything else the export writes
 
@@ -24,6 +26,7 @@ def limit_file_size() -> None:
     resource.setrlimit(resource.RLIMIT_FSIZE, (LIMIT, LIMIT))
 
 
+@pytest.mark.slow  # a real `edgecv export` in a child process (torch import + trace)
 def test_export_under_file_size_limit_keeps_the_previous_model(demo_onnx: Path, tmp_path: Path) -> None:
     model = tmp_path / "model.onnx"
     shutil.copy(demo_onnx, model)

@@ -142,6 +142,11 @@ def test_core_formats_are_all_parsed() -> None:
         assert ok and header_size(encoded.tobytes()) == (64, 48), suffix
     ok, gray = cv2.imencode(".pgm", image[:, :, 0])
     assert ok and header_size(gray.tobytes()) == (64, 48)
+    ok, progressive = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])  # SOF2, not SOF0
+    assert ok and header_size(progressive.tobytes()) == (64, 48)
+    for variant in (np.zeros((48, 64, 4), np.uint8), np.zeros((48, 64), np.uint16)):  # BGRA, 16-bit
+        ok, png = cv2.imencode(".png", variant)
+        assert ok and header_size(png.tobytes()) == (64, 48)
 
 
 def test_header_size_of_unknown_or_truncated_data() -> None:

@@ -49,6 +49,7 @@ def run_threads(count: int, concurrent: int, target, timeout: float) -> None:
 
 
 @needs_openvino
+@pytest.mark.slow  # ~10 s: 1,000 inferences at 160 px
 def test_thousand_short_lived_threads_keep_rss_bounded(demo_onnx_160: Path) -> None:
     frame = np.random.default_rng(0).integers(0, 255, (120, 160, 3), dtype=np.uint8)
     with Predictor(demo_onnx_160, backend="openvino", threads=1) as predictor:
