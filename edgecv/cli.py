@@ -103,11 +103,16 @@ def predict(
     device: Optional[str] = typer.Option(None, help="cpu, cuda or cuda:N; default: the backend's own."),
     rect: bool = typer.Option(False, "--rect", help="Letterbox to the smallest stride-multiple rectangle "
                               "(a 640x480 frame runs at 480x640); needs an artifact exported with --dynamic."),
+    max_pixels: Optional[int] = typer.Option(None, "--max-pixels", help="Refuse images (and video frames) larger "
+                                             "than this many pixels, before decoding; default 100000000; 0: no limit."),
 ) -> None:
     """Run an exported model over images, a folder or a video; save annotated output."""
     from edgecv.runtimes import Predictor, predict_source
+    from edgecv.runtimes.image import DEFAULT_MAX_PIXELS
 
-    with Predictor(artifact, backend=backend, device=device, threads=threads, rect=rect) as predictor:
+    limit = DEFAULT_MAX_PIXELS if max_pixels is None else (max_pixels or None)
+    with Predictor(artifact, backend=backend, device=device, threads=threads, rect=rect,
+                   max_pixels=limit) as predictor:
         summary = predict_source(predictor, int(source) if source.isdigit() else source, save, conf=conf)
     console.print(escape(str(summary)), highlight=False)
 
@@ -144,7 +149,9 @@ def evaluate_cmd(
     if stored:
         print_comparison(stored, console, title=f"fp32 vs int8 recorded in {Path(model).name}")
     if json_out:
-        json_out.write_text(json.dumps(result.to_dict(), indent=2))
+        from edgecv.fileio import write_json
+
+        write_json(json_out, result.to_dict(), indent=2)
 
 
 @app.command()

@@ -20,6 +20,7 @@ import numpy as np
 from rich.progress import track
 
 from edgecv.errors import DatasetError
+from edgecv.fileio import write_json, write_with
 
 
 def mask_to_rle(mask: np.ndarray) -> dict:
@@ -60,14 +61,12 @@ def write_coco(dataset, folder: str | Path, show_progress: bool = True) -> Path:
     for i in track(indices, description="writing images") if show_progress else indices:
         sample = dataset[i]
         name = f"{i:06d}.png"
-        cv2.imwrite(str(folder / "images" / name), sample.image)
-        cv2.imwrite(str(folder / "semantic" / name), sample.semantic)
+        write_with(folder / "images" / name, lambda tmp: cv2.imwrite(str(tmp), sample.image))
+        write_with(folder / "semantic" / name, lambda tmp: cv2.imwrite(str(tmp), sample.semantic))
         samples.append(sample)
         names.append(f"images/{name}")
     gt = coco_dict(samples, list(dataset.class_names), names)
-    path = folder / "annotations.json"
-    path.write_text(json.dumps(gt))
-    return path
+    return write_json(folder / "annotations.json", gt)
 
 
 @dataclass

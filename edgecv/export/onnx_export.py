@@ -22,6 +22,7 @@ from torch import nn
 from edgecv import __version__
 from edgecv.errors import ExportError
 from edgecv.export.nms import append_nms
+from edgecv.fileio import write_with
 from edgecv.metadata import METADATA_KEY, ArtifactMetadata
 from edgecv.models.base import LoadedDetector
 
@@ -169,8 +170,7 @@ def export_detector(detector: LoadedDetector, out: str | Path, opts: ExportOptio
             for line in report["warnings"]:
                 warnings.warn(f"fidelity check: {line}", stacklevel=2)
     set_metadata(model, metadata)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, out)
+    write_with(out, lambda tmp: onnx.save(model, str(tmp)))  # atomic: a failed write keeps the old file
     if report and not report["passed"]:
         raise ExportError(f"fidelity check failed for {out}: " + "; ".join(report["failures"]))
     return ExportResult(path=out, metadata=metadata, fidelity=report, seconds=time.time() - start)

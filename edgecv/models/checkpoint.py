@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from edgecv.errors import WeightsError
+from edgecv.fileio import write_with
 
 FORMAT = "edgecv"
 VERSION = 1
@@ -40,12 +41,7 @@ def save_checkpoint(path: str | Path, *, family: str, config: dict, class_names:
     }
     payload = {"format": FORMAT, "family": family, "version": VERSION, "config": config,
                "class_names": list(class_names), "imgsz": int(imgsz), "state_dict": tensors, **extra}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)  # never leave a half-written checkpoint behind
-    return path
+    return write_with(path, lambda tmp: torch.save(payload, tmp))  # never a half-written checkpoint
 
 
 def load_raw(path: str | Path, *, trust: bool = False) -> Any:

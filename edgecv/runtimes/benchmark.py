@@ -20,7 +20,6 @@ compare across machines. ``edgecv benchmark`` is a thin wrapper over :func:`comp
 
 from __future__ import annotations
 
-import json
 import os
 import resource
 import sys
@@ -33,6 +32,7 @@ import cv2
 import numpy as np
 from rich.table import Table
 
+from edgecv import fileio
 from edgecv.errors import OptionError
 from edgecv.runtimes.cpu import cpu_features
 from edgecv.runtimes.preprocess import preprocess_batch
@@ -240,6 +240,5 @@ def results_table(specs: Sequence[str], results: Sequence[BenchmarkResult], titl
 
 
 def write_json(results: Sequence[BenchmarkResult], path: str | os.PathLike[str]) -> Path:
-    out = Path(path)
-    out.write_text(json.dumps({"results": [r.to_dict() for r in results], "ratios": ratios(results)}, indent=2))
-    return out
+    doc = {"results": [r.to_dict() for r in results], "ratios": ratios(results)}
+    return fileio.write_json(path, doc, indent=2)  # atomic: a failed write keeps the previous report

@@ -17,7 +17,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edgecv.errors import ImageError
+from edgecv.errors import ImageError, OptionError
+from edgecv.runtimes.image_header import header_size
+
+#: Default limit on the pixels of an image file decoded by :func:`read_image` (``--max-pixels``).
+#: 100 MP decodes to 300 MB as BGR uint8 (600 MB at 16 bits, plus one converted copy), which an
+#: edge device with 2-4 GB survives beside a running model; it admits every common camera up to
+#: 100 MP. A detector sees the image letterboxed to ~320-1280 px anyway, so bigger inputs (200 MP
+#: phone modes, gigapixel scans) are better tiled; raise the limit to read them whole.
+DEFAULT_MAX_PIXELS = 100_000_000
 
 EXPECTED = "an HxWx3 uint8 BGR image (or HxW / HxWx1 grayscale, HxWx4 BGRA; uint8 or uint16)"
 
@@ -74,16 +82,44 @@ def to_bgr_uint8(image: np.ndarray) -> tuple[np.ndarray, str | None]:
     return image, "; ".join(notes)
 
 
-def read_image(path: str | os.PathLike[str]) -> np.ndarray:
+def check_max_pixels(max_pixels: int | None) -> int | None:
+    """``max_pixels`` if it is ``None`` (no limit) or a positive int.
+
+    Raises:
+        OptionError: anything else.
+    """
+    if max_pixels is not None and (isinstance(max_pixels, bool) or not isinstance(max_pixels, int)
+                                   or max_pixels < 1):
+        raise OptionError(f"max_pixels: expected a positive number of pixels or None (no limit), "
+                          f"found {max_pixels!r}")
+    return max_pixels
+
+
+def check_pixels(width: int, height: int, max_pixels: int | None, where: object) -> None:
+    """Raise :class:`ImageError` if a ``width`` x ``height`` image exceeds ``max_pixels``."""
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageError(f"{where}: expected an image of at most {max_pixels:,} pixels, found {width}x{height} = "
+                         f"{width * height:,} (~{width * height * 3 / 1e9:.1f} GB decoded); if you trust it, raise "
+                         "the limit with --max-pixels N (Python: max_pixels=N, None: no limit)")
+
+
+def read_image(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode the image file at ``path`` as stored (``cv2.IMREAD_UNCHANGED``: depth and alpha kept).
 
     The result may be grayscale, BGRA or 16-bit; pass it through :func:`to_bgr_uint8`.
     EXIF orientation is not applied (IMREAD_UNCHANGED ignores it). Reads through
     ``np.fromfile`` + ``cv2.imdecode`` so non-ASCII paths work on every OS.
 
+    ``max_pixels`` (``None``: no limit) is checked on the dimensions in the file header before
+    decoding (:mod:`~edgecv.runtimes.image_header`), so a small file that would decode to
+    gigabytes is refused without allocating them; for a format whose header is not parsed there,
+    it is checked on the decoded image.
+
     Raises:
-        ImageError: missing file, a directory, or bytes OpenCV cannot decode (message names the path).
+        ImageError: missing file, a directory, bytes OpenCV cannot decode, or an image above
+            ``max_pixels`` (message names the path, the size, the limit and how to raise it).
     """
+    check_max_pixels(max_pixels)
     file = Path(path)
     if not file.exists():
         raise ImageError(f"expected an image file at {file}, found no such file")
@@ -93,10 +129,15 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
         data = np.fromfile(file, dtype=np.uint8)
     except OSError as exc:
         raise ImageError(f"expected a readable image file at {file}, found: {exc}") from exc
+    size = header_size(data.tobytes()) if max_pixels is not None else None
+    if size is not None:
+        check_pixels(*size, max_pixels, file)
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if image is None:
         raise ImageError(f"expected an image file OpenCV can decode at {file}, "
                          f"found {data.size} bytes it cannot decode")
+    if size is None:
+        check_pixels(image.shape[1], image.shape[0], max_pixels, file)
     return image
 
 

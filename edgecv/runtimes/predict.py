@@ -5,9 +5,15 @@ With ``save_dir``:
 * image / folder sources: one annotated image per input, same relative file name;
 * video / camera / stream sources: one annotated ``.mp4`` (``mp4v``), named after the video
   file (``clip.avi`` -> ``clip.mp4``), ``camera0.mp4`` or ``stream.mp4``;
-* always ``predictions.jsonl``: one line per frame,
-  ``{"name": ..., "boxes": [[x1, y1, x2, y2], ...], "scores": [...], "class_ids": [...], "labels": [...]}``
-  (boxes in original-image pixels).
+* always ``predictions.jsonl``: one line per frame, ``{"name": ..., **Detections.to_dict()}``
+  (boxes in original-image pixels). It is a live output: opened when the first frame's result
+  is ready and flushed after every frame, so a crash keeps every line written so far, and a run
+  that fails before its first frame leaves the previous file untouched.
+
+Every option is validated (:class:`~edgecv.errors.OptionError`) and the source opened
+(:class:`~edgecv.errors.SourceError`) before anything in ``save_dir`` is touched. Annotated
+images are finished files, written atomically (:mod:`edgecv.fileio`); the mp4 is a recording
+that grows while the run lasts.
 
 A camera or stream runs until it ends, ``max_frames`` is reached, or Ctrl-C (which ends the
 run normally: outputs are finalised and the summary has ``interrupted=True``).
@@ -18,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Iterable, Iterator
@@ -27,10 +32,11 @@ import cv2
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from edgecv.errors import SourceError
+from edgecv.errors import OptionError, SourceError
+from edgecv.fileio import WriteError, write_bytes
 from edgecv.runtimes.detections import Detections
 from edgecv.runtimes.draw import annotate
-from edgecv.runtimes.predictor import Predictor
+from edgecv.runtimes.predictor import Predictor, check_conf
 from edgecv.runtimes.sources import Frame, FrameSource, SkippedFile, SourceLike, iter_source
 
 JSONL_NAME = "predictions.jsonl"
@@ -128,14 +134,13 @@ class AnnotatedWriter:
             self._write_frame(self.video_path, image)
 
     def _write_image(self, path: Path, image: np.ndarray) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         ok, data = cv2.imencode(path.suffix, image)
         if not ok:  # a format OpenCV reads but cannot write in this build: fall back to PNG
             path = path.with_suffix(".png")
             ok, data = cv2.imencode(".png", image)
         if not ok:
-            raise OSError(f"OpenCV cannot encode the annotated image for {path}")
-        data.tofile(path)
+            raise WriteError(f"cannot write {path}: OpenCV cannot encode the annotated image")
+        write_bytes(path, data.tobytes())  # atomic: a failed write keeps the previous image
         self.outputs.append(path)
 
     def _write_frame(self, path: Path, image: np.ndarray) -> None:
@@ -143,7 +148,7 @@ class AnnotatedWriter:
             h, w = image.shape[:2]
             writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
             if not writer.isOpened():
-                raise OSError(f"cannot write an mp4 (mp4v) video to {path}")
+                raise WriteError(f"cannot write an mp4 (mp4v) video to {path}")
             self._writer, self._size = writer, (w, h)
             self.outputs.append(path)
         if (image.shape[1], image.shape[0]) != self._size:  # a stream changed resolution: keep the first
@@ -155,6 +160,53 @@ class AnnotatedWriter:
         if self._writer is not None:
             self._writer.release()
             self._writer = None
+
+
+class JsonlWriter:
+    """``predictions.jsonl``, a live output: truncated only when the first line is ready, flushed per line."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._handle: IO[str] | None = None
+
+    def _io(self, action: str) -> None:
+        """Open the file if needed and run ``action`` on it (``""``: only open); OSError -> WriteError."""
+        try:
+            if self._handle is None:
+                self._handle = self.path.open("w", encoding="utf-8")
+            if action:
+                self._handle.write(action)
+                self._handle.flush()  # per frame: a crash or kill keeps every finished line
+        except OSError as exc:
+            raise WriteError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
+
+    def write(self, record: dict) -> None:
+        """Append ``record`` as one JSON line and flush it (opening the file on the first record)."""
+        self._io(json.dumps(record) + "\n")
+
+    def close(self, completed: bool) -> None:
+        """Close the file. A ``completed`` run that recorded no frame still leaves an (empty) file,
+        so the folder never shows the previous run's predictions as this run's."""
+        if self._handle is None and completed:
+            self._io("")
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+
+def check_options(save_dir: Path | None, conf: float | None, max_frames: int | None) -> float | None:
+    """Validate :func:`predict_source`'s options before anything is opened; returns ``conf`` as a float.
+
+    Raises:
+        OptionError: ``conf`` outside [0, 1], ``max_frames`` not a positive int, ``save_dir`` an existing file.
+    """
+    conf = check_conf(conf)
+    if max_frames is not None and (isinstance(max_frames, bool) or not isinstance(max_frames, int)
+                                   or max_frames < 1):
+        raise OptionError(f"max_frames: expected a positive int or None, found {max_frames!r}")
+    if save_dir is not None and save_dir.exists() and not save_dir.is_dir():
+        raise OptionError(f"save_dir: expected a folder (existing or new), found the file {save_dir}")
+    return conf
 
 
 def _chunks(frames: Iterable[Frame], size: int, limit: int | None) -> Iterator[list[Frame]]:
@@ -191,29 +243,40 @@ def predict_source(predictor: Predictor, source: SourceLike, save_dir: str | os.
         show_progress: draw a rich progress bar on stderr.
         max_frames: stop after this many frames (handy for cameras and streams).
 
+    Image files larger than ``predictor.max_pixels`` are refused before decoding (skipped in a folder).
+
     Raises:
+        OptionError: a bad ``conf`` / ``max_frames`` / ``save_dir``, before anything is opened.
         SourceError: the source cannot be opened, a camera / stream vanishes, or ``save_dir``
             would overwrite the inputs. Outputs written so far are finalised first.
+        WriteError: an output cannot be written (disk full, permissions).
     """
-    if max_frames is not None and max_frames < 1:
-        raise ValueError(f"max_frames: expected a positive int or None, found {max_frames!r}")
     out_dir = None if save_dir is None else Path(save_dir)
-    with iter_source(source) as frames:
+    conf = check_options(out_dir, conf, max_frames)
+    with iter_source(source, max_pixels=predictor.max_pixels) as frames:
         summary = PredictSummary(source=frames.label, kind=frames.kind)
+        jsonl = None
         if out_dir is not None:
             check_no_overwrite(frames, out_dir)
-            out_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                out_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise WriteError(f"cannot create the output folder {out_dir}: {exc.strerror or exc}") from exc
             summary.jsonl = out_dir / JSONL_NAME
+            jsonl = JsonlWriter(summary.jsonl)
         writer = None if out_dir is None else AnnotatedWriter(frames, out_dir)
         start = time.perf_counter()
+        completed = False
         try:
-            with (nullcontext() if summary.jsonl is None else summary.jsonl.open("w", encoding="utf-8")) as jsonl:
-                _run(predictor, frames, summary, writer, jsonl, conf, show_progress, max_frames)
+            _run(predictor, frames, summary, writer, jsonl, conf, show_progress, max_frames)
+            completed = True
         except KeyboardInterrupt:
             if frames.kind not in ("camera", "stream"):
                 raise
-            summary.interrupted = True
+            summary.interrupted = completed = True
         finally:
+            if jsonl is not None:
+                jsonl.close(completed)
             if writer is not None:
                 writer.close()
                 summary.outputs = writer.outputs
@@ -223,7 +286,7 @@ def predict_source(predictor: Predictor, source: SourceLike, save_dir: str | os.
 
 
 def _run(predictor: Predictor, frames: FrameSource, summary: PredictSummary, writer: AnnotatedWriter | None,
-         jsonl: IO[str] | None, conf: float | None, show_progress: bool, max_frames: int | None) -> None:
+         jsonl: JsonlWriter | None, conf: float | None, show_progress: bool, max_frames: int | None) -> None:
     """The frame loop of :func:`predict_source`: batches of the predictor's batch size, progress bar."""
     known = [n for n in (frames.total, max_frames) if n]
     with _progress(show_progress) as progress:
@@ -236,9 +299,9 @@ def _run(predictor: Predictor, frames: FrameSource, summary: PredictSummary, wri
 
 
 def _record(summary: PredictSummary, name: str, frame: np.ndarray, dets: Detections,
-            writer: AnnotatedWriter | None, jsonl: IO[str] | None) -> None:
+            writer: AnnotatedWriter | None, jsonl: JsonlWriter | None) -> None:
     summary.add(dets)
     if writer is not None:
         writer.write(name, annotate(frame, dets))
     if jsonl is not None:
-        jsonl.write(json.dumps({"name": name, **dets.to_dict()}) + "\n")
+        jsonl.write({"name": name, **dets.to_dict()})

@@ -22,11 +22,11 @@ from typing import Any, Sequence, overload
 
 import numpy as np
 
-from edgecv.errors import ArtifactError
+from edgecv.errors import ArtifactError, OptionError
 from edgecv.metadata import DETECTION_OUTPUTS, ArtifactMetadata
 from edgecv.runtimes.backends import Backend, open_backend
 from edgecv.runtimes.detections import Detections
-from edgecv.runtimes.image import ConversionNotes, read_image, to_bgr_uint8
+from edgecv.runtimes.image import DEFAULT_MAX_PIXELS, ConversionNotes, check_max_pixels, read_image, to_bgr_uint8
 from edgecv.runtimes.postprocess import to_detections
 from edgecv.runtimes.preprocess import check_rect, input_hw, normalisation, preprocess_batch
 
@@ -55,9 +55,11 @@ def check_detection_artifact(metadata: ArtifactMetadata, backend: Backend) -> No
     normalisation(metadata)
 
 
-def _check_conf(conf: float | None) -> float | None:
-    if conf is not None and not 0.0 <= float(conf) <= 1.0:
-        raise ValueError(f"conf: expected a score in [0, 1] or None, found {conf!r}")
+def check_conf(conf: float | None) -> float | None:
+    """``conf`` as a float, or ``None``; :class:`OptionError` unless it is a score in [0, 1]."""
+    if conf is not None and (isinstance(conf, bool) or not isinstance(conf, (int, float, np.floating))
+                             or not 0.0 <= float(conf) <= 1.0):
+        raise OptionError(f"conf: expected a score in [0, 1] or None, found {conf!r}")
     return None if conf is None else float(conf)
 
 
@@ -79,6 +81,9 @@ class Predictor:
         rect: letterbox each batch to the smallest stride-multiple rectangle instead of the full
             square (a 640x480 camera frame runs at 480x640); needs an artifact exported with
             ``--dynamic`` (checked here, :class:`~edgecv.errors.ArtifactError` otherwise).
+        max_pixels: largest image file decoded for path inputs, in pixels (checked on the file
+            header first; ``None``: no limit); see :func:`~edgecv.runtimes.image.read_image`.
+            ``predict_source`` applies it to its sources too.
 
     Attributes:
         metadata: the artifact's :class:`~edgecv.metadata.ArtifactMetadata`.
@@ -89,8 +94,10 @@ class Predictor:
 
     def __init__(self, path: str | os.PathLike[str], *, backend: str = "auto", device: str | None = None,
                  threads: int | None = None, conf: float | None = None,
-                 backend_options: dict[str, Any] | None = None, rect: bool = False) -> None:
-        self.conf = _check_conf(conf)
+                 backend_options: dict[str, Any] | None = None, rect: bool = False,
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS) -> None:
+        self.conf = check_conf(conf)
+        self.max_pixels = check_max_pixels(max_pixels)
         self.backend: Backend = open_backend(path, backend, device=device, threads=threads,
                                              **dict(backend_options or {}))
         try:
@@ -131,7 +138,7 @@ class Predictor:
 
     def predict_batch(self, images: Sequence[ImageInput], *, conf: float | None = None) -> list[Detections]:
         """The list form of :meth:`__call__`."""
-        conf = self.conf if conf is None else _check_conf(conf)
+        conf = self.conf if conf is None else check_conf(conf)
         self._warn_if_conf_ineffective(conf)
         start = time.perf_counter()
         frames = [self._prepare(image) for image in images]
@@ -157,7 +164,7 @@ class Predictor:
 
     def _prepare(self, image: ImageInput) -> np.ndarray:
         if isinstance(image, (str, os.PathLike)):
-            image = read_image(image)
+            image = read_image(image, self.max_pixels)
         bgr, note = to_bgr_uint8(image)
         self._notes.report(note)
         return bgr

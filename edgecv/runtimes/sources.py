@@ -19,6 +19,10 @@ video file ends cleanly when its frames run out; a camera, or a stream that repo
 count (a live one), that stops delivering frames raises :class:`~edgecv.errors.SourceError`
 (a live source has no natural end). A URL to a finite video (a frame count) ends cleanly.
 Grayscale / BGRA / 16-bit images are converted (one ``ImageConversionWarning`` per kind).
+
+``max_pixels`` bounds the decoded size (see :func:`~edgecv.runtimes.image.read_image`): an image
+file above it is refused before decoding (skipped in a folder), and a video / camera / stream
+whose reported frame size is above it is refused at ``iter_source`` time.
 """
 
 from __future__ import annotations
@@ -34,7 +38,8 @@ import cv2
 import numpy as np
 
 from edgecv.errors import ImageError, SourceError
-from edgecv.runtimes.image import ConversionNotes, read_image, to_bgr_uint8
+from edgecv.runtimes.image import (DEFAULT_MAX_PIXELS, ConversionNotes, check_max_pixels, check_pixels, read_image,
+                                   to_bgr_uint8)
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm",
                             ".pnm", ".jp2"})
@@ -102,18 +107,20 @@ class FrameSource:
 class ImageFiles(FrameSource):
     """One image file (``kind="image"``, decoding errors raise) or a folder (``kind="folder"``, they are skipped)."""
 
-    def __init__(self, paths: list[Path], root: Path, kind: str, label: str) -> None:
+    def __init__(self, paths: list[Path], root: Path, kind: str, label: str,
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS) -> None:
         super().__init__(label, root)
         self.kind = kind
         self.paths = paths
         self.total = len(paths)
+        self.max_pixels = check_max_pixels(max_pixels)
 
     def __iter__(self) -> Iterator[Frame]:
         self.skipped = []
         for path in self.paths:
             name = path.relative_to(self.root).as_posix()
             try:
-                frame = self._convert(read_image(path))
+                frame = self._convert(read_image(path, self.max_pixels))
             except ImageError as exc:
                 if self.kind == "image":
                     raise
@@ -130,10 +137,12 @@ def _safe_label(url: str) -> str:
 class VideoFrames(FrameSource):
     """Frames of a video file (``kind="video"``), a camera (``"camera"``) or a stream URL (``"stream"``)."""
 
-    def __init__(self, target: int | str, kind: str, label: str, root: Path | None = None) -> None:
+    def __init__(self, target: int | str, kind: str, label: str, root: Path | None = None,
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS) -> None:
         super().__init__(label, root)
         self.kind = kind
         self.target = target
+        self.max_pixels = check_max_pixels(max_pixels)
         self._capture: cv2.VideoCapture | None = None
         self._open()
 
@@ -143,6 +152,13 @@ class VideoFrames(FrameSource):
             capture.release()
             where = self.target if self.kind == "video" else self.label  # full path, but no URL password
             raise SourceError(f"expected a readable {self.kind} at {where}, found one OpenCV cannot open")
+        width, height = capture.get(cv2.CAP_PROP_FRAME_WIDTH), capture.get(cv2.CAP_PROP_FRAME_HEIGHT)
+        if np.isfinite(width) and np.isfinite(height):  # the container's frame size: refuse before reading one
+            try:
+                check_pixels(int(width), int(height), self.max_pixels, f"{self.kind} {self.label}")
+            except ImageError:
+                capture.release()
+                raise
         fps, count = capture.get(cv2.CAP_PROP_FPS), capture.get(cv2.CAP_PROP_FRAME_COUNT)
         self.fps = float(fps) if np.isfinite(fps) and 0 < fps < 1000 else None
         self.total = int(count) if np.isfinite(count) and 0 < count < 2**31 else None
@@ -174,44 +190,50 @@ class VideoFrames(FrameSource):
 SourceLike = Union[FrameSource, int, str, os.PathLike]
 
 
-def _folder(path: Path) -> ImageFiles:
+def _folder(path: Path, max_pixels: int | None) -> ImageFiles:
     paths = sorted((p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()),
                    key=lambda p: p.relative_to(path).as_posix())
     if not paths:
         raise SourceError(f"expected image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in folder {path}, found none")
-    return ImageFiles(paths, path, "folder", str(path))
+    return ImageFiles(paths, path, "folder", str(path), max_pixels)
 
 
-def _file(path: Path) -> FrameSource:
+def _file(path: Path, max_pixels: int | None) -> FrameSource:
     suffix = path.suffix.lower()
     if suffix in IMAGE_SUFFIXES:
-        return ImageFiles([path], path.parent, "image", str(path))
+        return ImageFiles([path], path.parent, "image", str(path), max_pixels)
     if suffix in VIDEO_SUFFIXES:
-        return VideoFrames(str(path), "video", path.name, path.parent)
+        return VideoFrames(str(path), "video", path.name, path.parent, max_pixels)
     raise SourceError(f"expected {EXPECTED}, found {path} with unsupported suffix {suffix or '(none)'!r}")
 
 
-def iter_source(source: SourceLike) -> FrameSource:
+def iter_source(source: SourceLike, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> FrameSource:
     """Open ``source`` (see the module docstring) and return a :class:`FrameSource` to iterate.
+
+    ``max_pixels``: largest frame / decoded image, in pixels (``None``: no limit); not applied to
+    a ``FrameSource`` passed in (it has its own).
 
     Raises:
         SourceError: the source does not exist, has an unsupported suffix, is an empty folder,
             or OpenCV cannot open the video / camera / stream.
+        ImageError: a video / camera / stream whose frames are larger than ``max_pixels``.
+        OptionError: ``max_pixels`` is not a positive int or None.
     """
+    check_max_pixels(max_pixels)
     if isinstance(source, FrameSource):
         return source
     if isinstance(source, bool):
         raise SourceError(f"expected {EXPECTED}, found {source!r}")
     if isinstance(source, int) or (isinstance(source, str) and source.strip().isdigit()):
         index = int(source)
-        return VideoFrames(index, "camera", f"camera{index}")
+        return VideoFrames(index, "camera", f"camera{index}", max_pixels=max_pixels)
     if isinstance(source, str) and source.lower().startswith(STREAM_SCHEMES):
-        return VideoFrames(source, "stream", _safe_label(source))
+        return VideoFrames(source, "stream", _safe_label(source), max_pixels=max_pixels)
     if not isinstance(source, (str, os.PathLike)):
         raise SourceError(f"expected {EXPECTED}, found {type(source).__name__}")
     path = Path(source)
     if path.is_dir():
-        return _folder(path)
+        return _folder(path, max_pixels)
     if path.is_file():
-        return _file(path)
+        return _file(path, max_pixels)
     raise SourceError(f"expected {EXPECTED}, found no such file or folder: {path}")

@@ -48,7 +48,7 @@ def _load_onnxruntime(path: Path, device: str | None, threads: int | None, **opt
 def _load_openvino(path: Path, device: str | None, threads: int | None, **options: Any) -> Backend:
     from edgecv.runtimes.backends.openvino import OpenVinoBackend
 
-    options = _checked("openvino", options, {"precision"})
+    options = _checked("openvino", options, {"precision", "requests"})
     return OpenVinoBackend.open(path, device=device or "cpu", threads=threads, **options)
 
 
@@ -96,7 +96,7 @@ def open_backend(path: str | os.PathLike[str], backend: str = "auto", *, device:
     ``device=None`` is the backend's natural device: ``"cpu"``, or ``"cuda"`` for tensorrt.
     ``options`` are backend-specific: onnxruntime ``graph_optimization`` ("all" | "extended" |
     "basic" | "disable"), ``io_binding`` (bool); openvino ``precision`` (None | "f32" | "bf16" |
-    "f16"); tensorrt ``check_versions`` (bool).
+    "f16"), ``requests`` (infer-request pool size, None | int >= 1); tensorrt ``check_versions`` (bool).
 
     Raises:
         BackendError: unknown backend or device; ArtifactError: missing / corrupt / non-edgecv

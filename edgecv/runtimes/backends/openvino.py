@@ -7,8 +7,12 @@
   request). ``precision=None`` leaves ``INFERENCE_PRECISION_HINT`` to the device: bf16 on CPUs
   with AVX512-BF16 or AMX, f32 elsewhere. ``precision="f32"`` (or ``"bf16"``, ``"f16"``) forces it.
   int8 QDQ graphs run as int8 (OpenVINO's low-precision transformations fold the Q/DQ pairs).
-* Thread-safe: every calling thread gets its own ``InferRequest`` (created on first use) on the
-  shared compiled model, so two threads never share output buffers; outputs are copied out.
+* Thread-safe with bounded memory: calling threads borrow an ``InferRequest`` from a fixed pool
+  (:class:`RequestPool`, ``requests`` of them, created on first need) and return it after the
+  outputs are copied out, so two threads never share output buffers and a thousand short-lived
+  threads cost no more than ``requests`` requests (one request per thread, kept forever, grew RSS
+  by 1.2 GB over 1,000 threads at 320 px: ``tools/rss_threads.py``). A thread finding every
+  request busy waits for one.
 * Conformance (``tests/runtimes/test_conformance.py``): detections vs ONNX Runtime fp32 matched
   at IoU >= 0.9, same class, |score diff| <= 0.05 in bf16 (<= 1e-3 with ``precision="f32"``).
 
@@ -18,11 +22,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -33,6 +38,81 @@ from edgecv.runtimes.backends.base import (ClosesOnExit, check_artifact_file, ch
 
 #: ``precision=`` values -> OpenVINO ``INFERENCE_PRECISION_HINT`` strings.
 PRECISIONS = {"f32": "f32", "fp32": "f32", "bf16": "bf16", "f16": "f16", "fp16": "f16"}
+
+#: Default size of the infer-request pool. The model is compiled with one stream
+#: (``PERFORMANCE_HINT=LATENCY``), so more requests than callers that can usefully overlap only
+#: hold memory; two let one thread copy its outputs / pre-process while another infers.
+DEFAULT_REQUESTS = 2
+
+
+def check_requests(requests: int | None) -> int:
+    """The pool size for ``requests`` (``None``: :data:`DEFAULT_REQUESTS`).
+
+    Raises:
+        BackendError: not a positive int.
+    """
+    if requests is None:
+        return DEFAULT_REQUESTS
+    if isinstance(requests, bool) or not isinstance(requests, int) or requests < 1:
+        raise BackendError(f"openvino requests: expected a positive integer (infer-request pool size) or None, "
+                           f"found {requests!r}")
+    return requests
+
+
+class RequestPool:
+    """At most ``size`` objects made by ``create`` (infer requests), lent to one thread at a time.
+
+    ``with pool.borrow() as request:`` takes a free request (the most recently returned one, whose
+    buffers are warm), makes a new one while fewer than ``size`` exist, or waits for one. After
+    :meth:`close`, borrowing raises :class:`BackendError` and returned requests are dropped.
+    """
+
+    def __init__(self, create: Callable[[], Any], size: int, what: str) -> None:
+        self._create = create
+        self.size = size
+        self._what = what
+        self._free: list[Any] = []
+        self.created = 0
+        self._closed = False
+        self._cond = threading.Condition()
+
+    def _take(self) -> Any | None:
+        """A free request, or ``None`` after reserving a slot for a new one (the caller creates it)."""
+        with self._cond:
+            while not self._free and self.created >= self.size and not self._closed:
+                self._cond.wait()
+            if self._closed:
+                raise BackendError(f"{self._what} is closed")
+            if self._free:
+                return self._free.pop()
+            self.created += 1
+            return None
+
+    def _give_back(self, request: Any | None) -> None:
+        with self._cond:
+            if request is None:  # creation failed: free the reserved slot
+                self.created -= 1
+            elif not self._closed:
+                self._free.append(request)
+            self._cond.notify()
+
+    @contextlib.contextmanager
+    def borrow(self) -> Iterator[Any]:
+        """Lend one request for the duration of the ``with`` block."""
+        request = self._take()
+        try:
+            if request is None:
+                request = self._create()  # outside the lock: compiling buffers takes a while
+            yield request
+        finally:
+            self._give_back(request)
+
+    def close(self) -> None:
+        """Drop every free request and wake waiting threads (they raise BackendError)."""
+        with self._cond:
+            self._closed = True
+            self._free.clear()
+            self._cond.notify_all()
 
 
 def import_openvino() -> Any:
@@ -97,7 +177,8 @@ class OpenVinoBackend(ClosesOnExit):
 
     name = "openvino"
 
-    def __init__(self, path: Path, compiled: Any, metadata: ArtifactMetadata, config: dict[str, str]) -> None:
+    def __init__(self, path: Path, compiled: Any, metadata: ArtifactMetadata, config: dict[str, str],
+                 requests: int | None = None) -> None:
         self.path = path
         self.compiled: Any | None = compiled
         self.metadata = metadata
@@ -105,22 +186,26 @@ class OpenVinoBackend(ClosesOnExit):
         wanted = {metadata.input_name, *metadata.outputs}
         self._input_names = [_port_name(port, wanted) for port in compiled.inputs]
         self._output_names = [_port_name(port, wanted) for port in compiled.outputs]
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._requests: list[Any] = []
+        self.requests = RequestPool(compiled.create_infer_request, check_requests(requests),
+                                    f"the openvino backend for {path}")
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, device: str = "cpu", threads: int | None = None,
-             precision: str | None = None) -> OpenVinoBackend:
+             precision: str | None = None, requests: int | None = None) -> OpenVinoBackend:
         """Read and compile the ONNX artifact at ``path`` for the CPU.
+
+        ``requests`` is the size of the infer-request pool shared by calling threads (``None``:
+        :data:`DEFAULT_REQUESTS`); raise it when more threads than that call concurrently and the
+        device has the cores to overlap them.
 
         Raises:
             ArtifactError: missing file, not an ONNX model, or no edgecv metadata.
-            BackendError: a device other than ``cpu``, bad ``threads`` or ``precision``.
+            BackendError: a device other than ``cpu``, bad ``threads``, ``precision`` or ``requests``.
             MissingDependencyError: openvino is not installed.
         """
         file = Path(path)
         check_threads(threads)
+        check_requests(requests)
         kind, _ = parse_device(device)
         if kind != "cpu":
             raise BackendError(f"backend 'openvino' runs on device 'cpu', found {device!r}; "
@@ -145,7 +230,7 @@ class OpenVinoBackend(ClosesOnExit):
             compiled = core.compile_model(model, "CPU", config)
         except RuntimeError as exc:
             raise BackendError(f"openvino cannot compile {file} for CPU with {config}: {str(exc).strip()}") from exc
-        return cls(file, compiled, metadata, config)
+        return cls(file, compiled, metadata, config, requests)
 
     @property
     def input_names(self) -> list[str]:
@@ -164,40 +249,29 @@ class OpenVinoBackend(ClosesOnExit):
         short = {"bfloat16": "bf16", "float32": "f32", "float16": "f16"}
         return next((v for k, v in short.items() if k in name), name)
 
-    def _request(self) -> Any:
-        request = getattr(self._local, "request", None)
-        if request is None:
-            if self.compiled is None:
-                raise BackendError(f"the openvino backend for {self.path} is closed")
-            request = self.compiled.create_infer_request()
-            self._local.request = request
-            with self._lock:
-                self._requests.append(request)
-        return request
-
     def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        """Run ``batch`` on this thread's infer request; return copies of every output by name.
+        """Run ``batch`` ``[B, 3, H, W]`` on a pooled infer request; return copies of every output by name.
 
         Raises:
             BackendError: the backend is closed or OpenVINO rejects the input / fails.
         """
-        if self.compiled is None:
+        compiled = self.compiled
+        if compiled is None:
             raise BackendError(f"the openvino backend for {self.path} is closed")
-        request = self._request()
-        try:
-            request.infer({0: np.ascontiguousarray(batch)}, share_inputs=True)
-        except RuntimeError as exc:
-            expected = self.compiled.inputs[0].get_partial_shape()
-            raise BackendError(
-                f"openvino failed on {self.path}: input {self._input_names[0]!r} expected shape {expected}, "
-                f"found {list(batch.shape)} {batch.dtype}: {str(exc).strip()}"
-            ) from exc
-        return {name: np.array(request.get_output_tensor(i).data, copy=True)
-                for i, name in enumerate(self._output_names)}
+        with self.requests.borrow() as request:
+            try:
+                request.infer({0: np.ascontiguousarray(batch)}, share_inputs=True)
+            except RuntimeError as exc:
+                expected = compiled.inputs[0].get_partial_shape()
+                raise BackendError(
+                    f"openvino failed on {self.path}: input {self._input_names[0]!r} expected shape {expected}, "
+                    f"found {list(batch.shape)} {batch.dtype}: {str(exc).strip()}"
+                ) from exc
+            # copied before the request goes back to the pool: its buffers are the next borrower's
+            return {name: np.array(request.get_output_tensor(i).data, copy=True)
+                    for i, name in enumerate(self._output_names)}
 
     def close(self) -> None:
         """Release the compiled model and infer requests (idempotent)."""
-        with self._lock:
-            self._requests.clear()
-        self._local = threading.local()
+        self.requests.close()
         self.compiled = None
