@@ -261,6 +261,17 @@ RULES: dict[str, Callable[[Any], str | None]] = {
 REQUIRED = ("task", "class_names", "schema_version")
 
 
+def validate_fields(values: dict[str, Any]) -> list[str]:
+    """Problems of the given fields only (no required-key check): for callers building metadata,
+    e.g. the exporter validating a user's ``color_order=`` / ``resize=`` / ``pad_value=``."""
+    problems = []
+    for name, value in values.items():
+        expected = RULES[name](value)
+        if expected is not None:
+            problems.append(f"{name}: expected {expected}, found {_found(value)}")
+    return problems
+
+
 def validate_document(raw: dict[str, Any]) -> list[str]:
     """Every problem of a metadata document, one ``"<field>: expected ..., found ..."`` string each.
 
@@ -268,9 +279,4 @@ def validate_document(raw: dict[str, Any]) -> list[str]:
     unknown keys are ignored) plus the required keys :data:`REQUIRED`.
     """
     problems = [f"{name}: expected a value, found the key missing" for name in REQUIRED if name not in raw]
-    for name, rule in RULES.items():
-        if name in raw:
-            expected = rule(raw[name])
-            if expected is not None:
-                problems.append(f"{name}: expected {expected}, found {_found(raw[name])}")
-    return problems
+    return problems + validate_fields({name: raw[name] for name in RULES if name in raw})

@@ -53,6 +53,63 @@ def check_detection_artifact(metadata: ArtifactMetadata, backend: Backend) -> No
         raise ArtifactError(f"{source}: expected class_names in the metadata, found none")
     input_hw(metadata)
     normalisation(metadata)
+    classes = graph_class_count(Path(backend.path))
+    if classes is not None and classes != len(metadata.class_names):
+        raise ArtifactError(f"{source}: expected {classes} class_names (the graph scores {classes} classes), "
+                            f"found {len(metadata.class_names)} in the metadata: {list(metadata.class_names)[:10]}")
+
+
+def graph_class_count(path: Path) -> int | None:
+    """The class dimension ``C`` an ONNX detection graph states, or ``None`` when it states none.
+
+    Looks for edgecv's NMS (``NonMaxSuppression`` reading scores ``[B, C, N]``) and takes ``C``
+    from the declared shape of its scores input or of the ``[B, N, C]`` tensor transposed into
+    it (ONNX shape inference fills in graphs whose shapes were stripped, e.g. int8 QDQ graphs).
+    Needs the optional ``onnx`` package (the export extra): without it, or for a non-ONNX
+    artifact (a TensorRT engine), returns ``None`` and the check is left to run time (class ids
+    beyond ``class_names`` raise :class:`ArtifactError` in post-processing).
+    """
+    if path.suffix.lower() != ".onnx":
+        return None
+    try:
+        import onnx
+        from google.protobuf.message import DecodeError
+    except ImportError:
+        return None
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except (OSError, DecodeError):
+        return None
+    found = _nms_class_dim(model)
+    if found is None and any(node.op_type == "NonMaxSuppression" for node in model.graph.node):
+        try:
+            found = _nms_class_dim(onnx.shape_inference.infer_shapes(model))
+        except (onnx.shape_inference.InferenceError, ValueError):
+            return None
+    return found
+
+
+def _nms_class_dim(model: Any) -> int | None:
+    """``C`` from the declared shapes around the first ``NonMaxSuppression`` node of ``model``, if stated."""
+    graph = model.graph
+    dims = {v.name: [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]
+            for v in (*graph.value_info, *graph.output, *graph.input) if v.type.tensor_type.HasField("shape")}
+    producer = {out: node for node in graph.node for out in node.output}
+    nms = next((node for node in graph.node if node.op_type == "NonMaxSuppression"), None)
+    if nms is None or len(nms.input) < 2:
+        return None
+    scores = nms.input[1]
+    if len(dims.get(scores, [])) == 3 and dims[scores][1]:
+        return dims[scores][1]
+    source = producer.get(scores)
+    perm = next((list(a.ints) for a in source.attribute if a.name == "perm"), None) if source is not None else None
+    if source is None or source.op_type != "Transpose" or perm != [0, 2, 1]:
+        return None
+    name = source.input[0]
+    while name not in dims and producer.get(name) is not None and producer[name].op_type == "GatherND":
+        name = producer[name].input[0]  # candidate pre-selection keeps the class axis
+    shape = dims.get(name, [])
+    return shape[2] if len(shape) == 3 and shape[2] else None
 
 
 def _check_conf(conf: float | None) -> float | None:
