@@ -60,6 +60,11 @@ def export_variants(name: str = "yolo", weights: str | Path | None = None, out: 
     TensorRT engine built from the int8 graph if any, else the fp16 one, else fp32 (GPU machine).
     """
     console = console or Console()
+    if int8 is not None:  # seconds to check here, instead of failing after the whole fp32 export
+        from edgecv.calibration.sources import check_calibration_data
+
+        check_calibration_data(int8.get("data", "shapes"), samples=int8.get("samples", 256),
+                               seed=int8.get("seed", 0), every=int8.get("every", 10))
     result = ExportedVariants(export_model(name, weights, out, opts, console=console, **load))
     for_engine = result.fp32.path
     if fp16:
