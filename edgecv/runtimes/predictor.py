@@ -27,6 +27,7 @@ from edgecv.metadata import DETECTION_OUTPUTS, ArtifactMetadata
 from edgecv.runtimes.backends import Backend, open_backend
 from edgecv.runtimes.detections import Detections
 from edgecv.runtimes.image import ConversionNotes, read_image, to_bgr_uint8
+from edgecv.runtimes.onnx_graph import nms_class_count
 from edgecv.runtimes.postprocess import to_detections
 from edgecv.runtimes.preprocess import check_rect, input_hw, normalisation, preprocess_batch
 
@@ -60,56 +61,16 @@ def check_detection_artifact(metadata: ArtifactMetadata, backend: Backend) -> No
 
 
 def graph_class_count(path: Path) -> int | None:
-    """The class dimension ``C`` an ONNX detection graph states, or ``None`` when it states none.
-
-    Looks for edgecv's NMS (``NonMaxSuppression`` reading scores ``[B, C, N]``) and takes ``C``
-    from the declared shape of its scores input or of the ``[B, N, C]`` tensor transposed into
-    it (ONNX shape inference fills in graphs whose shapes were stripped, e.g. int8 QDQ graphs).
-    Needs the optional ``onnx`` package (the export extra): without it, or for a non-ONNX
-    artifact (a TensorRT engine), returns ``None`` and the check is left to run time (class ids
-    beyond ``class_names`` raise :class:`ArtifactError` in post-processing).
-    """
+    """The class dimension an ONNX detection graph states (:func:`~edgecv.runtimes.onnx_graph.nms_class_count`),
+    or None: for a non-ONNX artifact (a TensorRT engine), a graph that states none (then class ids
+    beyond ``class_names`` raise :class:`ArtifactError` in post-processing, at run time), or a file
+    this reader cannot parse (the backend that opened it reports real corruption)."""
     if path.suffix.lower() != ".onnx":
         return None
     try:
-        import onnx
-        from google.protobuf.message import DecodeError
-    except ImportError:
+        return nms_class_count(path)
+    except (ValueError, OSError):
         return None
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except (OSError, DecodeError):
-        return None
-    found = _nms_class_dim(model)
-    if found is None and any(node.op_type == "NonMaxSuppression" for node in model.graph.node):
-        try:
-            found = _nms_class_dim(onnx.shape_inference.infer_shapes(model))
-        except (onnx.shape_inference.InferenceError, ValueError):
-            return None
-    return found
-
-
-def _nms_class_dim(model: Any) -> int | None:
-    """``C`` from the declared shapes around the first ``NonMaxSuppression`` node of ``model``, if stated."""
-    graph = model.graph
-    dims = {v.name: [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]
-            for v in (*graph.value_info, *graph.output, *graph.input) if v.type.tensor_type.HasField("shape")}
-    producer = {out: node for node in graph.node for out in node.output}
-    nms = next((node for node in graph.node if node.op_type == "NonMaxSuppression"), None)
-    if nms is None or len(nms.input) < 2:
-        return None
-    scores = nms.input[1]
-    if len(dims.get(scores, [])) == 3 and dims[scores][1]:
-        return dims[scores][1]
-    source = producer.get(scores)
-    perm = next((list(a.ints) for a in source.attribute if a.name == "perm"), None) if source is not None else None
-    if source is None or source.op_type != "Transpose" or perm != [0, 2, 1]:
-        return None
-    name = source.input[0]
-    while name not in dims and producer.get(name) is not None and producer[name].op_type == "GatherND":
-        name = producer[name].input[0]  # candidate pre-selection keeps the class axis
-    shape = dims.get(name, [])
-    return shape[2] if len(shape) == 3 and shape[2] else None
 
 
 def _check_conf(conf: float | None) -> float | None:
