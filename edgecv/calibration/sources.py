@@ -286,4 +286,6 @@ def iter_batches(source: CalibrationSource, metadata: ArtifactMetadata, batch: i
 def data_hash(source: CalibrationSource, metadata: ArtifactMetadata) -> str:
     """SHA-256 (hex, 16 chars) of what determines the calibration tensors: the source and the preprocessing."""
     pre = (metadata.letterbox_size, metadata.mean, metadata.std, metadata.color_order, metadata.pad_value)
+    if metadata.resize != "letterbox":  # only then: hashes (and caches) of letterbox artifacts stay as they were
+        pre += (metadata.resize,)
     return hashlib.sha256(f"{source.description}|{pre}".encode()).hexdigest()[:16]

@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 
 from edgecv.errors import ArtifactError
-from edgecv.metadata import COLOR_ORDERS, RESIZE_MODES, ArtifactMetadata
+from edgecv.metadata import COLOR_ORDERS, RESIZE_MODES, ArtifactMetadata, validate_fields
 from edgecv.runtimes.image import to_bgr_uint8
 
 _INPUT_DTYPES = {"float32": np.float32, "float16": np.float16}
@@ -119,7 +119,7 @@ def normalisation(metadata: ArtifactMetadata) -> Normalisation:
         raise ArtifactError(f"expected resize one of {list(RESIZE_MODES)} in the metadata, found {metadata.resize!r}")
     if metadata.input_dtype not in _INPUT_DTYPES:
         raise ArtifactError(f"expected input_dtype in {sorted(_INPUT_DTYPES)}, found {metadata.input_dtype!r}")
-    problems = [p for p in metadata.problems() if p.startswith(("mean:", "std:", "pad_value:"))]
+    problems = validate_fields({"mean": metadata.mean, "std": metadata.std, "pad_value": metadata.pad_value})
     if problems:
         raise ArtifactError("; ".join(problems))
     mean, std = [float(v) for v in metadata.mean], [float(v) for v in metadata.std]
