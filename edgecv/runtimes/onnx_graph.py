@@ -101,23 +101,25 @@ def _node(buf: memoryview, start: int, end: int) -> _Node:
     return node
 
 
+def _first(buf: memoryview, start: int, end: int, number: int) -> tuple[int, int] | None:
+    """``(start, end)`` of the first length-delimited field ``number`` in ``buf[start:end]``, if any."""
+    return next(((a, b) for n, w, a, b in _fields(buf, start, end) if n == number and w == _BYTES), None)
+
+
 def _dims(buf: memoryview, start: int, end: int) -> tuple[str, list[int | None] | None]:
     """``(name, dims)`` of a ValueInfoProto; a symbolic or unknown dim is None; dims None without a shape."""
-    name, dims = "", None
-    for number, wire, a, b in _fields(buf, start, end):
-        if number == 1 and wire == _BYTES:
-            name = _text(buf, a, b)
-        elif number == 2 and wire == _BYTES:
-            for n, w, x, y in _fields(buf, a, b):  # TypeProto
-                if n == 1 and w == _BYTES:
-                    for n2, w2, x2, y2 in _fields(buf, x, y):  # TypeProto.Tensor
-                        if n2 == 2 and w2 == _BYTES:
-                            dims = []
-                            for n3, w3, x3, y3 in _fields(buf, x2, y2):  # TensorShapeProto
-                                if n3 == 1 and w3 == _BYTES:
-                                    value = [v for n4, w4, v, _ in _fields(buf, x3, y3) if n4 == 1 and w4 == _VARINT]
-                                    dims.append(value[0] if value else None)
-    return name, dims
+    name = _first(buf, start, end, 1)
+    span = _first(buf, start, end, 2)  # TypeProto
+    span = _first(buf, *span, 1) if span else None  # TypeProto.tensor_type
+    span = _first(buf, *span, 2) if span else None  # TypeProto.Tensor.shape
+    dims: list[int | None] | None = None
+    if span:
+        dims = []
+        for n, w, a, b in _fields(buf, *span):  # TensorShapeProto.dim
+            if n == 1 and w == _BYTES:
+                values = [v for n2, w2, v, _ in _fields(buf, a, b) if n2 == 1 and w2 == _VARINT]
+                dims.append(values[0] if values else None)
+    return (_text(buf, *name) if name else ""), dims
 
 
 def read_graph(path: Path) -> tuple[list[_Node], dict[str, list[int | None]]]:

@@ -190,3 +190,15 @@ def test_onnx_graph_reader_agrees_with_onnx(demo_onnx: Path) -> None:
     assert shapes == declared
     transpose = next(n for n in nodes if n.op_type == "Transpose" and n.outputs[0].endswith("scores_bcn"))
     assert transpose.perm == [0, 2, 1]
+
+
+def test_onnx_graph_reader_refuses_truncated_files(tmp_path: Path, demo_onnx: Path) -> None:
+    from edgecv.runtimes.onnx_graph import nms_class_count
+    from edgecv.runtimes.predictor import graph_class_count
+
+    data = demo_onnx.read_bytes()
+    cut = tmp_path / "cut.onnx"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="truncated"):
+        nms_class_count(cut)
+    assert graph_class_count(cut) is None  # the backend opening it reports the corruption, not this reader
