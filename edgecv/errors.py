@@ -52,3 +52,7 @@ class QuantizationError(EdgecvError):
 
 class OptionError(EdgecvError, ValueError):
     """A malformed option value: a frame size, a backend spec, a count below its minimum."""
+
+
+class ResultError(EdgecvError, ValueError):
+    """A result document (a ``Detections.to_dict`` / ``predictions.jsonl`` line) that breaks the result schema."""

@@ -19,7 +19,7 @@ from rich.progress import Progress
 
 from edgecv.calibration.cache import CalibrationCache, default_cache_path, model_sha256
 from edgecv.calibration.collect import collect_stats
-from edgecv.calibration.emit import EmitOptions, emit
+from edgecv.calibration.emit import EmitOptions, emit, pop_float_biases
 from edgecv.calibration.graph import check_not_quantized, float_activations, region_nodes
 from edgecv.calibration.ranges import compute_range
 from edgecv.calibration.sources import data_hash, iter_batches, open_source
@@ -143,6 +143,11 @@ def quantize(onnx_path: str | Path, out_path: str | Path | None = None, *, data:
     if max_drop is not None or evaluate:
         int8, result = guarded_emit(model, int8, ranges, opts, result, onnx_path, stats, method,
                                     max_drop, eval_data, eval_count, console)
+    float_biases = pop_float_biases(int8)  # int32 would overflow: kept float (edgecv.calibration.emit)
+    if float_biases:
+        result.metadata.calibration["float_biases"] = float_biases
+        console.print(f"[yellow]kept {len(float_biases)} bias(es) float[/] (int32 bias scale too small): "
+                      + ", ".join(float_biases[:5]) + (" ..." if len(float_biases) > 5 else ""))
     write_metadata(int8, result.metadata)
     onnx.save(int8, str(out_path))
     console.print(f"[green]wrote[/] {out_path} (int8, target {target}, method {method}, "

@@ -18,20 +18,41 @@ choices. Targets (:data:`TARGETS`):
   uint8 asymmetric activations, int8 symmetric per-channel weights, int32 biases, Q/DQ around
   every op ORT has an int8 kernel for, so its graph optimiser fuses them into QLinear kernels.
   ``form="qoperator"`` writes QLinear ops directly (measurable alternative).
+
+int32 biases (``onnxruntime`` target): a bias is quantized with scale ``input_scale * weight_scale``;
+a conv whose bias is large next to tiny weights (e.g. a BatchNorm-folded channel with near-zero
+weights) overflows int32, and ONNX Runtime's quantizer then clips it, logging "Quantized bias ...
+exceeds the range of a int32" (some versions instead silently coarsen that channel's weight scale,
+older ones do not). A float bias left beside int8 inputs is no way out: ONNX Runtime's graph
+optimiser quantizes it to int32 itself when the session loads (measured with 1.32: the same
+clipping, silently). So edgecv makes one choice for every ONNX Runtime version: weight scales stay as
+calibrated (``QDQDisableWeightAdjustForInt32Bias``), and a conv whose bias would overflow is emitted
+again in float (weights, bias and inputs), so its bias stays float. The quantizer's warning is
+consumed and the bias names are stored with the graph (:func:`pop_float_biases`; the caller records
+them as ``metadata.calibration["float_biases"]``). Such a conv costs its int8 speed-up only where
+int8 would have cost accuracy.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 import onnx
+from onnx import numpy_helper
 
 from edgecv.calibration.graph import COMPUTE_OPS, postprocess_nodes, region_nodes
 from edgecv.errors import QuantizationError
 
 TARGETS = ("onnxruntime", "tensorrt", "openvino")
+#: ``metadata_props`` key under which :func:`emit` leaves the names of the biases it kept float.
+FLOAT_BIASES_KEY = "edgecv.float_biases"
+_INT32 = np.iinfo(np.int32)
+_BIAS_OVERFLOW_LOG = "exceeds the range of a int32"
 #: Targets whose Q/DQ pairs sit on compute-op inputs only (everything else reads float).
 COMPUTE_ONLY = ("tensorrt", "openvino")
 
@@ -68,7 +89,8 @@ def _quantizer(model: onnx.ModelProto, ranges: dict, nodes: list[str], opts: Emi
         activations = QuantType.QInt8 if signed else QuantType.QUInt8
         return QDQQuantizer(model, opts.per_channel, False, QuantType.QInt8, activations, tensors, nodes, [],
                             ops, extra)
-    extra = {"WeightSymmetric": True, "ActivationSymmetric": False}
+    # Weight scales stay as calibrated; a bias that overflows int32 is kept float (module docstring).
+    extra = {"WeightSymmetric": True, "ActivationSymmetric": False, "QDQDisableWeightAdjustForInt32Bias": True}
     if opts.form == "qoperator":
         return ONNXQuantizer(model, opts.per_channel, opts.reduce_range, QuantizationMode.QLinearOps, True,
                              QuantType.QInt8,
@@ -95,12 +117,80 @@ def emit(model: onnx.ModelProto, ranges: dict[str, tuple[float, float]], opts: E
     inferred = onnx.shape_inference.infer_shapes(model)
     nodes = [n.name for n in region_nodes(model) if n.name not in set(exclude)]
     logging.getLogger("root").setLevel(logging.WARNING)
-    quantizer = _quantizer(inferred, ranges, nodes, opts)
-    quantizer.quantize_model()
-    out = quantizer.model.model
-    _rewire_to_float(out, _float_readers(out, model, opts, set(exclude)))
+    out = _quantize(inferred, ranges, nodes, opts)
+    overflowing = _overflowing_biases(out, model)
+    float_convs = set(overflowing.values())
+    if float_convs:  # once more, those convs float (module docstring: a float bias alone does not survive ORT)
+        out = _quantize(inferred, ranges, [n for n in nodes if n not in float_convs], opts)
+    _rewire_to_float(out, _float_readers(out, model, opts, set(exclude) | float_convs))
     del out.graph.value_info[:]  # stale shapes from inference; ORT re-infers
+    _set_float_biases(out, sorted(overflowing))
     return out
+
+
+def pop_float_biases(model: onnx.ModelProto) -> list[str]:
+    """Names of the biases :func:`emit` kept float in ``model`` (removing the record from the graph)."""
+    found = [p for p in model.metadata_props if p.key == FLOAT_BIASES_KEY]
+    for prop in found:
+        model.metadata_props.remove(prop)
+    return json.loads(found[0].value) if found else []
+
+
+def _set_float_biases(model: onnx.ModelProto, names: list[str]) -> None:
+    for prop in [p for p in model.metadata_props if p.key == FLOAT_BIASES_KEY]:
+        model.metadata_props.remove(prop)
+    if names:
+        entry = model.metadata_props.add()
+        entry.key, entry.value = FLOAT_BIASES_KEY, json.dumps(names)
+
+
+class _DropBiasOverflow(logging.Filter):
+    """Consumes ONNX Runtime's int32 bias overflow warning: :func:`emit` handles each case itself."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return _BIAS_OVERFLOW_LOG not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _bias_overflow_handled() -> Iterator[None]:
+    root, drop = logging.getLogger(), _DropBiasOverflow()
+    root.addFilter(drop)  # the quantizer logs through logging.warning, i.e. the root logger
+    try:
+        yield
+    finally:
+        root.removeFilter(drop)
+
+
+def _quantize(model: onnx.ModelProto, ranges: dict, nodes: list[str], opts: EmitOptions) -> onnx.ModelProto:
+    quantizer = _quantizer(model, ranges, nodes, opts)
+    with _bias_overflow_handled():
+        quantizer.quantize_model()
+    return quantizer.model.model
+
+
+def _overflowing_biases(model: onnx.ModelProto, fp32: onnx.ModelProto) -> dict[str, str]:
+    """``{bias name: consumer node name}`` of the biases the quantizer clipped to the int32 range.
+
+    A clipped bias holds ``int32`` min or max, which rounding a representable value never gives in
+    practice. The bias is found as the float initializer of ``fp32`` that the int32 tensor replaced
+    (QDQ: the DequantizeLinear's output name; QOperator: the name without ``_quantized``).
+    """
+    ints = {i.name: i for i in model.graph.initializer if i.data_type == onnx.TensorProto.INT32}
+    floats = {i.name for i in fp32.graph.initializer if i.data_type == onnx.TensorProto.FLOAT}
+    consumer = {name: node.name for node in fp32.graph.node if node.op_type in COMPUTE_OPS for name in node.input[2:]}
+    found: dict[str, str] = {}
+    for node in model.graph.node:
+        if node.op_type == "DequantizeLinear" and node.input[0] in ints:
+            pairs = [(node.input[0], node.output[0])]
+        elif node.op_type == "QLinearConv" and len(node.input) == 9 and node.input[8] in ints:
+            pairs = [(node.input[8], node.input[8].removesuffix("_quantized"))]
+        else:
+            continue
+        for quantized, original in pairs:
+            values = numpy_helper.to_array(ints[quantized])
+            if original in floats and original in consumer and ((values == _INT32.max) | (values == _INT32.min)).any():
+                found[original] = consumer[original]
+    return found
 
 
 def _float_readers(model: onnx.ModelProto, fp32: onnx.ModelProto, opts: EmitOptions, exclude: set[str]) -> set[str]:

@@ -60,6 +60,11 @@ def export_variants(name: str = "yolo", weights: str | Path | None = None, out: 
     TensorRT engine built from the int8 graph if any, else the fp16 one, else fp32 (GPU machine).
     """
     console = console or Console()
+    if int8 is not None:  # seconds to check here, instead of failing after the whole fp32 export
+        from edgecv.calibration.sources import check_calibration_data
+
+        check_calibration_data(int8.get("data", "shapes"), samples=int8.get("samples", 256),
+                               seed=int8.get("seed", 0), every=int8.get("every", 10))
     result = ExportedVariants(export_model(name, weights, out, opts, console=console, **load))
     for_engine = result.fp32.path
     if fp16:
@@ -115,13 +120,23 @@ def export_torch_detector(module: nn.Module, class_names: list[str], out: str | 
                           opts: ExportOptions | None = None, *, decode: Callable | None = None,
                           box_format: str = "xyxy", scores_are_logits: bool = False,
                           mean: list[float] | None = None, std: list[float] | None = None,
+                          color_order: str = "RGB", resize: str = "letterbox", pad_value: int = 114,
                           imgsz: int = 640, console: Console | None = None) -> ExportResult:
     """Export any ``torch.nn.Module`` detector: edgecv adds NMS, metadata and the fidelity check.
 
-    ``module`` takes float32 [B,3,H,W] RGB in [0,1] (then ``(x - mean) / std`` if given) and
-    returns boxes and per-class scores (see :class:`DetectorAdapter`).
+    ``module`` takes float32 [B,3,H,W] in [0,1] (then ``(x - mean) / std`` per channel if given),
+    channels in ``color_order`` (``"RGB"`` or ``"BGR"``), the image resized the way the model was
+    trained: ``resize="letterbox"`` (aspect kept, borders filled with ``pad_value``, 0-255) or
+    ``"stretch"`` (each axis resized to ``imgsz``, as SSD-style and many OpenCV-trained models do).
+    It returns boxes and per-class scores (see :class:`DetectorAdapter`). The convention is
+    recorded in the artifact and every edgecv predictor honours it.
+
+    Raises:
+        OptionError: a convention value outside its domain (every problem listed).
     """
     adapter = DetectorAdapter(module.eval(), decode, box_format, scores_are_logits).eval()
-    detector = LoadedDetector(module=adapter, class_names=list(class_names), imgsz=imgsz, family="custom",
-                              mean=mean or [0.0, 0.0, 0.0], std=std or [1.0, 1.0, 1.0])
+    detector = LoadedDetector(module=adapter, class_names=class_names, imgsz=imgsz, family="custom",
+                              mean=[0.0, 0.0, 0.0] if mean is None else mean,
+                              std=[1.0, 1.0, 1.0] if std is None else std,
+                              color_order=color_order, resize=resize, pad_value=pad_value)
     return export_detector(detector, out, opts, console=console)

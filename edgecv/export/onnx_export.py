@@ -105,6 +105,7 @@ def build_metadata(detector: LoadedDetector, opts: ExportOptions, input_name: st
         task="detect", class_names=list(detector.class_names), input_name=input_name,
         input_shape=[-1 if opts.dynamic else opts.batch, 3, side, side], mean=list(detector.mean),
         std=list(detector.std), letterbox_size=[opts.imgsz, opts.imgsz], stride=32, max_det=opts.max_det,
+        color_order=detector.color_order, resize=detector.resize, pad_value=detector.pad_value,
         conf_threshold=opts.conf, iou_threshold=opts.iou, precision="fp32", dynamic=opts.dynamic,
         model_family=detector.family, source_weights=detector.source, source_weights_sha256=detector.sha256,
         training=dict(detector.training),

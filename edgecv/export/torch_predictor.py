@@ -1,7 +1,10 @@
 """PyTorch reference predictor: the same pre/post-processing as the runtime, PyTorch inference.
 
 Used to evaluate PyTorch weights with exactly the pipeline an exported artifact gets, so that
-"PyTorch mAP vs ONNX mAP" compares the models and nothing else.
+"PyTorch mAP vs ONNX mAP" compares the models and nothing else. The detector's input
+convention (``color_order``, ``resize`` letterbox | stretch, ``pad_value``, ``mean``/``std``) goes
+into the same metadata the exporter writes, and :func:`~edgecv.runtimes.preprocess.preprocess_batch`
+applies it, so both sides resize, order channels and map boxes back identically.
 """
 
 from __future__ import annotations

@@ -72,14 +72,25 @@ def load_raw(path: str | Path, *, trust: bool = False) -> Any:
         ) from exc
 
 
-def load_checkpoint(path: str | Path, family: str, *, trust: bool = False) -> dict[str, Any]:
-    """Load and validate an edgecv checkpoint of ``family``."""
-    raw = load_raw(path, trust=trust)
+def check_header(path: str | Path, raw: Any, family: str) -> None:
+    """Raise :class:`WeightsError` unless ``raw`` is an edgecv checkpoint dict of ``family`` and a
+    version this edgecv reads."""
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise WeightsError(f"{path}: expected an edgecv checkpoint (dict with format='edgecv'), "
-                           f"found {type(raw).__name__}" + (f" with keys {sorted(raw)[:8]}" if isinstance(raw, dict) else ""))
+                           f"found {type(raw).__name__}" + (f" with keys {sorted(map(str, raw))[:8]}"
+                                                            if isinstance(raw, dict) else ""))
     if raw.get("family") != family:
         raise WeightsError(f"{path}: expected a '{family}' checkpoint, found family {raw.get('family')!r}")
-    if raw.get("version", 0) > VERSION:
-        raise WeightsError(f"{path}: checkpoint version {raw.get('version')} is newer than this edgecv ({VERSION})")
+    version = raw.get("version", VERSION)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise WeightsError(f"{path}: checkpoint 'version': expected an integer in [1, {VERSION}], found {version!r}")
+    if version > VERSION:
+        raise WeightsError(f"{path}: checkpoint version {version} is newer than this edgecv ({VERSION}); "
+                           "upgrade edgecv to read it")
+
+
+def load_checkpoint(path: str | Path, family: str, *, trust: bool = False) -> dict[str, Any]:
+    """Load an edgecv checkpoint of ``family`` and check its header (format, family, version)."""
+    raw = load_raw(path, trust=trust)
+    check_header(path, raw, family)
     return raw

@@ -6,6 +6,7 @@ images [B,3,H,W] float32 RGB [0,1] → (raw_boxes [B,N,4] x1,y1,x2,y2 pixels, ra
 
 from __future__ import annotations
 
+from dataclasses import fields
 from importlib import resources
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from torch import nn
 
 from edgecv.errors import MissingDependencyError, WeightsError
 from edgecv.models.base import LoadedDetector
-from edgecv.models.checkpoint import load_raw, sha256_file
+from edgecv.models.checkpoint import check_header, load_raw, sha256_file
 from edgecv.models.yolo import SIZES, Yolo, YoloConfig, YoloDecoded
 
 DEMO_WEIGHTS = "yolo_shapes_n.pt"
@@ -38,18 +39,15 @@ def load_yolo(weights: str | Path | None = None, *, trust: bool = False, size: s
     if raw is None:
         return _load_ultralytics(path, trust, class_names)
     if isinstance(raw, dict) and raw.get("format") == "edgecv":
-        if raw.get("family") != "yolo":
-            raise WeightsError(f"{path}: expected a 'yolo' checkpoint, found family {raw.get('family')!r}")
-        config = YoloConfig(**raw["config"])
-        names = _renamed(path, list(raw["class_names"]), class_names)
-        state, imgsz = raw["state_dict"], int(raw.get("imgsz", 640))
+        config, names, state, imgsz = _checkpoint_parts(path, raw)
+        names = _renamed(path, names, class_names)
     elif isinstance(raw, dict) and raw and all(isinstance(v, torch.Tensor) for v in raw.values()):
         if class_names is None:
             raise WeightsError(f"{path}: a plain state dict does not name its classes; pass --names")
         config, names, state, imgsz = YoloConfig(size, len(class_names)), list(class_names), raw, 640
     else:
         raise WeightsError(f"{path}: expected an edgecv YOLO checkpoint, a YOLO state dict or an Ultralytics "
-                           f".pt, found {type(raw).__name__}")
+                           f".pt, found {_describe(raw)}")
     model = _build(config, state, path)
     return LoadedDetector(module=YoloDecoded(model).eval(), class_names=names, imgsz=imgsz,
                           family=f"edgecv-yolo{config.size}", source=str(path), sha256=sha256_file(path),
@@ -60,6 +58,65 @@ def _training(raw: dict) -> dict:
     """The checkpoint's training record (``raw["train"]``: command, epochs, ...) for the artifact metadata."""
     record = raw.get("train")
     return {str(k): v for k, v in record.items() if isinstance(v, (str, int, float, bool))} if isinstance(record, dict) else {}
+
+
+def _describe(raw: object) -> str:
+    """A short description of an unexpected checkpoint payload for error messages."""
+    if isinstance(raw, dict):
+        keys = sorted(map(str, raw))
+        return f"a dict with keys {keys[:8]}{' ...' if len(keys) > 8 else ''}" if keys else "an empty dict"
+    return f"a {type(raw).__name__}"
+
+
+def _checkpoint_parts(path: Path, raw: dict) -> tuple[YoloConfig, list[str], dict[str, torch.Tensor], int]:
+    """Validate an edgecv YOLO checkpoint's fields; every malformed field is one :class:`WeightsError`
+    naming what was expected and what was found (never a ``KeyError`` / ``TypeError``).
+
+    Returns ``(config, class_names, state_dict, imgsz)``.
+    """
+    check_header(path, raw, "yolo")
+    config = _config(path, raw.get("config"))
+    names = raw.get("class_names")
+    if not (isinstance(names, (list, tuple)) and names and all(isinstance(n, str) for n in names)):
+        raise WeightsError(f"{path}: checkpoint 'class_names': expected a non-empty list of strings, "
+                           f"found {_short(names)}")
+    if len(names) != config.num_classes:
+        raise WeightsError(f"{path}: checkpoint 'class_names': expected {config.num_classes} names "
+                           f"(config num_classes), found {len(names)}")
+    state = raw.get("state_dict")
+    if not (isinstance(state, dict) and state and all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                                      for k, v in state.items())):
+        raise WeightsError(f"{path}: checkpoint 'state_dict': expected a dict of tensor names to tensors, "
+                           f"found {_describe(state) if isinstance(state, dict) else _short(state)}")
+    imgsz = raw.get("imgsz", 640)
+    if isinstance(imgsz, bool) or not isinstance(imgsz, int) or imgsz < 32 or imgsz % 32:
+        raise WeightsError(f"{path}: checkpoint 'imgsz': expected a positive multiple of 32, found {_short(imgsz)}")
+    return config, list(names), state, imgsz
+
+
+def _config(path: Path, config: object) -> YoloConfig:
+    """The checkpoint's ``config`` dict as a :class:`YoloConfig`, checked field by field."""
+    known = [f.name for f in fields(YoloConfig)]
+    if not isinstance(config, dict):
+        found = "no 'config' entry" if config is None else _short(config)
+        raise WeightsError(f"{path}: checkpoint 'config': expected a dict with keys {known}, found {found}")
+    unknown = sorted(set(map(str, config)) - set(known))
+    if unknown:
+        raise WeightsError(f"{path}: checkpoint 'config': expected only keys {known}, found unknown {unknown} "
+                           "(written by another edgecv version or edited?)")
+    size, classes, reg_max = (config.get(k, getattr(YoloConfig, k)) for k in ("size", "num_classes", "reg_max"))
+    if not isinstance(size, str) or size not in SIZES:
+        raise WeightsError(f"{path}: checkpoint config 'size': expected one of {sorted(SIZES)}, found {_short(size)}")
+    for name, value, top in (("num_classes", classes, 100_000), ("reg_max", reg_max, 64)):
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= top:
+            raise WeightsError(f"{path}: checkpoint config '{name}': expected an integer in [1, {top}], "
+                               f"found {_short(value)}")
+    return YoloConfig(size, classes, reg_max)
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return (text if len(text) <= 60 else text[:57] + "...") + f" ({type(value).__name__})"
 
 
 def _renamed(path: Path, names: list[str], class_names: list[str] | None) -> list[str]:

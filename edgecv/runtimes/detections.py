@@ -1,4 +1,4 @@
-"""The result of a detection predictor: plain numpy arrays in original-image pixels.
+"""The result of a detection predictor: plain numpy arrays in original-image pixels, and its JSON schema.
 
 :class:`Detections` is deliberately small (architecture contract 6): no framework
 objects, no adapters. It is validated on construction so that every instance has
@@ -9,18 +9,54 @@ objects, no adapters. It is validated on construction so that every instance has
 * ``class_names`` the artifact's full list of class names (``tuple[str, ...]``),
   indexed by ``class_ids``;
 * ``masks``      optional bool ``[N, H, W]`` (instance segmentation).
+
+Result schema ``edgecv.result/1`` (:data:`RESULT_SCHEMA`)
+---------------------------------------------------------
+
+The one JSON form of a result: :meth:`Detections.to_dict` writes it, every line of
+``predictions.jsonl`` is one (plus the frame's ``name``), and :meth:`Detections.from_dict`
+/ :func:`check_result` read and validate it. One JSON object per image / frame:
+
+=============== ========== =====================================================================
+key             required   value
+=============== ========== =====================================================================
+``schema``      yes        ``"edgecv.result/1"``
+``boxes``       yes        ``[[x1, y1, x2, y2], ...]`` original-image pixels, ``N`` rows
+``scores``      yes        ``N`` numbers in [0, 1]
+``class_ids``   yes        ``N`` integers >= 0 (index into the artifact's ``class_names``)
+``labels``      yes        ``N`` strings (the class name, or the id as text when unnamed)
+``name``        no         the source item: file name, ``clip.mp4#000012``, ...
+``frame_index`` no         integer >= 0, position of the frame in its stream (streams)
+``timestamp``   no         finite number, seconds on the source's clock (streams)
+``track_ids``   no         ``N`` integers, or null for an untracked detection (tracking)
+``masks``       no         ``N`` entries, one mask per detection (instance segmentation; the
+                           entry format is fixed by the issue that adds it)
+=============== ========== =====================================================================
+
+Extending it: a later feature adds its key to :data:`RESULT_KEYS` (with its check) and to
+the table above, as an optional key -- never an ad hoc field; :func:`check_result` rejects
+keys it does not know, so an undocumented field fails the writer's own tests. Changing the
+meaning of an existing key, or making a new key required, bumps the version
+(``edgecv.result/2``). Readers accept their own version; ``strict=False`` ignores unknown
+keys (lines written by a newer edgecv that only added optional keys).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from edgecv.errors import ResultError
+
 #: What ``Detections[...]`` accepts: an int, a slice, a boolean mask ``[N]`` or an index array.
 IndexLike = int | slice | Sequence[int] | Sequence[bool] | np.ndarray
+
+#: Version tag of the result documents written by :meth:`Detections.to_dict` (see the module docstring).
+RESULT_SCHEMA = "edgecv.result/1"
 
 
 def _as_array(value: Any, dtype: type, name: str) -> np.ndarray:
@@ -114,12 +150,14 @@ class Detections:
         return [names[i] if 0 <= i < len(names) else str(i) for i in self.class_ids.tolist()]
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-Python form: ``{"boxes": [[x1, y1, x2, y2], ...], "scores", "class_ids", "labels"}``.
+        """The result document (schema :data:`RESULT_SCHEMA`, see the module docstring):
+        ``{"schema", "boxes": [[x1, y1, x2, y2], ...], "scores", "class_ids", "labels"}``.
 
         Boxes are rounded to 3 decimals and scores to 5 (float32 noise only). Masks are not
         included (they would dwarf the rest); read ``.masks`` directly.
         """
         return {
+            "schema": RESULT_SCHEMA,
             "boxes": np.round(self.boxes.astype(np.float64), 3).tolist(),
             "scores": np.round(self.scores.astype(np.float64), 5).tolist(),
             "class_ids": self.class_ids.tolist(),
@@ -130,6 +168,104 @@ class Detections:
         """:meth:`to_dict` as one line of JSON."""
         return json.dumps(self.to_dict())
 
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any], class_names: Sequence[str] | None = None, *,
+                  strict: bool = True) -> Detections:
+        """Read a result document (a :meth:`to_dict` output or a ``predictions.jsonl`` line).
+
+        ``class_names``: the artifact's names; checked against the document's labels. Without
+        them, names are rebuilt from the labels (ids without a label in the document get the id
+        as text). ``strict=False`` ignores keys this version does not know.
+
+        Raises:
+            ResultError: the document breaks the schema (every problem listed, expected vs found).
+        """
+        problems = check_result(doc, strict=strict)
+        if problems:
+            raise ResultError(f"result document: {len(problems)} problem(s): " + "; ".join(problems))
+        ids = [int(i) for i in doc["class_ids"]]
+        labels = list(doc["labels"])
+        if class_names is None:
+            known = dict(zip(ids, labels))
+            class_names = [known.get(i, str(i)) for i in range(max(ids) + 1)] if ids else []
+        names = tuple(str(n) for n in class_names)
+        wrong = [(i, label) for i, label in zip(ids, labels) if (names[i] if i < len(names) else str(i)) != label]
+        if wrong:
+            i, label = wrong[0]
+            expected = names[i] if i < len(names) else str(i)
+            raise ResultError(f"result document: labels: expected {expected!r} for class id {i} (from class_names), "
+                              f"found {label!r}")
+        boxes = np.asarray(doc["boxes"], np.float32).reshape(-1, 4)
+        return cls(boxes, np.asarray(doc["scores"], np.float32), np.asarray(ids, np.int32), names)
+
     def __repr__(self) -> str:
         extra = "" if self.masks is None else f", masks={tuple(self.masks.shape)}"
         return f"Detections(n={len(self)}, labels={self.labels[:5]}{'...' if len(self) > 5 else ''}{extra})"
+
+
+# --- result schema checks -------------------------------------------------------------------------
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _per_detection(item_ok: Callable[[Any], bool], expected: str) -> Callable[[Any, int], str | None]:
+    """A check for a list of ``N`` items (one per detection) each passing ``item_ok``."""
+    def check(value: Any, n: int) -> str | None:
+        ok = isinstance(value, list) and len(value) == n and all(item_ok(v) for v in value)
+        return None if ok else f"a list of {n} {expected} (one per box)"
+    return check
+
+
+def _box(value: Any) -> bool:
+    return isinstance(value, list) and len(value) == 4 and all(_finite(v) for v in value)
+
+
+def _single(ok: Callable[[Any], bool], expected: str) -> Callable[[Any, int], str | None]:
+    return lambda value, n: None if ok(value) else expected
+
+
+#: Every key of a result document: ``(required, check(value, N) -> None or what was expected)``.
+#: ``N`` is the number of boxes. Later features add their optional key here (module docstring).
+RESULT_KEYS: dict[str, tuple[bool, Callable[[Any, int], str | None]]] = {
+    "schema": (True, _single(lambda v: v == RESULT_SCHEMA, repr(RESULT_SCHEMA))),
+    "boxes": (True, lambda v, n: None if isinstance(v, list) and all(_box(b) for b in v)
+              else "a list of [x1, y1, x2, y2] lists of 4 finite numbers"),
+    "scores": (True, _per_detection(lambda v: _finite(v) and 0.0 <= v <= 1.0, "numbers in [0, 1]")),
+    "class_ids": (True, _per_detection(lambda v: _integer(v) and v >= 0, "integers >= 0")),
+    "labels": (True, _per_detection(lambda v: isinstance(v, str), "strings")),
+    "name": (False, _single(lambda v: isinstance(v, str), "a string")),
+    "frame_index": (False, _single(lambda v: _integer(v) and v >= 0, "an integer >= 0")),
+    "timestamp": (False, _single(_finite, "a finite number (seconds)")),
+    "track_ids": (False, _per_detection(lambda v: v is None or _integer(v), "integers or null")),
+    "masks": (False, _per_detection(lambda v: True, "entries")),
+}
+
+
+def check_result(doc: Any, *, strict: bool = True) -> list[str]:
+    """Every problem of a result document, ``"<key>: expected ..., found ..."`` each (empty: valid).
+
+    ``strict`` reports keys that are not in :data:`RESULT_KEYS`.
+    """
+    if not isinstance(doc, Mapping):
+        return [f"expected a JSON object, found {type(doc).__name__}"]
+    problems = [f"{key}: expected a value, found the key missing"
+                for key, (required, _) in RESULT_KEYS.items() if required and key not in doc]
+    boxes = doc.get("boxes")
+    n = len(boxes) if isinstance(boxes, list) else 0
+    for key, (_, check) in RESULT_KEYS.items():
+        if key in doc:
+            expected = check(doc[key], n)
+            if expected is not None:
+                shown = repr(doc[key])
+                problems.append(f"{key}: expected {expected}, found {shown if len(shown) <= 60 else shown[:57] + '...'}")
+    if strict:
+        unknown = sorted(set(doc) - set(RESULT_KEYS))
+        if unknown:
+            problems.append(f"keys: expected only {list(RESULT_KEYS)} ({RESULT_SCHEMA}; add new keys there), "
+                            f"found unknown {unknown}")
+    return problems

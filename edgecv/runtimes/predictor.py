@@ -27,6 +27,7 @@ from edgecv.metadata import DETECTION_OUTPUTS, ArtifactMetadata
 from edgecv.runtimes.backends import Backend, open_backend
 from edgecv.runtimes.detections import Detections
 from edgecv.runtimes.image import DEFAULT_MAX_PIXELS, ConversionNotes, check_max_pixels, read_image, to_bgr_uint8
+from edgecv.runtimes.onnx_graph import nms_class_count
 from edgecv.runtimes.postprocess import to_detections
 from edgecv.runtimes.preprocess import check_rect, input_hw, normalisation, preprocess_batch
 
@@ -53,6 +54,23 @@ def check_detection_artifact(metadata: ArtifactMetadata, backend: Backend) -> No
         raise ArtifactError(f"{source}: expected class_names in the metadata, found none")
     input_hw(metadata)
     normalisation(metadata)
+    classes = graph_class_count(Path(backend.path))
+    if classes is not None and classes != len(metadata.class_names):
+        raise ArtifactError(f"{source}: expected {classes} class_names (the graph scores {classes} classes), "
+                            f"found {len(metadata.class_names)} in the metadata: {list(metadata.class_names)[:10]}")
+
+
+def graph_class_count(path: Path) -> int | None:
+    """The class dimension an ONNX detection graph states (:func:`~edgecv.runtimes.onnx_graph.nms_class_count`),
+    or None: for a non-ONNX artifact (a TensorRT engine), a graph that states none (then class ids
+    beyond ``class_names`` raise :class:`ArtifactError` in post-processing, at run time), or a file
+    this reader cannot parse (the backend that opened it reports real corruption)."""
+    if path.suffix.lower() != ".onnx":
+        return None
+    try:
+        return nms_class_count(path)
+    except (ValueError, OSError):
+        return None
 
 
 def check_conf(conf: float | None) -> float | None:

@@ -1,13 +1,18 @@
-"""Letterbox and tensor building: the one preprocessing every backend and the calibrator share.
+"""Letterbox / stretch and tensor building: the one preprocessing every backend and the calibrator share.
 
-Conventions (they must match what the exporter wrote into the artifact metadata):
+Conventions (they must match what the exporter wrote into the artifact metadata, and
+:mod:`edgecv.export.torch_predictor` follows them on the PyTorch side):
 
-* letterbox: ``scale = min(H / h, W / w)``; the image is resized with ``cv2.INTER_LINEAR`` to
-  ``(round(w * scale), round(h * scale))`` and padded with ``pad_value`` (114) on all sides,
-  centred, the odd pixel going right / bottom (``pad_x = (W - new_w) // 2``).
+* ``resize = "letterbox"`` (default): ``scale = min(H / h, W / w)``; the image is resized with
+  ``cv2.INTER_LINEAR`` to ``(round(w * scale), round(h * scale))`` and padded with ``pad_value``
+  (114) on all sides, centred, the odd pixel going right / bottom (``pad_x = (W - new_w) // 2``).
+* ``resize = "stretch"`` (SSD-style and many OpenCV-trained models): the image is resized with
+  ``cv2.INTER_LINEAR`` to exactly ``(W, H)``, aspect ratio not kept, no padding; boxes are mapped
+  back per axis (``x / (W / w)``, ``y / (H / h)``).
 * tensor: float32 ``[B, 3, H, W]`` (NCHW), channels in the artifact's ``color_order``
-  (inputs are BGR; RGB artifacts get R, G, B planes), value ``(x / 255 - mean[c]) / std[c]``.
-* boxes: x1, y1, x2, y2 pixels. Network outputs live in the letterboxed image;
+  (inputs are BGR; RGB artifacts get R, G, B planes, BGR artifacts get the planes as they are),
+  value ``(x / 255 - mean[c]) / std[c]`` with ``c`` the tensor channel.
+* boxes: x1, y1, x2, y2 pixels. Network outputs live in the resized image;
   :func:`scale_boxes_back` maps them to the original image.
 
 The network input size ``(H, W)`` is the artifact's fixed ``input_shape[2:]``, or its
@@ -23,7 +28,7 @@ import cv2
 import numpy as np
 
 from edgecv.errors import ArtifactError
-from edgecv.metadata import ArtifactMetadata
+from edgecv.metadata import COLOR_ORDERS, RESIZE_MODES, ArtifactMetadata, validate_fields
 from edgecv.runtimes.image import to_bgr_uint8
 
 _INPUT_DTYPES = {"float32": np.float32, "float16": np.float16}
@@ -31,15 +36,22 @@ _INPUT_DTYPES = {"float32": np.float32, "float16": np.float16}
 
 @dataclass(frozen=True)
 class LetterboxInfo:
-    """How one image was letterboxed: ``letterbox_xy = orig_xy * scale + (pad_x, pad_y)``.
+    """How one image was resized: ``network_x = orig_x * scale + pad_x``, ``network_y = orig_y * scale_y + pad_y``.
 
-    ``orig_shape`` is the original ``(height, width)`` in pixels.
+    ``orig_shape`` is the original ``(height, width)`` in pixels. ``scale_y`` is None for a
+    letterbox (one scale for both axes); a stretch sets it (and pads by 0).
     """
 
     scale: float
     pad_x: int
     pad_y: int
     orig_shape: tuple[int, int]
+    scale_y: float | None = None
+
+    @property
+    def scales(self) -> tuple[float, float]:
+        """``(scale_x, scale_y)``."""
+        return self.scale, self.scale if self.scale_y is None else self.scale_y
 
 
 @dataclass(frozen=True)
@@ -66,7 +78,12 @@ def input_hw(metadata: ArtifactMetadata) -> tuple[int, int]:
 
 
 def check_rect(metadata: ArtifactMetadata) -> None:
-    """Raise :class:`~edgecv.errors.ArtifactError` unless the artifact's height and width are dynamic."""
+    """Raise :class:`~edgecv.errors.ArtifactError` unless the artifact letterboxes and its height and
+    width are dynamic (a stretch artifact was trained on full-size stretched images: no rectangle)."""
+    if metadata.resize != "letterbox":
+        raise ArtifactError(f"rect letterbox needs an artifact with resize 'letterbox', found resize "
+                            f"{metadata.resize!r} (the model expects every image stretched to "
+                            f"{list(input_hw(metadata))}); drop rect")
     if min(metadata.input_shape[2:]) > 0:
         raise ArtifactError(f"rect letterbox needs dynamic height/width (export with --dynamic), found input "
                             f"shape {list(metadata.input_shape)}")
@@ -95,14 +112,17 @@ def normalisation(metadata: ArtifactMetadata) -> Normalisation:
     """Validate the metadata's layout, colour order, mean/std and dtype and turn them into a :class:`Normalisation`."""
     if metadata.layout != "NCHW":
         raise ArtifactError(f"expected input layout NCHW in the metadata, found {metadata.layout!r}")
-    order = metadata.color_order.upper()
-    if order not in ("RGB", "BGR"):
-        raise ArtifactError(f"expected color_order 'RGB' or 'BGR' in the metadata, found {metadata.color_order!r}")
+    order = metadata.color_order
+    if order not in COLOR_ORDERS:
+        raise ArtifactError(f"expected color_order one of {list(COLOR_ORDERS)} in the metadata, found {order!r}")
+    if metadata.resize not in RESIZE_MODES:
+        raise ArtifactError(f"expected resize one of {list(RESIZE_MODES)} in the metadata, found {metadata.resize!r}")
     if metadata.input_dtype not in _INPUT_DTYPES:
         raise ArtifactError(f"expected input_dtype in {sorted(_INPUT_DTYPES)}, found {metadata.input_dtype!r}")
+    problems = validate_fields({"mean": metadata.mean, "std": metadata.std, "pad_value": metadata.pad_value})
+    if problems:
+        raise ArtifactError("; ".join(problems))
     mean, std = [float(v) for v in metadata.mean], [float(v) for v in metadata.std]
-    if len(mean) != 3 or len(std) != 3 or any(s == 0.0 for s in std):
-        raise ArtifactError(f"expected 3 mean values and 3 non-zero std values, found mean={mean} std={std}")
     return Normalisation(
         source=(2, 1, 0) if order == "RGB" else (0, 1, 2),
         mul=tuple(1.0 / (255.0 * s) for s in std),  # type: ignore[arg-type]
@@ -130,15 +150,41 @@ def letterbox(image: np.ndarray, size: tuple[int, int], pad_value: int = 114) ->
     return image, LetterboxInfo(float(scale), pad_x, pad_y, (int(h), int(w)))
 
 
-def scale_boxes_back(boxes: np.ndarray, info: LetterboxInfo) -> np.ndarray:
-    """Map xyxy ``boxes [N, 4]`` from letterbox pixels to original-image pixels, clipped to the image.
+def stretch(image: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, LetterboxInfo]:
+    """Resize ``image`` (HxWxC uint8) to exactly ``size = (H, W)``, each axis on its own (no padding).
 
-    Returns a new float32 ``[N, 4]`` array: ``(box - pad) / scale``, then clipped to
+    Returns the resized uint8 image ``[H, W, C]`` and its :class:`LetterboxInfo`
+    (``scale = W / w``, ``scale_y = H / h``, no padding).
+    """
+    out_h, out_w = size
+    h, w = image.shape[:2]
+    if (h, w) != (out_h, out_w):
+        image = cv2.resize(image, (out_w, out_h), interpolation=cv2.INTER_LINEAR)
+    return image, LetterboxInfo(out_w / w, 0, 0, (int(h), int(w)), scale_y=out_h / h)
+
+
+def resize_for(image: np.ndarray, size: tuple[int, int], metadata: ArtifactMetadata
+               ) -> tuple[np.ndarray, LetterboxInfo]:
+    """The artifact's resize (``metadata.resize``: letterbox with its ``pad_value``, or stretch) to ``size``."""
+    if metadata.resize == "stretch":
+        return stretch(image, size)
+    return letterbox(image, size, metadata.pad_value)
+
+
+def _scale_row(info: LetterboxInfo) -> np.ndarray:
+    scale_x, scale_y = info.scales
+    return np.array([scale_x, scale_y, scale_x, scale_y], np.float32)
+
+
+def scale_boxes_back(boxes: np.ndarray, info: LetterboxInfo) -> np.ndarray:
+    """Map xyxy ``boxes [N, 4]`` from network-input pixels to original-image pixels, clipped to the image.
+
+    Returns a new float32 ``[N, 4]`` array: ``(box - pad) / scale`` per axis, then clipped to
     ``[0, width] x [0, height]`` of ``info.orig_shape``.
     """
     out = np.array(boxes, dtype=np.float32, copy=True).reshape(-1, 4)
     out -= np.array([info.pad_x, info.pad_y, info.pad_x, info.pad_y], np.float32)
-    out /= np.float32(info.scale)
+    out /= _scale_row(info)
     h, w = info.orig_shape
     np.clip(out, 0.0, np.array([w, h, w, h], np.float32), out=out)
     return out
@@ -146,13 +192,13 @@ def scale_boxes_back(boxes: np.ndarray, info: LetterboxInfo) -> np.ndarray:
 
 def boxes_to_letterbox(boxes: np.ndarray, info: LetterboxInfo) -> np.ndarray:
     """Inverse of :func:`scale_boxes_back`, without clipping: original xyxy -> letterbox xyxy, float32 ``[N, 4]``."""
-    out = np.array(boxes, dtype=np.float32, copy=True).reshape(-1, 4) * np.float32(info.scale)
+    out = np.array(boxes, dtype=np.float32, copy=True).reshape(-1, 4) * _scale_row(info)
     out += np.array([info.pad_x, info.pad_y, info.pad_x, info.pad_y], np.float32)
     return out
 
 
 def fill_tensor(padded: np.ndarray, norm: Normalisation, out: np.ndarray) -> None:
-    """Write one letterboxed BGR uint8 image ``[H, W, 3]`` into ``out [3, H, W]`` float32, normalised.
+    """Write one resized BGR uint8 image ``[H, W, 3]`` into ``out [3, H, W]`` float32, normalised.
 
     One pass per channel over contiguous planes (``cv2.split`` then a fused multiply).
     """
@@ -169,15 +215,15 @@ def preprocess_batch(
     batch_size: int | None = None,
     rect: bool = False,
 ) -> tuple[np.ndarray, list[LetterboxInfo]]:
-    """Letterbox and normalise ``images`` into the artifact's input tensor.
+    """Resize (letterbox or stretch, per ``metadata.resize``) and normalise ``images`` into the input tensor.
 
     Args:
         images: HxWx3 uint8 BGR images (grayscale, BGRA and uint16 are converted silently
             with :func:`~edgecv.runtimes.image.to_bgr_uint8`; call it yourself to see the notes).
-        metadata: the artifact's metadata (input size, colour order, mean/std, pad value, dtype).
+        metadata: the artifact's metadata (input size, resize mode, colour order, mean/std, pad value, dtype).
         batch_size: pad the batch with all-zero items up to this size (fixed-batch artifacts).
         rect: letterbox to the smallest stride-multiple rectangle holding the batch (:func:`rect_hw`)
-            instead of the full letterbox size; dynamic-size artifacts only.
+            instead of the full letterbox size; dynamic-size letterbox artifacts only.
 
     Returns:
         ``(tensor, infos)``: tensor ``[max(len(images), batch_size), 3, H, W]`` of the artifact's
@@ -191,7 +237,7 @@ def preprocess_batch(
     tensor = np.empty((total, 3, height, width), np.float32)
     infos = []
     for i, frame in enumerate(frames):
-        padded, info = letterbox(frame, (height, width), metadata.pad_value)
+        padded, info = resize_for(frame, (height, width), metadata)
         fill_tensor(padded, norm, tensor[i])
         infos.append(info)
     tensor[len(images):] = 0.0

@@ -81,3 +81,47 @@ def test_coco_and_synthetic_sources(tmp_path):
     assert isinstance(synth, SyntheticSource) and synth.dataset.split == "test"
     assert data_hash(synth, META) == data_hash(open_source("shapes", META, samples=4), META)
     assert data_hash(synth, META) != data_hash(open_source("shapes", META, samples=4, seed=1), META)
+
+
+def test_check_calibration_data_before_export(tmp_path):
+    """The cheap pre-export check: counts what calibration will see, refuses unusable data."""
+    from edgecv.calibration.sources import CalibrationWarning, check_calibration_data
+
+    for i in range(40):
+        cv2.imwrite(str(tmp_path / f"{i:02d}.png"), _image(i, (16, 16, 3)))
+    assert check_calibration_data(tmp_path, samples=256) == 40
+    with pytest.warns(CalibrationWarning, match=r"only 10 images \(at least 32 recommended.*miss activation "
+                                                r"values real inputs reach.*clips them"):
+        assert check_calibration_data(tmp_path, samples=10) == 10
+    assert check_calibration_data("shapes", samples=64) == 64
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for name in ("a.jpg", "b.png"):
+        (broken / name).write_bytes(b"not an image")
+    with pytest.raises(CalibrationError, match="expected decodable images, found 2 image files whose first 2 cannot"):
+        check_calibration_data(broken)
+    with pytest.raises(CalibrationError, match="found no file or folder"):
+        check_calibration_data(tmp_path / "missing")
+    (tmp_path / "junk.mp4").write_bytes(b"junk")
+    with pytest.raises(CalibrationError, match="expected a readable video file"):
+        check_calibration_data(tmp_path / "junk.mp4")
+
+
+def test_check_counts_video_frames_and_coco_images(tmp_path):
+    from edgecv.calibration.sources import CalibrationWarning, check_calibration_data
+    from edgecv.data.coco import write_coco
+    from edgecv.data.synthetic import ShapesDataset
+
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (32, 32))
+    for i in range(50):
+        writer.write(_image(i, (32, 32, 3)))
+    writer.release()
+    with pytest.warns(CalibrationWarning, match="only 5 images"):
+        assert check_calibration_data(video, every=10) == 5
+    coco = write_coco(ShapesDataset("val", 3, 64, seed=0), tmp_path / "coco", show_progress=False)
+    with pytest.warns(CalibrationWarning, match="only 3 images"):
+        assert check_calibration_data(coco) == 3
+    (tmp_path / "coco" / "images").rename(tmp_path / "coco" / "moved")
+    with pytest.raises(CalibrationError, match="expected readable COCO images"):
+        check_calibration_data(tmp_path / "coco")

@@ -3,7 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from edgecv.runtimes.detections import Detections
+from edgecv.errors import ResultError
+from edgecv.runtimes.detections import Detections, check_result
 
 NAMES = ("cat", "dog", "bird")
 
@@ -78,7 +79,68 @@ def test_labels_and_json_roundtrip() -> None:
     assert Detections([[0, 0, 1, 1]], [1.0], [7]).labels == ["7"]  # no names: the id
     data = json.loads(dets.to_json())
     assert data == dets.to_dict()
-    assert set(data) == {"boxes", "scores", "class_ids", "labels"}
+    assert set(data) == {"schema", "boxes", "scores", "class_ids", "labels"} and data["schema"] == "edgecv.result/1"
     assert data["boxes"][1] == [4.0, 5.0, 6.0, 7.0]
     assert data["scores"][0] == pytest.approx(0.9)
     assert all(type(v) is int for v in data["class_ids"])
+
+
+def test_result_document_round_trips_through_from_dict() -> None:
+    dets = make()
+    line = json.loads(json.dumps({"name": "scene.jpg", "frame_index": 3, **dets.to_dict()}))  # a jsonl line
+    assert check_result(line) == []
+    back = Detections.from_dict(line)
+    np.testing.assert_allclose(back.boxes, dets.boxes, atol=1e-3)
+    np.testing.assert_allclose(back.scores, dets.scores, atol=1e-5)
+    assert back.class_ids.tolist() == dets.class_ids.tolist() and back.labels == dets.labels
+    assert Detections.from_dict(line, dets.class_names).class_names == dets.class_names
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"schema": "edgecv.result/2"}, "schema: expected 'edgecv.result/1', found 'edgecv.result/2'"),
+    ({"boxes": [[1, 2, 3]] * 3}, r"boxes: expected a list of \[x1, y1, x2, y2\] lists of 4 finite numbers"),
+    ({"scores": [0.9, 0.8]}, r"scores: expected a list of 3 numbers in \[0, 1\] \(one per box\), found \[0.9, 0.8\]"),
+    ({"scores": [0.9, 0.8, 7.0]}, r"scores: expected a list of 3 numbers in \[0, 1\]"),
+    ({"class_ids": [0, 1.5, 2]}, r"class_ids: expected a list of 3 integers >= 0"),
+    ({"labels": "cat dog bird"}, "labels: expected a list of 3 strings"),
+    ({"frame_index": -1}, "frame_index: expected an integer >= 0"),
+    ({"timestamp": "noon"}, r"timestamp: expected a finite number \(seconds\)"),
+    ({"track_ids": [1, 2]}, "track_ids: expected a list of 3 integers or null"),
+    ({"speed": 3}, r"keys: expected only \[.*\] \(edgecv.result/1; add new keys there\), found unknown \['speed'\]"),
+])
+def test_result_document_violations_are_named(change: dict, message: str) -> None:
+    doc = {**make().to_dict(), **change}
+    with pytest.raises(ResultError, match=message):
+        Detections.from_dict(doc)
+
+
+def test_result_document_missing_keys_and_lenient_reading() -> None:
+    doc = make().to_dict()
+    del doc["schema"], doc["labels"]
+    assert check_result(doc) == ["schema: expected a value, found the key missing",
+                                 "labels: expected a value, found the key missing"]
+    newer = {**make().to_dict(), "future_key": 1}
+    assert len(Detections.from_dict(newer, strict=False)) == 3
+    assert check_result([1, 2]) == ["expected a JSON object, found list"]
+    with pytest.raises(ResultError, match="labels: expected 'dog' for class id 1 .*found 'cat'"):
+        Detections.from_dict({**make().to_dict(), "labels": ["cat", "cat", "bird"]}, ("cat", "dog", "bird"))
+
+
+def test_predictions_jsonl_lines_follow_the_result_schema(tmp_path, toy_artifact, chelsea_bgr) -> None:
+    """What `edgecv predict --save` writes is readable back with from_dict, line by line."""
+    import cv2
+
+    from edgecv.runtimes import Predictor
+    from edgecv.runtimes.predict import JSONL_NAME, predict_source
+
+    (tmp_path / "in").mkdir()
+    cv2.imwrite(str(tmp_path / "in" / "cat.jpg"), chelsea_bgr)
+    with Predictor(toy_artifact) as predictor:
+        predict_source(predictor, tmp_path / "in", tmp_path / "out", show_progress=False)
+        expected = predictor(cv2.imread(str(tmp_path / "in" / "cat.jpg")))
+    lines = (tmp_path / "out" / JSONL_NAME).read_text().splitlines()
+    docs = [json.loads(line) for line in lines]
+    assert len(docs) == 1 and docs[0]["schema"] == "edgecv.result/1" and check_result(docs[0]) == []
+    back = Detections.from_dict(docs[0], predictor.class_names)
+    assert len(back) == len(expected) > 0 and back.labels == expected.labels
+    np.testing.assert_allclose(back.boxes, expected.boxes, atol=1e-3)

@@ -121,7 +121,7 @@ def test_path_input_and_float_image_error(toy_artifact: Path, chelsea_bgr: np.nd
     [
         ({"task": "semantic"}, "expected task 'detect', found 'semantic'"),
         ({"input_name": "input"}, r"expected one model input 'input'.*found \['images'\]"),
-        ({"class_names": []}, "expected class_names"),
+        ({"class_names": []}, "class_names: expected a non-empty list of strings, found \\[\\]"),
         ({"color_order": "HSV"}, "color_order"),
     ],
 )
@@ -135,5 +135,70 @@ def test_invalid_metadata_json(tmp_path: Path, toy_artifact_writer: Callable[...
     with pytest.raises(ArtifactError, match="not valid JSON"):
         Predictor(toy_artifact_writer(tmp_path / "bad.onnx", metadata_text="{not json"))
     newer = ArtifactMetadata(task="detect", class_names=["a"], schema_version=99).to_json()
-    with pytest.raises(ArtifactError, match="schema_version <= 1, found 99"):
+    with pytest.raises(ArtifactError, match="schema_version <= 2, found 99"):
         Predictor(toy_artifact_writer(tmp_path / "newer.onnx", metadata_text=newer))
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"class_names": "rgb"}, r"class_names: expected a non-empty list of strings, found 'rgb'"),
+    ({"pad_value": "114"}, r"pad_value: expected an integer in \[0, 255\], found '114'"),
+    ({"mean": ["0", "0", "0"]}, r"mean: expected a list of 3 finite numbers"),
+    ({"input_shape": [1, 3, 320.5, 320]}, r"input_shape: expected \[B, 3, H, W\]"),
+    ({"conf_threshold": None}, r"conf_threshold: expected a number in \[0, 1\], found None"),
+])
+def test_badly_typed_metadata_never_reaches_numpy_or_opencv(tmp_path: Path, toy_artifact_writer: Callable[..., Path],
+                                                            changes: dict, message: str) -> None:
+    """Before schema v2 a string class_names labelled detections 'r', 'g', 'b' and bad types raised
+    TypeError / cv2.error at the first image; now opening the artifact names the field."""
+    with pytest.raises(ArtifactError, match=message):
+        Predictor(toy_artifact_writer(tmp_path / "typed.onnx", **changes))
+
+
+def test_class_count_is_checked_against_the_graph(tmp_path: Path, demo_onnx: Path) -> None:
+    """The demo graph scores 5 classes (NMS input [B, 5, N]); metadata naming 3 is refused at open."""
+    import onnx
+
+    from edgecv.metadata import METADATA_KEY
+    from edgecv.runtimes.predictor import graph_class_count
+
+    assert graph_class_count(demo_onnx) == 5
+    model = onnx.load(str(demo_onnx))
+    prop = next(p for p in model.metadata_props if p.key == METADATA_KEY)
+    meta = ArtifactMetadata.from_json(prop.value)
+    meta.class_names = ["circle", "square", "triangle"]
+    prop.value = meta.to_json()
+    onnx.save(model, str(tmp_path / "three.onnx"))
+    with pytest.raises(ArtifactError, match=r"expected 5 class_names \(the graph scores 5 classes\), found 3"):
+        Predictor(tmp_path / "three.onnx")
+    del model.graph.value_info[:]  # shapes stripped (as in int8 graphs): the graph states nothing
+    onnx.save(model, str(tmp_path / "stripped.onnx"))
+    assert graph_class_count(tmp_path / "stripped.onnx") is None
+
+
+def test_onnx_graph_reader_agrees_with_onnx(demo_onnx: Path) -> None:
+    """The runtime's onnx-free protobuf reader sees the nodes and shapes the onnx package sees."""
+    import onnx
+
+    from edgecv.runtimes.onnx_graph import read_graph
+
+    model = onnx.load(str(demo_onnx))
+    nodes, shapes = read_graph(demo_onnx)
+    assert [(n.op_type, n.inputs, n.outputs) for n in nodes] == [
+        (n.op_type, list(n.input), list(n.output)) for n in model.graph.node]
+    declared = {v.name: [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]
+                for v in (*model.graph.value_info, *model.graph.input, *model.graph.output)}
+    assert shapes == declared
+    transpose = next(n for n in nodes if n.op_type == "Transpose" and n.outputs[0].endswith("scores_bcn"))
+    assert transpose.perm == [0, 2, 1]
+
+
+def test_onnx_graph_reader_refuses_truncated_files(tmp_path: Path, demo_onnx: Path) -> None:
+    from edgecv.runtimes.onnx_graph import nms_class_count
+    from edgecv.runtimes.predictor import graph_class_count
+
+    data = demo_onnx.read_bytes()
+    cut = tmp_path / "cut.onnx"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="truncated"):
+        nms_class_count(cut)
+    assert graph_class_count(cut) is None  # the backend opening it reports the corruption, not this reader

@@ -7,10 +7,12 @@ from edgecv.metadata import ArtifactMetadata
 from edgecv.runtimes.preprocess import (
     LetterboxInfo,
     boxes_to_letterbox,
+    check_rect,
     input_hw,
     letterbox,
     preprocess_batch,
     scale_boxes_back,
+    stretch,
 )
 
 
@@ -106,7 +108,9 @@ def test_input_size_from_shape_or_letterbox() -> None:
     [
         ({"layout": "NHWC"}, "expected input layout NCHW.*NHWC"),
         ({"color_order": "YUV"}, "expected color_order.*YUV"),
-        ({"std": [1.0, 0.0, 1.0]}, "non-zero std"),
+        ({"std": [1.0, 0.0, 1.0]}, r"std: expected a list of 3 numbers > 0"),
+        ({"mean": [0.5, 0.5]}, r"mean: expected a list of 3 finite numbers"),
+        ({"resize": "crop"}, r"expected resize one of \['letterbox', 'stretch'\].*crop"),
         ({"input_dtype": "uint8"}, "expected input_dtype.*uint8"),
         ({"input_shape": [1, 3, 320]}, r"expected input_shape \[B, 3, H, W\]"),
     ],
@@ -114,3 +118,40 @@ def test_input_size_from_shape_or_letterbox() -> None:
 def test_bad_metadata_is_an_artifact_error(kwargs: dict, message: str) -> None:
     with pytest.raises(ArtifactError, match=message):
         preprocess_batch([np.zeros((8, 8, 3), np.uint8)], meta(**kwargs))
+
+
+@pytest.mark.parametrize(("h", "w"), [(320, 480), (480, 320), (720, 1280), (37, 333)])
+def test_stretch_fills_the_input_and_maps_boxes_back_per_axis(h: int, w: int) -> None:
+    """A stretch artifact sees the whole image resized to (H, W), no padding; a box drawn in the
+    original lands at (x * W / w, y * H / h) and maps back within a pixel per axis."""
+    x1, y1, x2, y2 = int(w * 0.2), int(h * 0.3), int(w * 0.7), int(h * 0.9)
+    image = np.zeros((h, w, 3), np.uint8)
+    image[y1:y2, x1:x2] = 255
+    tensor, infos = preprocess_batch([image], meta(resize="stretch", input_shape=[1, 3, 256, 384]))
+    info = infos[0]
+    assert tensor.shape == (1, 3, 256, 384) and (info.pad_x, info.pad_y) == (0, 0)
+    assert info.scales == pytest.approx((384 / w, 256 / h))
+    ys, xs = np.nonzero(tensor[0, 0] > 0.5)
+    found = np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float32)
+    np.testing.assert_allclose(found, boxes_to_letterbox(np.array([[x1, y1, x2, y2]], np.float32), info)[0],
+                               atol=1.0)
+    back = scale_boxes_back(found[None], info)[0]
+    np.testing.assert_allclose(back, [x1, y1, x2, y2], atol=max(w / 384, h / 256) + 1e-3)
+
+
+def test_stretch_matches_opencv_blob_and_keeps_bgr() -> None:
+    """BGR + stretch: the planes are the resized image's own B, G, R (no swap), as OpenCV's blob builds them."""
+    rng = np.random.default_rng(2)
+    image = rng.integers(0, 256, (240, 400, 3), dtype=np.uint8)
+    tensor, _ = preprocess_batch([image], meta(resize="stretch", color_order="BGR"))
+    blob = cv2.dnn.blobFromImage(cv2.resize(image, (320, 320), interpolation=cv2.INTER_LINEAR), 1 / 255.0,
+                                 swapRB=False)
+    np.testing.assert_allclose(tensor, blob, atol=1e-6)
+    resized, info = stretch(image, (320, 320))
+    assert resized.shape == (320, 320, 3) and info.scales == pytest.approx((320 / 400, 320 / 240))
+
+
+def test_rect_with_a_stretch_artifact_is_refused() -> None:
+    with pytest.raises(ArtifactError, match="rect letterbox needs an artifact with resize 'letterbox', found "
+                                            "resize 'stretch'"):
+        check_rect(meta(resize="stretch", input_shape=[-1, 3, -1, -1]))
