@@ -55,7 +55,7 @@ def export(
     size: str = typer.Option("n", help="Model size for a plain state dict (n, s, m)."),
     trust_weights: bool = typer.Option(False, "--trust-weights", help="Allow pickled code in the checkpoint (weights_only=False)."),
     check: bool = typer.Option(True, help="Run the PyTorch vs ONNX Runtime fidelity check."),
-    int8: bool = typer.Option(False, "--int8", help="Also write model_int8.onnx (calibrated int8 QDQ graph)."),
+    int8: bool = typer.Option(False, "--int8", help="Also write model_int8_<target>.onnx (calibrated int8 QDQ graph)."),
     calib_data: str = typer.Option("shapes", help="Calibration data: 'shapes', image folder, COCO folder or video."),
     calib_method: str = typer.Option("percentile", help="Range calibration: minmax, entropy or percentile."),
     calib_samples: int = typer.Option(256, help="Number of calibration images."),
@@ -113,12 +113,14 @@ def evaluate_cmd(
     family: str = typer.Option("yolo", help="Model family of a .pt checkpoint."),
     trust_weights: bool = typer.Option(False, "--trust-weights", help="Allow pickled code in the checkpoint."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the figures as JSON."),
+    class_map: Optional[str] = typer.Option(None, help="Dataset category -> model class where names differ: "
+                                            "'person=circle,car=square' or a JSON file {\"person\": \"circle\"}."),
 ) -> None:
-    """COCO mAP (pycocotools) of an artifact or PyTorch weights."""
+    """COCO mAP (pycocotools) of an artifact or PyTorch weights (dataset categories matched by name)."""
     from edgecv.evaluation import evaluate_model
 
     result = evaluate_model(model, data, count=count, imgsz=imgsz, conf=conf, iou=iou, family=family,
-                            trust=trust_weights, console=console)
+                            trust=trust_weights, class_map=class_map, console=console)
     table = Table(title=f"COCO box mAP of {model} ({result.images} images)")
     table.add_column("class")
     table.add_column("AP50-95", justify="right")
@@ -133,7 +135,9 @@ def evaluate_cmd(
     if stored:
         print_comparison(stored, console, title=f"fp32 vs int8 recorded in {Path(model).name}")
     if json_out:
-        json_out.write_text(json.dumps(result.to_dict(), indent=2))
+        from edgecv.fileio import write_json
+
+        console.print(f"[green]wrote[/] {write_json(json_out, result.to_dict(), indent=2)}")
 
 
 @app.command()
@@ -152,7 +156,7 @@ def calibrate(
     eval_count: int = typer.Option(300, help="Synthetic evaluation images (with --eval-data shapes)."),
     exclude: Optional[str] = typer.Option(None, help="Comma-separated node names to keep float."),
     cache: Optional[Path] = typer.Option(None, help="Calibration cache JSON; default <model>.calib.json beside it."),
-    out: Optional[Path] = typer.Option(None, help="Output .onnx; default <model>_int8.onnx beside the input."),
+    out: Optional[Path] = typer.Option(None, help="Output .onnx; default <model>_int8_<target>.onnx beside the input."),
 ) -> None:
     """Calibrate and quantize an fp32 artifact to an int8 QDQ graph for a target backend."""
     from edgecv.calibration import quantize

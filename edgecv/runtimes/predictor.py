@@ -27,6 +27,7 @@ from edgecv.metadata import DETECTION_OUTPUTS, ArtifactMetadata
 from edgecv.runtimes.backends import Backend, open_backend
 from edgecv.runtimes.detections import Detections
 from edgecv.runtimes.image import ConversionNotes, read_image, to_bgr_uint8
+from edgecv.runtimes.lineage import warn_if_stale
 from edgecv.runtimes.postprocess import to_detections
 from edgecv.runtimes.preprocess import check_rect, input_hw, normalisation, preprocess_batch
 
@@ -102,6 +103,7 @@ class Predictor:
             self.backend.close()
             raise
         self.path = Path(path)
+        warn_if_stale(self.path, self.metadata)  # an int8/fp16 graph whose fp32 parent beside it has changed
         self.rect = rect
         self.class_names: tuple[str, ...] = tuple(self.metadata.class_names)
         batch = int(self.metadata.input_shape[0])
