@@ -114,6 +114,9 @@ def match_classes(model_names: Sequence[str], categories: Sequence[tuple[int, st
     """
     class_map = dict(class_map or {})
     dataset_names = [name for _, name in categories]
+    ids_seen = [category_id for category_id, _ in categories]
+    if len(set(ids_seen)) != len(ids_seen):
+        raise DatasetError(f"expected unique COCO category ids, found {sorted(ids_seen)}")
     unknown = [k for k in class_map if k not in dataset_names]
     bad_values = [v for v in class_map.values() if v not in model_names]
     if unknown or bad_values:

@@ -133,7 +133,9 @@ def per_class_plot(fp32: dict[str, float], int8: dict[str, float], out: str | Pa
     names = list(fp32)
     font, black, grey = cv2.FONT_HERSHEY_SIMPLEX, (0, 0, 0), (220, 220, 220)
     left, top, bottom = 60, 50, 40
-    width, height = max(420, 90 * len(names) + left + 20), 340
+    heading = f"AP50-95 per class (points): {title}"
+    heading_w = cv2.getTextSize(heading, font, 0.45, 1)[0][0]
+    width, height = max(420, 90 * len(names) + left + 20, heading_w + left + 10), 340
     canvas = np.full((height, width, 3), 255, np.uint8)
     base_y, scale = height - bottom, height - bottom - top
 
@@ -146,8 +148,7 @@ def per_class_plot(fp32: dict[str, float], int8: dict[str, float], out: str | Pa
         cv2.line(canvas, (left - 4, y), (left, y), black, 1)
         text(str(tick), left - 30, y + 4)
     cv2.line(canvas, (left, top), (left, base_y), black, 1)
-    text("AP50-95", 4, top - 12)
-    text("(pts)", 10, top - 1)
+    text("AP50-95 (pts)", 4, top - 10)
     for i, name in enumerate(names):
         x = left + 12 + i * 90
         for j, (value, colour) in enumerate(((fp32[name], (150, 150, 150)), (int8.get(name, 0.0), (200, 120, 30)))):
@@ -155,7 +156,7 @@ def per_class_plot(fp32: dict[str, float], int8: dict[str, float], out: str | Pa
             cv2.rectangle(canvas, (x + j * 34, y), (x + j * 34 + 30, base_y), colour, -1)
             text(f"{100 * value:.1f}", x + j * 34, y - 4, 0.33)
         text(name[:12], x, base_y + 16)
-    text(f"AP50-95 per class (points): {title}", left, 18, 0.45)
+    text(heading, left, 18, 0.45)
     legend = width - 130  # top right, clear of the y-axis label
     cv2.rectangle(canvas, (legend, 28), (legend + 12, 38), (150, 150, 150), -1)
     text("fp32", legend + 16, 38)

@@ -53,7 +53,7 @@ def warn_stale_derivatives(fp32_path: Path, console: Console) -> list[Path]:
 
     stale = stale_derivatives(fp32_path)
     for _, message in stale:
-        console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
+        console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)  # one line
     return [path for path, _ in stale]
 
 

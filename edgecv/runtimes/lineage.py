@@ -90,8 +90,8 @@ def stale_message(derived: str | os.PathLike[str], metadata: ArtifactMetadata) -
     if current == recorded:
         return None
     return (f"{derived} ({metadata.precision}) was made from another {parent.name} (sha256 {recorded[:12]} "
-            f"recorded, {current[:12]} now): {parent} changed after it (re-exported, or an interrupted run left "
-            f"{derived.name} behind); refresh it with: {refresh_command(derived, metadata, parent)}")
+            f"recorded, {current[:12]} now: re-exported since, or left over from an interrupted run); "
+            f"refresh it with: {refresh_command(derived, metadata, parent)}")
 
 
 def warn_if_stale(derived: str | os.PathLike[str], metadata: ArtifactMetadata, stacklevel: int = 3) -> bool:
