@@ -125,7 +125,8 @@ def test_class_map_parsing_and_checks():
     with pytest.raises(OptionError, match="JSON file"):
         parse_class_map("missing_map.json")
     categories = [(1, "person"), (2, "car")]
-    assert match_classes(["circle", "square", "star"], categories, {"person": "square", "car": "circle"}) == [2, 1, None]
+    mapped = match_classes(["circle", "square", "star"], categories, {"person": "square", "car": "circle"})
+    assert mapped == [2, 1, None]
     with pytest.raises(DatasetError, match="unknown 'bike'"):
         match_classes(["circle"], categories, {"bike": "circle"})
     with pytest.raises(DatasetError, match="both map to model class 'circle'"):

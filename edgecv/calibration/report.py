@@ -76,10 +76,12 @@ def compare_latency(paths: dict[str, Path], backend: str, *, rounds: int = 3, it
     for label in labels:
         p50 = [rnd[label].bare.p50 for rnd in per_round]
         ratios = [rnd[label].bare.p50 / rnd[base].bare.p50 for rnd in per_round]
-        rows[label] = {"p50_ms": float(np.median(p50)), "p90_ms": float(np.median([rnd[label].bare.p90
-                                                                                  for rnd in per_round])),
-                       "ratio": float(np.median(p50) / np.median([rnd[base].bare.p50 for rnd in per_round])),
-                       "ratio_range": [float(min(ratios)), float(max(ratios))]}
+        p90 = [rnd[label].bare.p90 for rnd in per_round]
+        base_p50 = float(np.median([rnd[base].bare.p50 for rnd in per_round]))
+        # Rounded: the figures are read by people (edgecv info), and their spread dwarfs the decimals.
+        rows[label] = {"p50_ms": round(float(np.median(p50)), 2), "p90_ms": round(float(np.median(p90)), 2),
+                       "ratio": round(float(np.median(p50)) / base_p50, 3),
+                       "ratio_range": [round(min(ratios), 3), round(max(ratios), 3)]}
     first = per_round[0][base]
     return {"backend": first.backend, "precision": {label: per_round[0][label].precision for label in labels},
             "input_size": first.input_size, "batch": first.batch, "rounds": rounds, "calls_per_round": iters,

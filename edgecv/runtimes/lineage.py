@@ -2,9 +2,10 @@
 
 An int8 or fp16 graph records the fp32 graph it was made from in its metadata:
 ``parent = {"name": "model.onnx", "sha256": "<hex>"}`` (the path relative to the derived graph's
-folder: the file name when they sit side by side). When ``model.onnx`` is re-exported (other thresholds, other weights) or an
-interrupted ``export --int8`` leaves an old ``model_int8_<target>.onnx`` behind, the hashes no
-longer match: the pair is *stale* and the derived graph describes a model that no longer exists.
+folder: the file name when they sit side by side). When ``model.onnx`` is re-exported (other
+thresholds, other weights) or an interrupted ``export --int8`` leaves an old
+``model_int8_<target>.onnx`` behind, the hashes no longer match: the pair is *stale* and the
+derived graph describes a model that no longer exists.
 
 Two checks use this module:
 

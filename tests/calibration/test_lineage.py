@@ -62,7 +62,8 @@ def test_reexport_lists_stale_derived_graphs(model_copy, capsys):
     out = capsys.readouterr().out
     warned = [line for line in out.splitlines() if line.startswith("warning:")]
     assert len(warned) == 2
-    assert any(str(int8) in line and "edgecv calibrate" in line and "--target tensorrt" in line for line in warned), warned
+    assert any(str(int8) in line and "edgecv calibrate" in line and "--target tensorrt" in line
+               for line in warned), warned
     assert any(str(fp16) in line and "export_fp16" in line for line in warned)
     assert {p for p, _ in stale_derivatives(model_copy)} == {int8, fp16}
 
