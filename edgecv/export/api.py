@@ -75,14 +75,14 @@ def export_variants(name: str = "yolo", weights: str | Path | None = None, out: 
     :func:`edgecv.calibration.quantize`, which compares fp32 vs int8 unless ``evaluate=False``;
     target tensorrt with ``engine``, else onnxruntime) and a TensorRT engine built from the int8
     graph if any, else the fp16 one, else fp32 (GPU machine). With ``engine``, TensorRT must be
-    importable: checked before anything is exported or calibrated.
+    importable: checked right after the fp32 export (which is kept), before fp16 and calibration.
     """
     console = console or Console()
+    result = ExportedVariants(export_model(name, weights, out, opts, console=console, warn_stale=False, **load))
     if engine:
         from edgecv.export.tensorrt_build import import_tensorrt
 
-        import_tensorrt()  # MissingDependencyError now, not after the export and calibration
-    result = ExportedVariants(export_model(name, weights, out, opts, console=console, warn_stale=False, **load))
+        import_tensorrt()  # MissingDependencyError now (the fp32 export is kept), not after the calibration
     for_engine = result.fp32.path
     if fp16:
         from edgecv.export.fp16 import export_fp16

@@ -54,7 +54,7 @@ def test_export_int8_and_fp16(tmp_path):
     assert f"wrote {tmp_path / 'model_int8_tensorrt_per_class.png'}" in text
 
 
-def test_export_engine_checks_tensorrt_before_exporting(tmp_path):
+def test_export_engine_checks_tensorrt_before_calibrating(tmp_path):
     try:
         import tensorrt  # noqa: F401
     except ImportError:
@@ -63,9 +63,10 @@ def test_export_engine_checks_tensorrt_before_exporting(tmp_path):
         pytest.skip("TensorRT is installed here: the early refusal cannot be observed")
     out = tmp_path / "model.onnx"
     result = CliRunner().invoke(app, ["export", "yolo", "--imgsz", "160", "--no-check", "--out", str(out), "--int8",
-                                      "--engine"])
+                                      "--calib-samples", "4", "--engine"])
     assert result.exit_code == 2 and "TensorRT is not importable" in result.output
-    assert not out.exists()  # refused before the export and the calibration
+    assert out.is_file()  # the fp32 export is kept ...
+    assert not (tmp_path / "model.calib.json").exists() and not list(tmp_path.glob("*int8*"))  # ... not calibrated
 
 
 def test_eval_shows_recorded_comparison(model_copy):

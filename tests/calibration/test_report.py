@@ -49,3 +49,16 @@ def test_per_class_plot_has_y_axis_values(tmp_path):
     # six tick labels, evenly spread from the top of the plot to the baseline
     groups = np.split(rows_with_ink, np.flatnonzero(np.diff(rows_with_ink) > 3) + 1)
     assert len(groups) >= 6
+
+
+def test_openvino_target_is_timed_on_openvino(model_copy):
+    import pytest
+
+    from edgecv.calibration import quantize
+
+    pytest.importorskip("openvino")  # an optional backend (the 'openvino' extra)
+    result = quantize(model_copy, samples=4, target="openvino", evaluate=True, eval_count=4,
+                      console=Console(quiet=True))
+    latency = result.accuracy["latency"]
+    assert latency["backend"] == "openvino" and set(latency["rows"]) == {"fp32", "int8"}
+    assert result.path.name == "model_int8_openvino.onnx"
