@@ -158,7 +158,18 @@ def quantize(onnx_path: str | Path, out_path: str | Path | None = None, *, data:
                   f"{stats.samples} calibration images, {len(result.excluded)} nodes kept float)")
     if result.accuracy:
         _write_reports(result, console)
+    else:
+        _remove_old_reports(out_path, console)
     return result
+
+
+def _remove_old_reports(graph: Path, console: Console) -> None:
+    """Reports named after ``graph`` from an earlier, evaluated run describe a graph that was just
+    replaced: remove them rather than leave them beside the new one."""
+    for old in (graph.with_name(graph.stem + "_per_class.png"), graph.with_name(graph.stem + "_report.json")):
+        if old.is_file():
+            old.unlink()
+            console.print(f"removed {old} (it described the previous {graph.name}; pass --evaluate for a new one)")
 
 
 def default_int8_path(onnx_path: str | Path, target: str) -> Path:

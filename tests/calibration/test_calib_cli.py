@@ -77,3 +77,14 @@ def test_eval_shows_recorded_comparison(model_copy):
     assert result.exit_code == 0, result.output
     assert "fp32 vs int8 recorded" in result.output and "int8 (at calibration)" in result.output
     assert "onnxruntime (int8)" in result.output  # the backend the latency was measured on
+
+
+def test_recalibrating_without_evaluation_removes_the_old_reports(model_copy):
+    from edgecv.calibration import quantize
+
+    first = quantize(model_copy, samples=4, evaluate=True, eval_count=4)
+    assert first.plot.is_file() and first.report.is_file()
+    result = CliRunner().invoke(app, ["calibrate", str(model_copy), "--samples", "4", "--method", "minmax"])
+    assert result.exit_code == 0, result.output
+    assert not first.plot.exists() and not first.report.exists()  # they described the replaced graph
+    assert f"removed {first.plot}" in " ".join(result.output.split())
