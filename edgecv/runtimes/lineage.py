@@ -79,7 +79,7 @@ def refresh_command(derived: Path, metadata: ArtifactMetadata, parent: Path) -> 
 
 def stale_message(derived: str | os.PathLike[str], metadata: ArtifactMetadata) -> str | None:
     """One line saying ``derived`` is stale, or ``None`` (not derived, parent absent, or hashes match)."""
-    record = metadata.parent or {}
+    record = metadata.parent if isinstance(metadata.parent, dict) else {}
     name, recorded = record.get("name"), record.get("sha256")
     if not isinstance(name, str) or not isinstance(recorded, str) or not name:
         return None
@@ -87,7 +87,10 @@ def stale_message(derived: str | os.PathLike[str], metadata: ArtifactMetadata) -
     parent = derived.parent / name
     if parent.resolve() == derived.resolve() or not parent.is_file():
         return None
-    current = file_sha256(parent)
+    try:
+        current = file_sha256(parent)
+    except OSError:  # unreadable parent (permissions, vanished meanwhile): nothing to compare against
+        return None
     if current == recorded:
         return None
     return (f"{derived} ({metadata.precision}) was made from another {parent.name} (sha256 {recorded[:12]} "
@@ -140,7 +143,7 @@ def stale_derivatives(fp32_path: str | os.PathLike[str]) -> list[tuple[Path, str
         if path.resolve() == fp32.resolve():
             continue
         metadata = _sibling_metadata(path)
-        name = (metadata.parent or {}).get("name") if metadata is not None else None
+        name = metadata.parent.get("name") if metadata is not None and isinstance(metadata.parent, dict) else None
         if not isinstance(name, str) or not name or (path.parent / name).resolve() != fp32.resolve():
             continue
         artifact = path.with_suffix("") if path.suffix == ".json" else path

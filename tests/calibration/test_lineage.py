@@ -76,3 +76,19 @@ def test_fp16_parent_is_checked_on_open(model_copy):
     _rethreshold(model_copy, 0.2)
     with pytest.warns(StaleArtifactWarning, match="model_fp16.onnx \\(fp16\\) was made from another model.onnx"):
         Predictor(fp16).close()
+
+
+def test_scan_skips_unrelated_and_unreadable_siblings(model_copy):
+    folder = model_copy.parent
+    (folder / "junk.onnx").write_bytes(b"not a protobuf at all \x00\xff" * 10)
+    model = onnx.load(str(model_copy))
+    meta = read_metadata(model, str(model_copy))
+    meta.precision, meta.parent = "fp16", {"name": "other.onnx", "sha256": "0" * 64}  # another parent
+    write_metadata(model, meta)
+    onnx.save(model, str(folder / "unrelated_fp16.onnx"))
+    meta.parent = {"name": "model.onnx", "sha256": "0" * 64}
+    write_metadata(model, meta)
+    onnx.save(model, str(folder / "old_fp16.onnx"))
+    with pytest.warns(StaleArtifactWarning, match="skipped .*junk.onnx"):
+        stale = stale_derivatives(model_copy)
+    assert [path.name for path, _ in stale] == ["old_fp16.onnx"]
