@@ -64,7 +64,7 @@ def export(
                                                    "(same class, IoU >= 0.99). Default 0.99."),
     check_images: Optional[Path] = typer.Option(None, help="Folder of your own images for the fidelity check "
                                                 "(default: synthetic scenes; at most 32 are used)."),
-    int8: bool = typer.Option(False, "--int8", help="Also write model_int8.onnx (calibrated int8 QDQ graph)."),
+    int8: bool = typer.Option(False, "--int8", help="Also write model_int8_<target>.onnx (calibrated int8 QDQ graph)."),
     calib_data: str = typer.Option("shapes", help="Calibration data: 'shapes', image folder, COCO folder or video."),
     calib_method: str = typer.Option("percentile", help="Range calibration: minmax, entropy or percentile."),
     calib_samples: int = typer.Option(256, help="Number of calibration images."),
@@ -129,12 +129,14 @@ def evaluate_cmd(
     family: str = typer.Option("yolo", help="Model family of a .pt checkpoint."),
     trust_weights: bool = typer.Option(False, "--trust-weights", help="Allow pickled code in the checkpoint."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the figures as JSON."),
+    class_map: Optional[str] = typer.Option(None, help="Dataset category -> model class where names differ: "
+                                            "'person=circle,car=square' or a JSON file {\"person\": \"circle\"}."),
 ) -> None:
-    """COCO mAP (pycocotools) of an artifact or PyTorch weights."""
+    """COCO mAP (pycocotools) of an artifact or PyTorch weights (dataset categories matched by name)."""
     from edgecv.evaluation import evaluate_model
 
     result = evaluate_model(model, data, count=count, imgsz=imgsz, conf=conf, iou=iou, family=family,
-                            trust=trust_weights, console=console)
+                            trust=trust_weights, class_map=class_map, console=console)
     table = Table(title=f"COCO box mAP of {model} ({result.images} images)")
     table.add_column("class")
     table.add_column("AP50-95", justify="right")
@@ -151,7 +153,7 @@ def evaluate_cmd(
     if json_out:
         from edgecv.fileio import write_json
 
-        write_json(json_out, result.to_dict(), indent=2)
+        console.print(f"[green]wrote[/] {write_json(json_out, result.to_dict(), indent=2)}")
 
 
 @app.command()
@@ -170,7 +172,7 @@ def calibrate(
     eval_count: int = typer.Option(300, help="Synthetic evaluation images (with --eval-data shapes)."),
     exclude: Optional[str] = typer.Option(None, help="Comma-separated node names to keep float."),
     cache: Optional[Path] = typer.Option(None, help="Calibration cache JSON; default <model>.calib.json beside it."),
-    out: Optional[Path] = typer.Option(None, help="Output .onnx; default <model>_int8.onnx beside the input."),
+    out: Optional[Path] = typer.Option(None, help="Output .onnx; default <model>_int8_<target>.onnx beside the input."),
 ) -> None:
     """Calibrate and quantize an fp32 artifact to an int8 QDQ graph for a target backend."""
     from edgecv.calibration import quantize

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ import numpy as np
 from rich.console import Console
 from rich.progress import Progress
 
-from edgecv.errors import DatasetError, MissingDependencyError
+from edgecv.errors import DatasetError, MissingDependencyError, OptionError
 
 Predict = Callable[[Sequence[np.ndarray]], list]
 
@@ -34,6 +35,8 @@ class EvalResult:
     images: int = 0
     detections: int = 0
     ms_per_image: float = 0.0
+    class_map: dict[str, str] = field(default_factory=dict)  # dataset category -> model class, where renamed
+    ignored_classes: list[str] = field(default_factory=list)  # model classes the dataset has no category for
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -57,13 +60,87 @@ class SyntheticCoco:
         return self._images[entry["id"] - 1]
 
 
-def _to_coco_results(dets, image_id: int, category_ids: list[int]) -> list[dict]:
+def _to_coco_results(dets, image_id: int, category_ids: list[int | None]) -> list[dict]:
+    """COCO result entries of one image; detections of model classes without a category are dropped."""
     out = []
     for box, score, cls in zip(dets.boxes, dets.scores, dets.class_ids):
+        category = category_ids[int(cls)]
+        if category is None:
+            continue
         x1, y1, x2, y2 = (float(v) for v in box)
-        out.append({"image_id": image_id, "category_id": category_ids[int(cls)],
+        out.append({"image_id": image_id, "category_id": category,
                     "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(score)})
     return out
+
+
+def parse_class_map(spec: str | Path | dict[str, str] | None) -> dict[str, str]:
+    """``DATASET=MODEL`` pairs: ``"person=circle,car=square"``, a JSON file ``{"person": "circle"}`` or a dict.
+
+    Keys are dataset category names, values model class names. Raises :class:`OptionError` when
+    malformed.
+    """
+    if spec is None or spec == "":
+        return {}
+    if isinstance(spec, dict):
+        pairs = spec
+    elif str(spec).endswith(".json") or Path(spec).is_file():
+        path = Path(spec)
+        if not path.is_file():
+            raise OptionError(f"class map: expected a JSON file at {path}, found none")
+        try:
+            pairs = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise OptionError(f"class map {path}: expected a JSON object {{dataset name: model name}}, "
+                              f"found invalid JSON ({exc})") from exc
+    else:
+        pairs = {}
+        for item in filter(None, (part.strip() for part in str(spec).split(","))):
+            dataset_name, sep, model_name = item.partition("=")
+            if not sep or not dataset_name.strip() or not model_name.strip():
+                raise OptionError(f"class map: expected DATASET=MODEL pairs separated by commas, found {item!r}")
+            pairs[dataset_name.strip()] = model_name.strip()
+    if not isinstance(pairs, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in pairs.items()):
+        raise OptionError(f"class map: expected {{dataset name: model name}} strings, found {pairs!r}")
+    return dict(pairs)
+
+
+def match_classes(model_names: Sequence[str], categories: Sequence[tuple[int, str]],
+                  class_map: dict[str, str] | None = None) -> list[int | None]:
+    """COCO category id for each model class index (``None``: the dataset has no such category).
+
+    Categories are matched to model classes by name, never by position; ``class_map``
+    (dataset name -> model name) renames the ones that differ. Every dataset category must find
+    a model class, and no two the same one (:class:`DatasetError` with both lists otherwise).
+    """
+    class_map = dict(class_map or {})
+    dataset_names = [name for _, name in categories]
+    ids_seen = [category_id for category_id, _ in categories]
+    if len(set(ids_seen)) != len(ids_seen):
+        raise DatasetError(f"expected unique COCO category ids, found {sorted(ids_seen)}")
+    unknown = [k for k in class_map if k not in dataset_names]
+    bad_values = [v for v in class_map.values() if v not in model_names]
+    if unknown or bad_values:
+        raise DatasetError(f"class map: expected dataset categories [{', '.join(dataset_names)}] on the left and "
+                           f"model classes [{', '.join(model_names)}] on the right, found unknown "
+                           f"{', '.join(map(repr, unknown + bad_values))}")
+    index = {name: i for i, name in enumerate(model_names)}
+    ids: list[int | None] = [None] * len(model_names)
+    taken: dict[str, str] = {}  # model class -> the dataset category mapped to it
+    unmatched = []
+    for category_id, name in categories:
+        target = class_map.get(name, name)
+        if target not in index:
+            unmatched.append(name)
+        elif target in taken:
+            raise DatasetError(f"dataset categories {taken[target]!r} and {name!r} both map to model class "
+                               f"{target!r}; expected one category per model class")
+        else:
+            ids[index[target]], taken[target] = category_id, name
+    if unmatched:
+        raise DatasetError(f"dataset categories [{', '.join(unmatched)}] match no model class by name: the model has "
+                           f"[{', '.join(model_names)}], the dataset [{', '.join(dataset_names)}]; map them "
+                           "explicitly with --class-map DATASET=MODEL,... (class_map=)")
+    return ids
 
 
 def _coco_eval(gt: dict, results: list[dict], class_names: list[str]) -> tuple[float, float, dict[str, float]]:
@@ -91,15 +168,18 @@ def _coco_eval(gt: dict, results: list[dict], class_names: list[str]) -> tuple[f
     return float(evaluator.stats[0]), float(evaluator.stats[1]), per_class
 
 
-def evaluate(predict: Predict, data, *, class_names: list[str] | None = None, batch: int = 8,
-             show_progress: bool = True, description: str = "evaluating") -> EvalResult:
+def evaluate(predict: Predict, data, *, class_names: list[str] | None = None,
+             class_map: dict[str, str] | None = None, batch: int = 8, show_progress: bool = True,
+             description: str = "evaluating") -> EvalResult:
     """COCO mAP of ``predict`` on ``data`` (a :class:`~edgecv.data.coco.CocoFolder` or :class:`SyntheticCoco`).
 
-    ``class_names`` are the model's; their count must equal the dataset's category count.
+    ``class_names`` are the model's (default: the dataset's own, in category id order); dataset
+    categories are matched to them by name, with ``class_map`` (dataset name -> model name) for
+    names that differ (see :func:`match_classes`). Detections of model classes the dataset lacks
+    are left out and listed in ``ignored_classes``.
     """
-    if class_names is not None and len(class_names) != len(data.class_names):
-        raise DatasetError(f"the model has {len(class_names)} classes ({', '.join(class_names)}), the dataset "
-                           f"{len(data.class_names)} ({', '.join(data.class_names)})")
+    model_names = list(class_names) if class_names is not None else list(data.class_names)
+    category_ids = match_classes(model_names, list(zip(data.category_ids, data.class_names)), class_map)
     entries = data.gt["images"]
     results: list[dict] = []
     elapsed = 0.0
@@ -112,11 +192,13 @@ def evaluate(predict: Predict, data, *, class_names: list[str] | None = None, ba
             dets = predict(images)
             elapsed += time.perf_counter() - tic
             for entry, d in zip(chunk, dets):
-                results.extend(_to_coco_results(d, entry["id"], data.category_ids))
+                results.extend(_to_coco_results(d, entry["id"], category_ids))
             progress.advance(task, len(chunk))
     map50_95, map50, per_class = _coco_eval(data.gt, results, data.class_names)
     return EvalResult(map50_95=map50_95, map50=map50, per_class=per_class, images=len(entries),
-                      detections=len(results), ms_per_image=1000 * elapsed / len(entries))
+                      detections=len(results), ms_per_image=1000 * elapsed / len(entries),
+                      class_map={k: v for k, v in (class_map or {}).items() if k != v},
+                      ignored_classes=[n for n, c in zip(model_names, category_ids) if c is None])
 
 
 def open_eval_data(data: str | Path, *, count: int = 500, imgsz: int = 320):
@@ -130,13 +212,16 @@ def open_eval_data(data: str | Path, *, count: int = 500, imgsz: int = 320):
 
 def evaluate_model(model: str | Path, data: str | Path = "shapes", *, count: int = 500, imgsz: int | None = None,
                    conf: float = 0.001, iou: float = 0.6, family: str = "yolo", trust: bool = False,
-                   console: Console | None = None) -> EvalResult:
+                   class_map: str | Path | dict[str, str] | None = None, console: Console | None = None
+                   ) -> EvalResult:
     """COCO mAP of an artifact (``.onnx``: its own thresholds) or PyTorch weights (``.pt`` or a family
     name for its demo weights: evaluated with ``conf``/``iou`` through the runtime's pre/post-processing).
 
-    With ``data="shapes"`` the scenes are drawn at the model's input size.
+    With ``data="shapes"`` the scenes are drawn at the model's input size. Dataset categories are
+    matched to model classes by name; ``class_map`` (see :func:`parse_class_map`) maps the rest.
     """
     console = console or Console()
+    mapping = parse_class_map(class_map)
     if str(model).endswith(".onnx"):
         from edgecv.runtimes import Predictor
 
@@ -157,4 +242,8 @@ def evaluate_model(model: str | Path, data: str | Path = "shapes", *, count: int
         meta = predictor.metadata
         size = predictor.opts.imgsz
     dataset = open_eval_data(data, count=count, imgsz=size)
-    return evaluate(predictor, dataset, class_names=meta.class_names)
+    result = evaluate(predictor, dataset, class_names=meta.class_names, class_map=mapping)
+    if result.ignored_classes:
+        console.print(f"[yellow]note:[/] the dataset has no category for model classes "
+                      f"{', '.join(result.ignored_classes)}; their detections are not scored")
+    return result

@@ -2,6 +2,7 @@
 
     from edgecv.calibration import quantize
     result = quantize("model.onnx", data="shapes", method="percentile", target="tensorrt", max_drop=0.5)
+    result.path      # model_int8_tensorrt.onnx; result.plot / result.report beside it when evaluated
 
 Needs the ``onnx`` package (``pip install 'edgecv[calib]'``); ONNX Runtime is a core dependency.
 """
@@ -13,6 +14,6 @@ except ImportError as exc:  # pragma: no cover - depends on the install
 
     raise MissingDependencyError("int8 calibration needs the 'onnx' package: pip install 'edgecv[calib]'") from exc
 
-from edgecv.calibration.api import QuantizeResult, quantize  # noqa: E402
+from edgecv.calibration.api import QuantizeResult, default_int8_path, quantize  # noqa: E402
 
-__all__ = ["QuantizeResult", "quantize"]
+__all__ = ["QuantizeResult", "default_int8_path", "quantize"]

@@ -24,7 +24,9 @@ from edgecv.calibration.graph import check_not_quantized, float_activations, reg
 from edgecv.calibration.ranges import compute_range
 from edgecv.calibration.sources import data_hash, iter_batches, open_source
 from edgecv.errors import ArtifactError, QuantizationError
+from edgecv.fileio import write_with
 from edgecv.metadata import METADATA_KEY, ArtifactMetadata
+from edgecv.runtimes.lineage import parent_record
 
 
 @dataclass
@@ -38,7 +40,9 @@ class QuantizeResult:
     cache_path: Path | None = None
     cache_hit: bool = False
     calibration_seconds: float = 0.0
-    plot: Path | None = None
+    plot: Path | None = None  # <graph stem>_per_class.png, beside the graph (when evaluated)
+    report: Path | None = None  # <graph stem>_report.json, beside the graph (when evaluated)
+    fallback: dict = field(default_factory=dict)  # max_drop search: steps, float layers and nodes
 
 
 def read_metadata(model: onnx.ModelProto, source: str) -> ArtifactMetadata:
@@ -110,7 +114,8 @@ def quantize(onnx_path: str | Path, out_path: str | Path | None = None, *, data:
              eval_data: str | Path = "shapes", eval_count: int = 300, cache: str | Path | None | bool = True,
              form: str = "qdq", every: int = 10, console: Console | None = None) -> QuantizeResult:
     """Quantize the fp32 edgecv artifact ``onnx_path`` to int8 for ``target``; write ``out_path``
-    (default ``<stem>_int8.onnx`` beside it).
+    (default ``<stem>_int8_<target>.onnx`` beside it: each target its own file). The int8 graph
+    records the fp32 graph's name and SHA-256 as its ``parent`` (see :mod:`edgecv.runtimes.lineage`).
 
     ``data``: ``"shapes"``, an image folder, a COCO folder/json or a video. ``method``: minmax |
     entropy | percentile. ``max_drop``: allowed mAP50-95 drop in points (0.5 = 0.005) measured on
@@ -118,12 +123,15 @@ def quantize(onnx_path: str | Path, out_path: str | Path | None = None, *, data:
     frame step. ``exclude``: node names kept float. ``form``: ``"qdq"`` or ``"qoperator"`` (onnxruntime
     target). ``evaluate``: compare fp32 vs int8 without a budget. ``cache``: True
     (``<stem>.calib.json`` beside the model), a path, or False/None to disable.
+
+    When evaluated, ``<out stem>_per_class.png`` and ``<out stem>_report.json`` (accuracy,
+    latency, fallback steps, float nodes) are written beside the graph.
     """
     from edgecv.calibration.fallback import guarded_emit
 
     console = console or Console()
     onnx_path = Path(onnx_path)
-    out_path = Path(out_path) if out_path else onnx_path.with_name(onnx_path.stem + "_int8.onnx")
+    out_path = Path(out_path) if out_path else default_int8_path(onnx_path, target)
     if not onnx_path.is_file():
         raise ArtifactError(f"expected an ONNX model at {onnx_path}, found no file")
     model = onnx.load(str(onnx_path))
@@ -148,8 +156,47 @@ def quantize(onnx_path: str | Path, out_path: str | Path | None = None, *, data:
         result.metadata.calibration["float_biases"] = float_biases
         console.print(f"[yellow]kept {len(float_biases)} bias(es) float[/] (int32 bias scale too small): "
                       + ", ".join(float_biases[:5]) + (" ..." if len(float_biases) > 5 else ""))
+    result.metadata.parent = parent_record(onnx_path, out_path, stats.model_sha256)
     write_metadata(int8, result.metadata)
-    onnx.save(int8, str(out_path))
+    write_with(out_path, lambda tmp: onnx.save(int8, str(tmp)))
     console.print(f"[green]wrote[/] {out_path} (int8, target {target}, method {method}, "
                   f"{stats.samples} calibration images, {len(result.excluded)} nodes kept float)")
+    if result.accuracy:
+        _write_reports(result, console)
+    else:
+        _remove_old_reports(out_path, console)
     return result
+
+
+def _remove_old_reports(graph: Path, console: Console) -> None:
+    """Reports named after ``graph`` from an earlier, evaluated run describe a graph that was just
+    replaced: remove them rather than leave them beside the new one."""
+    for old in (graph.with_name(graph.stem + "_per_class.png"), graph.with_name(graph.stem + "_report.json")):
+        if old.is_file():
+            old.unlink()
+            console.print(f"removed {old} (it described the previous {graph.name}; pass --evaluate for a new one)")
+
+
+def default_int8_path(onnx_path: str | Path, target: str) -> Path:
+    """``model.onnx`` -> ``model_int8_<target>.onnx`` beside it."""
+    path = Path(onnx_path)
+    return path.with_name(f"{path.stem}_int8_{target}.onnx")
+
+
+def _write_reports(result: QuantizeResult, console: Console) -> None:
+    """The per-class plot and the JSON report beside the int8 graph, named after it."""
+    from edgecv.calibration.report import per_class_plot, write_report
+
+    stem, acc = result.path.stem, result.accuracy
+    result.plot = per_class_plot(acc["fp32"]["per_class"], acc["int8"]["per_class"],
+                                 result.path.with_name(stem + "_per_class.png"),
+                                 title=f"{result.path.name} ({acc.get('eval_images')} images)")
+    console.print(f"[green]wrote[/] {result.plot} (per-class AP50-95, fp32 vs int8)")
+    doc = {"graph": result.path.name, "units": {"map50_95, map50, per_class": "AP as a fraction (0-1)",
+                                                "drop_points, max_drop": "points (AP x 100)",
+                                                "p50_ms, p90_ms": "milliseconds per bare backend call"},
+           "parent": result.metadata.parent, "calibration": result.metadata.calibration,
+           "accuracy": acc, "fallback": result.fallback, "float_nodes": result.excluded}
+    result.report = write_report(result.path.with_name(stem + "_report.json"), doc)
+    console.print(f"[green]wrote[/] {result.report} (accuracy, latency, {len(result.excluded)} float nodes"
+                  f"{', fallback steps' if result.fallback.get('steps') else ''})")

@@ -1,12 +1,21 @@
-"""fp32 vs int8 comparison: evaluation, latency, the rich table and the per-class plot PNG.
+"""fp32 vs int8 comparison: evaluation, latency on the target's own runtime, the table, the
+per-class plot PNG and the JSON report.
 
-The plot is drawn with OpenCV (already a core dependency), so no plotting extra is needed.
+Units: mAP is shown in **points** (AP x 100) everywhere in the table and the plot, and the drop
+is in points too (the metadata keeps pycocotools' fractions under ``map50_95`` / ``map50`` and
+the drop under ``drop_points``). Latency is the bare backend call on a ready tensor, timed with
+:func:`edgecv.runtimes.benchmark.benchmark` on the runtime the int8 graph was emitted for: fp32
+and int8 alternate round by round, and the table shows the p50 and p90 over all calls and the
+range of the per-round p50 ratio (run-to-run spread on a shared CPU is large: one figure alone
+misleads). A tensorrt-target graph is not timed here: its ONNX Runtime latency says nothing about
+TensorRT. The plot is drawn with OpenCV (a core dependency), so no plotting extra is needed.
 """
 
 from __future__ import annotations
 
-import time
+import importlib.util
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -14,6 +23,10 @@ from rich.console import Console
 from rich.table import Table
 
 from edgecv.evaluation import EvalResult, evaluate
+from edgecv.fileio import write_json, write_with
+
+#: Runtime each target's int8 graph is timed on; ``None``: not on this CPU machine.
+TIMING_BACKENDS: dict[str, str | None] = {"onnxruntime": "onnxruntime", "openvino": "openvino", "tensorrt": None}
 
 
 def evaluate_artifact(path: str | Path, data, description: str, show_progress: bool = True) -> EvalResult:
@@ -25,70 +38,146 @@ def evaluate_artifact(path: str | Path, data, description: str, show_progress: b
                         description=description)
 
 
-def median_latency_ms(path: str | Path, runs: int = 20, warmup: int = 3, threads: int | None = None,
-                      hw: tuple[int, int] = (640, 640)) -> float:
-    """Median wall time (ms) of one bare ONNX Runtime session run on a random input: batch as exported
-    (1 if dynamic), ``hw`` for dynamic height / width."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-    sess = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    inp = sess.get_inputs()[0]
-    fallback = (1, 3, *hw)
-    shape = [d if isinstance(d, int) and d > 0 else fallback[i] for i, d in enumerate(inp.shape)]
-    x = np.random.default_rng(0).random(shape, dtype=np.float32)
-    times = []
-    for i in range(warmup + runs):
-        tic = time.perf_counter()
-        sess.run(None, {inp.name: x})
-        if i >= warmup:
-            times.append((time.perf_counter() - tic) * 1e3)
-    return float(np.median(times))
+def timing_backend(target: str) -> tuple[str | None, str]:
+    """``(backend, reason)``: the runtime to time a ``target`` graph on, or ``None`` and why not."""
+    backend = TIMING_BACKENDS.get(target)
+    if target == "tensorrt":
+        return None, ("tensorrt-target graph: its ONNX Runtime latency is not indicative of TensorRT; build an "
+                      "engine on the GPU machine and time it with `edgecv benchmark model.engine`")
+    if backend == "openvino" and importlib.util.find_spec("openvino") is None:
+        return None, ("openvino-target graph: OpenVINO is not installed (pip install 'edgecv[openvino]'), and its "
+                      "ONNX Runtime latency would not be indicative")
+    if backend is None:
+        return None, f"no CPU runtime to time a {target!r}-target graph on"
+    return backend, ""
 
 
-def comparison_table(rows: dict[str, dict], title: str = "fp32 vs int8") -> Table:
-    """A rich table of ``{label: {"map50_95", "map50", "latency_ms"}}``; drops and ratios vs the first row."""
-    table = Table(title=title)
-    for column in ("model", "mAP50-95", "drop (pts)", "mAP50", "latency ms", "x fp32"):
-        table.add_column(column, justify="left" if column == "model" else "right")
-    base = next(iter(rows.values()))
-    for label, row in rows.items():
-        drop = 100 * (base["map50_95"] - row["map50_95"])
-        ratio = row.get("latency_ms", 0) / base["latency_ms"] if base.get("latency_ms") else float("nan")
-        table.add_row(label, f"{row['map50_95']:.4f}", f"{drop:+.2f}", f"{row['map50']:.4f}",
-                      f"{row.get('latency_ms', float('nan')):.1f}", f"{ratio:.2f}")
+def compare_latency(paths: dict[str, Path], backend: str, *, rounds: int = 3, iters: int = 10,
+                    warmup: int = 2, threads: int | None = None) -> dict[str, Any]:
+    """Bare-call latency of every artifact in ``paths`` (first = baseline) on ``backend``.
+
+    ``rounds`` rounds of :func:`~edgecv.runtimes.benchmark.benchmark` (``iters`` timed calls after
+    ``warmup``), the artifacts alternating within each round and their order reversed every other
+    round, so machine noise hits them alike. Returns ``{"backend", "precision": {label},
+    "input_size", "batch", "rounds", "calls_per_round", "rows": {label: {"p50_ms", "p90_ms",
+    "ratio", "ratio_range"}}}``: p50/p90 are medians over the rounds, ``ratio`` = p50 / the
+    baseline's p50, ``ratio_range`` = [min, max] of the per-round ratios.
+    """
+    from edgecv.runtimes.benchmark import benchmark
+
+    labels = list(paths)
+    per_round: list[dict[str, Any]] = []
+    for r in range(rounds):
+        order = labels if r % 2 == 0 else labels[::-1]
+        per_round.append({label: benchmark(paths[label], backend=backend, iters=iters, warmup=warmup,
+                                           threads=threads) for label in order})
+    base = labels[0]
+    rows = {}
+    for label in labels:
+        p50 = [rnd[label].bare.p50 for rnd in per_round]
+        ratios = [rnd[label].bare.p50 / rnd[base].bare.p50 for rnd in per_round]
+        p90 = [rnd[label].bare.p90 for rnd in per_round]
+        base_p50 = float(np.median([rnd[base].bare.p50 for rnd in per_round]))
+        # Rounded: the figures are read by people (edgecv info), and their spread dwarfs the decimals.
+        rows[label] = {"p50_ms": round(float(np.median(p50)), 2), "p90_ms": round(float(np.median(p90)), 2),
+                       "ratio": round(float(np.median(p50)) / base_p50, 3),
+                       "ratio_range": [round(min(ratios), 3), round(max(ratios), 3)]}
+    first = per_round[0][base]
+    return {"backend": first.backend, "precision": {label: per_round[0][label].precision for label in labels},
+            "input_size": first.input_size, "batch": first.batch, "rounds": rounds, "calls_per_round": iters,
+            "rows": rows}
+
+
+def _pts(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f}"
+
+
+def comparison_table(accuracy: dict[str, Any], title: str = "fp32 vs int8") -> Table:
+    """A rich table of an accuracy record (see :func:`~edgecv.calibration.fallback.guarded_emit`):
+    mAP and drop in points, latency p50/p90 on the stated backend, ratio with its per-round range."""
+    latency = accuracy.get("latency") or {}
+    lat_rows = latency.get("rows") or {}
+    images = accuracy.get("eval_images")
+    table = Table(title=f"{title}: mAP in points (AP x 100)" + (f" on {images} images of {accuracy.get('eval_data')}"
+                                                                  if images else ""))
+    for column in ("model", "mAP50-95 (pts)", "drop (pts)", "mAP50 (pts)", "backend", "p50 ms", "p90 ms",
+                   "x fp32 (range)"):
+        table.add_column(column, justify="left" if column in ("model", "backend") else "right")
+    base = accuracy["fp32"]["map50_95"]
+    for label in ("fp32", "int8"):
+        row, lat = accuracy[label], lat_rows.get(label)
+        drop = f"{100 * (base - row['map50_95']):+.2f}" if label != "fp32" else ""
+        # the device's inference precision where it differs from the graph's (OpenVINO runs an
+        # int8 graph's int8 parts as int8 and the rest at its f32/bf16 hint)
+        device = latency["precision"][label] if lat else label
+        backend = (latency["backend"] + (f" ({device} inference)" if device != label else "")) if lat else "-"
+        ratio = (f"{lat['ratio']:.2f}x ({lat['ratio_range'][0]:.2f}-{lat['ratio_range'][1]:.2f})"
+                 if lat and label != "fp32" else ("1.00x" if lat else "-"))
+        table.add_row(accuracy.get("labels", {}).get(label, label), _pts(row["map50_95"]), drop,
+                      _pts(row.get("map50")), backend, f"{lat['p50_ms']:.1f}" if lat else "-",
+                      f"{lat['p90_ms']:.1f}" if lat else "-", ratio)
+    if lat_rows:
+        h, w = latency["input_size"]
+        table.caption = (f"latency: bare {latency['backend']} call on a ready tensor, input {h}x{w}, batch "
+                         f"{latency['batch']}; {latency['rounds']} rounds x {latency['calls_per_round']} calls per "
+                         "model, fp32 and int8 alternated (edgecv.runtimes.benchmark); x fp32 = p50 ratio "
+                         "(min-max over rounds)")
+    else:
+        table.caption = f"latency not measured: {latency.get('skipped', 'not recorded')}"
     return table
 
 
-def print_comparison(rows: dict[str, dict], console: Console, title: str = "fp32 vs int8") -> None:
-    console.print(comparison_table(rows, title))
+def print_comparison(accuracy: dict[str, Any], console: Console, title: str = "fp32 vs int8") -> None:
+    console.print(comparison_table(accuracy, title))
 
 
-def per_class_plot(fp32: dict[str, float], int8: dict[str, float], out: str | Path) -> Path:
-    """Grouped bar chart (fp32 grey, int8 blue) of per-class AP50-95, written as a PNG with OpenCV."""
+def per_class_plot(fp32: dict[str, float], int8: dict[str, float], out: str | Path,
+                   title: str = "fp32 vs int8") -> Path:
+    """Grouped bar chart of per-class AP50-95 in points (fp32 grey, int8 blue), y axis 0-100 with
+    ticks every 20, each bar's value on top; written atomically as a PNG with OpenCV."""
     names = list(fp32)
-    width, height, margin = max(360, 90 * len(names) + 80), 300, 40
+    font, black, grey = cv2.FONT_HERSHEY_SIMPLEX, (0, 0, 0), (220, 220, 220)
+    left, top, bottom = 60, 50, 40
+    heading = f"AP50-95 per class (points): {title}"
+    heading_w = cv2.getTextSize(heading, font, 0.45, 1)[0][0]
+    width, height = max(420, 90 * len(names) + left + 20, heading_w + left + 10), 340
     canvas = np.full((height, width, 3), 255, np.uint8)
-    base_y, scale = height - margin, height - 2 * margin
-    cv2.line(canvas, (margin, base_y), (width - 10, base_y), (0, 0, 0), 1)
+    base_y, scale = height - bottom, height - bottom - top
+
+    def text(value: str, x: int, y: int, size: float = 0.4, colour: tuple[int, int, int] = black) -> None:
+        cv2.putText(canvas, value, (x, y), font, size, colour, 1, cv2.LINE_AA)
+
+    for tick in range(0, 101, 20):  # y axis: gridline, tick and value every 20 points
+        y = base_y - int(round(tick / 100 * scale))
+        cv2.line(canvas, (left, y), (width - 10, y), grey if tick else black, 1)
+        cv2.line(canvas, (left - 4, y), (left, y), black, 1)
+        text(str(tick), left - 30, y + 4)
+    cv2.line(canvas, (left, top), (left, base_y), black, 1)
+    text("AP50-95 (pts)", 4, top - 10)
     for i, name in enumerate(names):
-        x = margin + 10 + i * 90
+        x = left + 12 + i * 90
         for j, (value, colour) in enumerate(((fp32[name], (150, 150, 150)), (int8.get(name, 0.0), (200, 120, 30)))):
-            top = base_y - int(round(value * scale))
-            cv2.rectangle(canvas, (x + j * 32, top), (x + j * 32 + 28, base_y), colour, -1)
-        cv2.putText(canvas, name[:10], (x, base_y + 15), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
-    cv2.putText(canvas, "AP50-95 per class: fp32 (grey) vs int8 (blue)", (margin, 20), cv2.FONT_HERSHEY_SIMPLEX,
-                0.45, (0, 0, 0), 1, cv2.LINE_AA)
-    out = Path(out)
-    cv2.imwrite(str(out), canvas)
-    return out
+            y = base_y - int(round(value * scale))
+            cv2.rectangle(canvas, (x + j * 34, y), (x + j * 34 + 30, base_y), colour, -1)
+            text(f"{100 * value:.1f}", x + j * 34, y - 4, 0.33)
+        text(name[:12], x, base_y + 16)
+    text(heading, left, 18, 0.45)
+    legend = width - 130  # top right, clear of the y-axis label
+    cv2.rectangle(canvas, (legend, 28), (legend + 12, 38), (150, 150, 150), -1)
+    text("fp32", legend + 16, 38)
+    cv2.rectangle(canvas, (legend + 60, 28), (legend + 72, 38), (200, 120, 30), -1)
+    text("int8", legend + 76, 38)
+    return write_with(out, lambda tmp: cv2.imwrite(str(tmp), canvas))
 
 
-def stored_comparison(path: str | Path) -> dict[str, dict] | None:
-    """The fp32 vs int8 rows recorded in an int8 artifact's metadata by :func:`~edgecv.calibration.quantize`
-    (``None`` for other artifacts)."""
+def write_report(path: str | Path, doc: dict[str, Any]) -> Path:
+    """Atomically write the JSON report beside an int8 graph (accuracy, latency, fallback steps, float nodes)."""
+    return write_json(path, doc, indent=2, default=str)
+
+
+def stored_comparison(path: str | Path) -> dict[str, Any] | None:
+    """The fp32 vs int8 record stored in an int8 artifact's metadata by :func:`~edgecv.calibration.quantize`
+    (``None`` for other artifacts), labelled as measured at calibration time."""
     import onnx
 
     from edgecv.metadata import METADATA_KEY, ArtifactMetadata
@@ -100,4 +189,4 @@ def stored_comparison(path: str | Path) -> dict[str, dict] | None:
     acc = ArtifactMetadata.from_json(props[0]).accuracy if props else {}
     if not acc.get("fp32") or not acc.get("int8"):
         return None
-    return {"fp32 (at calibration)": acc["fp32"], "int8 (at calibration)": acc["int8"]}
+    return {**acc, "labels": {"fp32": "fp32 (at calibration)", "int8": "int8 (at calibration)"}}

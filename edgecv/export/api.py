@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 import torch
 from rich.console import Console
+from rich.markup import escape
 from torch import nn
 
 from edgecv.errors import ExportError
@@ -21,11 +22,13 @@ from edgecv.models import load_for_export
 
 def export_model(name: str = "yolo", weights: str | Path | None = None, out: str | Path | None = None,
                  opts: ExportOptions | None = None, *, trust: bool = False, class_names: list[str] | None = None,
-                 size: str = "n", console: Console | None = None) -> ExportResult:
+                 size: str = "n", console: Console | None = None, warn_stale: bool = True) -> ExportResult:
     """Load model family ``name`` with ``weights`` (None: the built-in demo weights) and export it.
 
     ``opts.imgsz`` None takes the size the weights were trained at; ``out`` defaults to
     ``exports/<name>/model.onnx``. Returns the :class:`ExportResult` (path, metadata, fidelity).
+    ``warn_stale``: afterwards, warn about int8/fp16 graphs beside ``out`` made from its
+    previous content (:func:`warn_stale_derivatives`).
     """
     console = console or Console()
     options = {"trust": trust, "class_names": class_names, "size": size}
@@ -38,7 +41,20 @@ def export_model(name: str = "yolo", weights: str | Path | None = None, out: str
     with console.status(f"exporting {detector.family} at {opts.imgsz}x{opts.imgsz} → {out}"):
         result = export_detector(detector, out, opts, console=console)
     console.print(f"[green]exported[/] {result.path} in {result.seconds:.1f}s")
+    if warn_stale:
+        warn_stale_derivatives(result.path, console)
     return result
+
+
+def warn_stale_derivatives(fp32_path: Path, console: Console) -> list[Path]:
+    """Print one warning per derived graph beside ``fp32_path`` whose recorded parent hash no longer
+    matches it (see :mod:`edgecv.runtimes.lineage`); returns their paths."""
+    from edgecv.runtimes.lineage import stale_derivatives
+
+    stale = stale_derivatives(fp32_path)
+    for _, message in stale:
+        console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)  # one line
+    return [path for path, _ in stale]
 
 
 @dataclass
@@ -55,9 +71,11 @@ def export_variants(name: str = "yolo", weights: str | Path | None = None, out: 
                     opts: ExportOptions | None = None, *, int8: dict[str, Any] | None = None, fp16: bool = False,
                     engine: bool = False, console: Console | None = None, **load: Any) -> ExportedVariants:
     """fp32 export (:func:`export_model`, ``load`` = trust / class_names / size), then optionally
-    ``model_fp16.onnx``, ``model_int8.onnx`` (``int8`` = keyword arguments of
-    :func:`edgecv.calibration.quantize`, which compares fp32 vs int8 unless ``evaluate=False``) and a
-    TensorRT engine built from the int8 graph if any, else the fp16 one, else fp32 (GPU machine).
+    ``model_fp16.onnx``, ``model_int8_<target>.onnx`` (``int8`` = keyword arguments of
+    :func:`edgecv.calibration.quantize`, which compares fp32 vs int8 unless ``evaluate=False``;
+    target tensorrt with ``engine``, else onnxruntime) and a TensorRT engine built from the int8
+    graph if any, else the fp16 one, else fp32 (GPU machine). With ``engine``, TensorRT must be
+    importable: checked right after the fp32 export (which is kept), before fp16 and calibration.
     """
     console = console or Console()
     if int8 is not None:  # seconds to check here, instead of failing after the whole fp32 export
@@ -65,7 +83,11 @@ def export_variants(name: str = "yolo", weights: str | Path | None = None, out: 
 
         check_calibration_data(int8.get("data", "shapes"), samples=int8.get("samples", 256),
                                seed=int8.get("seed", 0), every=int8.get("every", 10))
-    result = ExportedVariants(export_model(name, weights, out, opts, console=console, **load))
+    result = ExportedVariants(export_model(name, weights, out, opts, console=console, warn_stale=False, **load))
+    if engine:
+        from edgecv.export.tensorrt_build import import_tensorrt
+
+        import_tensorrt()  # MissingDependencyError now (the fp32 export is kept), not after the calibration
     for_engine = result.fp32.path
     if fp16:
         from edgecv.export.fp16 import export_fp16
@@ -83,6 +105,7 @@ def export_variants(name: str = "yolo", weights: str | Path | None = None, out: 
 
         result.engine = build_engine(for_engine, for_engine.with_suffix(".engine"))
         console.print(f"[green]wrote[/] {result.engine} (+ {result.engine.name}.json)")
+    warn_stale_derivatives(result.fp32.path, console)  # only those this run did not re-create
     return result
 
 

@@ -15,7 +15,9 @@ from pathlib import Path
 import onnx
 
 from edgecv.errors import ArtifactError, QuantizationError
+from edgecv.fileio import write_with
 from edgecv.metadata import METADATA_KEY, ArtifactMetadata
+from edgecv.runtimes.lineage import parent_record
 
 
 def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -39,10 +41,22 @@ def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def export_fp16(onnx_path: str | Path, out_path: str | Path | None = None) -> Path:
-    """Write the fp16 graph of ``onnx_path`` to ``out_path`` (default ``<stem>_fp16.onnx``); returns the path."""
+    """Write the fp16 graph of ``onnx_path`` to ``out_path`` (default ``<stem>_fp16.onnx``), atomically;
+    returns the path. The graph records ``onnx_path``'s name and SHA-256 as its ``parent``
+    (:mod:`edgecv.runtimes.lineage`), so a later re-export of the fp32 graph is noticed."""
     src = Path(onnx_path)
     if not src.is_file():
         raise ArtifactError(f"expected an ONNX model at {src}, found no file")
     out = Path(out_path) if out_path else src.with_name(src.stem + "_fp16.onnx")
-    onnx.save(to_fp16(onnx.load(str(src))), str(out))
-    return out
+    half = to_fp16(onnx.load(str(src)))
+    _set_parent(half, parent_record(src, out))
+    return write_with(out, lambda tmp: onnx.save(half, str(tmp)))
+
+
+def _set_parent(model: onnx.ModelProto, parent: dict[str, str]) -> None:
+    """Record ``parent`` in the edgecv metadata of ``model`` (in place; no-op without metadata)."""
+    for prop in model.metadata_props:
+        if prop.key == METADATA_KEY:
+            data = ArtifactMetadata.from_json(prop.value)
+            data.parent = parent
+            prop.value = data.to_json()

@@ -28,6 +28,7 @@ from edgecv.runtimes.backends import Backend, open_backend
 from edgecv.runtimes.detections import Detections
 from edgecv.runtimes.image import DEFAULT_MAX_PIXELS, ConversionNotes, check_max_pixels, read_image, to_bgr_uint8
 from edgecv.runtimes.onnx_graph import nms_class_count
+from edgecv.runtimes.lineage import warn_if_stale
 from edgecv.runtimes.postprocess import to_detections
 from edgecv.runtimes.preprocess import check_rect, input_hw, normalisation, preprocess_batch
 
@@ -127,6 +128,7 @@ class Predictor:
             self.backend.close()
             raise
         self.path = Path(path)
+        warn_if_stale(self.path, self.metadata)  # an int8/fp16 graph whose fp32 parent beside it has changed
         self.rect = rect
         self.class_names: tuple[str, ...] = tuple(self.metadata.class_names)
         batch = int(self.metadata.input_shape[0])

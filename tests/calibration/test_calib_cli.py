@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+import onnx
+import pytest
 from typer.testing import CliRunner
 
 from edgecv.cli import app
 
 
-def test_calibrate_command(model_copy):
+def _target(path) -> str:
+    from edgecv.calibration.api import read_metadata
+
+    return read_metadata(onnx.load(str(path)), str(path)).calibration["target"]
+
+
+def test_calibrate_names_the_graph_by_target(model_copy):
     runner = CliRunner()
     result = runner.invoke(app, ["calibrate", str(model_copy), "--samples", "4", "--target", "tensorrt",
                                  "--method", "minmax"])
     assert result.exit_code == 0, result.output
-    assert (model_copy.parent / "model_int8.onnx").is_file() and (model_copy.parent / "model.calib.json").is_file()
-    again = runner.invoke(app, ["calibrate", str(model_copy.parent / "model_int8.onnx")])
+    trt = model_copy.parent / "model_int8_tensorrt.onnx"
+    assert trt.is_file() and (model_copy.parent / "model.calib.json").is_file()
+    # a second target beside it does not overwrite the first (cache hit: no recalibration)
+    ort = runner.invoke(app, ["calibrate", str(model_copy), "--samples", "4", "--method", "minmax"])
+    assert ort.exit_code == 0 and "cache hit" in ort.output
+    assert _target(trt) == "tensorrt" and _target(model_copy.parent / "model_int8_onnxruntime.onnx") == "onnxruntime"
+    again = runner.invoke(app, ["calibrate", str(trt)])
     assert again.exit_code == 2 and "already-quantized" in again.output
 
 
@@ -30,9 +43,30 @@ def test_export_int8_and_fp16(tmp_path):
                                       "--calib-samples", "4", "--target", "tensorrt", "--fp16",
                                       "--eval-count", "4"])
     assert result.exit_code == 0, result.output
-    assert out.is_file() and (tmp_path / "model_int8.onnx").is_file() and (tmp_path / "model_fp16.onnx").is_file()
-    assert "int8" in result.output and "mAP50-95" in result.output  # the accuracy cost is reported
-    assert (tmp_path / "model_int8_per_class.png").is_file()
+    int8 = tmp_path / "model_int8_tensorrt.onnx"
+    assert out.is_file() and int8.is_file() and (tmp_path / "model_fp16.onnx").is_file()
+    assert not (tmp_path / "model_int8.onnx").exists()
+    text = " ".join(result.output.split())
+    assert "mAP50-95 (pts)" in text and "drop (pts)" in text  # the accuracy cost is reported, in points
+    # a tensorrt-target graph is not timed on ONNX Runtime as if that meant something
+    assert "latency not measured: tensorrt-target graph" in text and "not indicative" in text
+    assert (tmp_path / "model_int8_tensorrt_per_class.png").is_file()
+    assert f"wrote {tmp_path / 'model_int8_tensorrt_per_class.png'}" in text
+
+
+def test_export_engine_checks_tensorrt_before_calibrating(tmp_path):
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("TensorRT is installed here: the early refusal cannot be observed")
+    out = tmp_path / "model.onnx"
+    result = CliRunner().invoke(app, ["export", "yolo", "--imgsz", "160", "--no-check", "--out", str(out), "--int8",
+                                      "--calib-samples", "4", "--engine"])
+    assert result.exit_code == 2 and "TensorRT is not importable" in result.output
+    assert out.is_file()  # the fp32 export is kept ...
+    assert not (tmp_path / "model.calib.json").exists() and not list(tmp_path.glob("*int8*"))  # ... not calibrated
 
 
 def test_eval_shows_recorded_comparison(model_copy):
@@ -41,4 +75,16 @@ def test_eval_shows_recorded_comparison(model_copy):
     int8 = quantize(model_copy, samples=4, evaluate=True, eval_count=4).path
     result = CliRunner().invoke(app, ["eval", str(int8), "--count", "4"])
     assert result.exit_code == 0, result.output
-    assert "fp32 vs int8 recorded" in result.output
+    assert "fp32 vs int8 recorded" in result.output and "int8 (at calibration)" in result.output
+    assert "bare onnxruntime call" in result.output  # the backend the latency was measured on
+
+
+def test_recalibrating_without_evaluation_removes_the_old_reports(model_copy):
+    from edgecv.calibration import quantize
+
+    first = quantize(model_copy, samples=4, evaluate=True, eval_count=4)
+    assert first.plot.is_file() and first.report.is_file()
+    result = CliRunner().invoke(app, ["calibrate", str(model_copy), "--samples", "4", "--method", "minmax"])
+    assert result.exit_code == 0, result.output
+    assert not first.plot.exists() and not first.report.exists()  # they described the replaced graph
+    assert f"removed {first.plot}" in " ".join(result.output.split())

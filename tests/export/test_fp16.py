@@ -46,3 +46,16 @@ def test_fp16_refuses_converted_graph(small_fp32, tmp_path):
     once = export_fp16(small_fp32, tmp_path / "h.onnx")
     with pytest.raises(QuantizationError, match="float16 initializers"):
         export_fp16(once, tmp_path / "hh.onnx")
+
+
+def test_fp16_records_its_fp32_parent(small_fp32, tmp_path):
+    from edgecv.calibration.api import read_metadata
+    from edgecv.runtimes.lineage import file_sha256
+
+    out = export_fp16(small_fp32, tmp_path / "sub" / "half.onnx")
+    meta = read_metadata(onnx.load(str(out)), str(out))
+    # the parent is named relative to the fp16 graph's folder, so the pair can move together
+    assert meta.parent == {"name": f"../../{small_fp32.parent.name}/{small_fp32.name}",
+                           "sha256": file_sha256(small_fp32)}
+    assert (out.parent / meta.parent["name"]).resolve() == small_fp32.resolve()
+    assert not list(out.parent.glob(".*tmp*"))  # atomic write: no temporary file left behind
