@@ -60,6 +60,10 @@ def export_variants(name: str = "yolo", weights: str | Path | None = None, out: 
     TensorRT engine built from the int8 graph if any, else the fp16 one, else fp32 (GPU machine).
     """
     console = console or Console()
+    if engine:  # fail before the export and calibration, not after them
+        from edgecv.export.tensorrt_build import check_build_dependencies
+
+        check_build_dependencies()
     result = ExportedVariants(export_model(name, weights, out, opts, console=console, **load))
     for_engine = result.fp32.path
     if fp16:
