@@ -110,8 +110,8 @@ def check_compatibility(facts: dict[str, Any], runtime_version: str, runtime_cap
 
 
 #: What to install, said by every MissingDependencyError of the TensorRT path.
-INSTALL_HINT = ("pip install 'edgecv[tensorrt-cu12]' (CUDA 12 driver) or 'edgecv[tensorrt-cu13]' (CUDA 13, "
-                "driver 580+); on Jetson use JetPack's TensorRT in a --system-site-packages venv")
+INSTALL_HINT = ("pip install edgecv[tensorrt] (CUDA 12) or edgecv[tensorrt-cu13] (CUDA 13, driver 580+); "
+                "on Jetson, JetPack's TensorRT (README)")
 
 
 def import_tensorrt() -> Any:
