@@ -318,3 +318,10 @@ def compile_plugin(folder: Any, name: str, kind: str = "self", version: int = 1)
     subprocess.run([compiler, "-shared", "-fPIC", f"-DVERSION={version}", "-o", str(out), str(source)], check=True)
     source.unlink()
     return out
+
+
+def is_mapped(path: Any) -> bool:
+    """Whether the shared library at ``path`` is mapped into this process (Linux ``/proc/self/maps``)."""
+    from pathlib import Path
+
+    return str(Path(path).resolve()) in Path("/proc/self/maps").read_text()
