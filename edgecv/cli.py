@@ -47,7 +47,9 @@ def export(
     imgsz: Optional[int] = typer.Option(None, help="Square input size (multiple of 32); default: the training size."),
     batch: int = typer.Option(1, help="Batch size of the exported graph (ignored with --dynamic)."),
     dynamic: bool = typer.Option(False, help="Dynamic batch, height and width."),
-    max_det: int = typer.Option(100, help="Maximum detections per image (K of the output contract)."),
+    max_det: int = typer.Option(100, help="Maximum detections per image (K of the output contract), <= 3840."),
+    max_candidates: int = typer.Option(3840, help="Candidates kept by best class score before NMS (<= 3840: "
+                                       "TensorRT's TopK/NMS limits); 0 = no cap (ONNX Runtime/OpenVINO only)."),
     conf: float = typer.Option(0.25, help="Score threshold inside the graph."),
     iou: float = typer.Option(0.45, help="NMS IoU threshold."),
     opset: int = typer.Option(17, help="ONNX opset."),
@@ -84,6 +86,7 @@ def export(
                          opset=opset, check=check)
     fidelity = {"fidelity_atol": fidelity_atol, "fidelity_rtol": fidelity_rtol, "fidelity_match": fidelity_match}
     opts = dataclasses.replace(opts, check_images=check_images, **{k: v for k, v in fidelity.items() if v is not None})
+    opts.max_candidates = max_candidates or None
     class_names = [n.strip() for n in names.split(",")] if names else None
     calibration = {"data": calib_data, "method": calib_method, "samples": calib_samples, "max_drop": max_drop,
                    "eval_count": eval_count, **({"target": target} if target else {})}

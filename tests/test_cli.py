@@ -66,7 +66,7 @@ def test_engine_without_tensorrt_names_the_extra(tmp_path):
         pytest.skip("TensorRT is installed here")
     result = run("export", "yolo", "--imgsz", "160", "--engine", "--out", str(tmp_path / "m.onnx"))
     assert result.exit_code == 2 and "pip install edgecv[tensorrt]" in " ".join(result.output.split())
-    assert (tmp_path / "m.onnx").is_file()  # the ONNX export is kept
+    assert not (tmp_path / "m.onnx").exists()  # refused before the export (and calibration), not after
 
 
 def test_predict_rect_needs_a_dynamic_artifact(demo_onnx, images):

@@ -75,7 +75,7 @@ def export_variants(name: str = "yolo", weights: str | Path | None = None, out: 
     :func:`edgecv.calibration.quantize`, which compares fp32 vs int8 unless ``evaluate=False``;
     target tensorrt with ``engine``, else onnxruntime) and a TensorRT engine built from the int8
     graph if any, else the fp16 one, else fp32 (GPU machine). With ``engine``, TensorRT must be
-    importable: checked right after the fp32 export (which is kept), before fp16 and calibration.
+    importable: checked before the fp32 export and calibration.
     """
     console = console or Console()
     if int8 is not None:  # seconds to check here, instead of failing after the whole fp32 export
@@ -83,11 +83,11 @@ def export_variants(name: str = "yolo", weights: str | Path | None = None, out: 
 
         check_calibration_data(int8.get("data", "shapes"), samples=int8.get("samples", 256),
                                seed=int8.get("seed", 0), every=int8.get("every", 10))
-    result = ExportedVariants(export_model(name, weights, out, opts, console=console, warn_stale=False, **load))
-    if engine:
-        from edgecv.export.tensorrt_build import import_tensorrt
+    if engine:  # fail before the export and calibration, not after them
+        from edgecv.export.tensorrt_build import check_build_dependencies
 
-        import_tensorrt()  # MissingDependencyError now (the fp32 export is kept), not after the calibration
+        check_build_dependencies()
+    result = ExportedVariants(export_model(name, weights, out, opts, console=console, warn_stale=False, **load))
     for_engine = result.fp32.path
     if fp16:
         from edgecv.export.fp16 import export_fp16

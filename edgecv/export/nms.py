@@ -18,8 +18,8 @@ rows sorted by descending score, the first ``num_dets`` rows valid, the rest zer
 
 Only standard ONNX ops (opset >= 13) are used: ``Transpose``, ``NonMaxSuppression``,
 ``GatherND``, ``Gather``, ``Shape``, ``Range``, ``Unsqueeze``, ``Equal``, ``Where``, ``Cast``,
-``ReduceSum``, ``Min``, ``Pad``, ``TopK``, ``Less``, ``Constant``, ``Identity`` (plus ``ReduceMax`` when
-``max_candidates`` is set). Every appended node and tensor is named with the prefix
+``ReduceSum``, ``Min``, ``Pad``, ``TopK``, ``Less``, ``Constant``, ``Identity`` (plus ``ReduceMax`` for
+the candidate pre-selection). Every appended node and tensor is named with the prefix
 :data:`NMS_PREFIX` so a later pass can cut the subgraph out and put a TensorRT plugin in
 its place; the ``NonMaxSuppression`` node's ``doc_string`` holds the parameters as JSON.
 
@@ -36,6 +36,18 @@ checked by the tests):
 * boxes must be well-formed (x1 <= x2, y1 <= y2). ONNX's ``NonMaxSuppression`` documents its
   corner format as y1, x1, y2, x2, but IoU is symmetric in x and y, so x1, y1, x2, y2 is
   equivalent. Boxes of zero area never suppress anything, in both implementations.
+
+TensorRT limits (checked here so an export never builds into a silently truncating engine):
+its ``TopK`` accepts ``k <= 3840`` (:data:`TENSORRT_TOPK_MAX`), and its NMS layer considers at
+most 5,000 boxes per image (:data:`TENSORRT_NMS_MAX_BOXES`; 2,000 on SM 5.3 / 6.2, which
+TensorRT 10 no longer supports), dropping the rest in an unspecified order among equal scores.
+A 640 px YOLO has 8,400 candidates. So, by default, the ``max_candidates`` =
+:data:`DEFAULT_MAX_CANDIDATES` (3840) candidates with the highest best-class score are
+pre-selected *inside the graph* (``ReduceMax`` + ``TopK`` + ``GatherND``) before NMS, and
+``max_det`` above 3840 is refused. The pre-selection is skipped when the graph's candidate
+count is static and within the cap (nothing to drop); with a symbolic count it keeps
+``min(N, max_candidates)``. ``max_candidates=None`` removes the cap (a graph for ONNX Runtime /
+OpenVINO only: TensorRT would truncate).
 
 The per-image top-``max_det`` selection concatenates a block of ``max_det`` sentinel
 columns (score -1) to the ``[B, S]`` score matrix of the ``S`` NMS survivors before
@@ -66,6 +78,12 @@ NMS_OUTPUTS = ("num_dets", "boxes", "scores", "classes")
 MIN_OPSET = 13
 
 _SENTINEL_SCORE = -1.0  # below every candidate score (candidates have score > conf >= 0)
+#: Largest ``k`` TensorRT's TopK layer accepts (TensorRT 10 / 11 operator docs).
+TENSORRT_TOPK_MAX = 3840
+#: Most boxes per image TensorRT's NMS layer considers (its TopK box limit, SM >= 7.x).
+TENSORRT_NMS_MAX_BOXES = 5000
+#: Default candidate cap before NMS: within both limits above.
+DEFAULT_MAX_CANDIDATES = min(TENSORRT_TOPK_MAX, TENSORRT_NMS_MAX_BOXES)
 
 
 def _require_onnx() -> Any:
@@ -122,6 +140,9 @@ def _default_opset(model: "onnx.ModelProto") -> int:
 def _check_params(max_det: int, iou_threshold: float, conf_threshold: float, max_candidates: int | None) -> None:
     if isinstance(max_det, bool) or not isinstance(max_det, (int, np.integer)) or max_det < 1:
         raise ExportError(f"expected max_det to be an integer >= 1, found {max_det!r}")
+    if max_det > TENSORRT_TOPK_MAX:
+        raise ExportError(f"expected max_det <= {TENSORRT_TOPK_MAX} (TensorRT's TopK limit; the graph keeps the top "
+                          f"max_det detections with TopK), found {max_det}")
     if not 0.0 <= float(iou_threshold) <= 1.0:
         raise ExportError(f"expected iou_threshold in [0, 1], found {iou_threshold!r}")
     if not 0.0 <= float(conf_threshold) < 1.0:
@@ -130,6 +151,19 @@ def _check_params(max_det: int, iou_threshold: float, conf_threshold: float, max
         isinstance(max_candidates, bool) or not isinstance(max_candidates, (int, np.integer)) or max_candidates < 1
     ):
         raise ExportError(f"expected max_candidates to be None or an integer >= 1, found {max_candidates!r}")
+    if max_candidates is not None and max_candidates > DEFAULT_MAX_CANDIDATES:
+        raise ExportError(f"expected max_candidates <= {DEFAULT_MAX_CANDIDATES} (TensorRT's TopK takes k <= "
+                          f"{TENSORRT_TOPK_MAX}, its NMS <= {TENSORRT_NMS_MAX_BOXES} boxes), or None for no cap, "
+                          f"found {max_candidates}")
+
+
+def check_nms_options(max_det: int, iou_threshold: float, conf_threshold: float,
+                      max_candidates: int | None = DEFAULT_MAX_CANDIDATES) -> None:
+    """Raise :class:`ExportError` (one line, expected vs found) for options :func:`append_nms` would refuse.
+
+    For callers with work to do before the NMS pass (tracing a model): check first.
+    """
+    _check_params(max_det, iou_threshold, conf_threshold, max_candidates)
 
 
 def _dims(value_info: Any) -> list | None:
@@ -186,15 +220,20 @@ def _check_names(model: "onnx.ModelProto") -> None:
         raise ExportError(f"expected no existing tensors named {list(NMS_OUTPUTS)}, found {clashes}; rename them")
 
 
-def _preselect(g: _GraphBuilder, boxes: str, scores: str, max_candidates: int) -> tuple[str, str]:
+def _preselect(g: _GraphBuilder, boxes: str, scores: str, max_candidates: int, n_static: int | None
+               ) -> tuple[str, str]:
     """Keep the top-``max_candidates`` candidates per image by max class score.
 
     ``boxes [B,N,4]``, ``scores [B,N,C]`` -> ``[B,K,4]``, ``[B,K,C]`` with ``K = min(N, max_candidates)``,
-    ordered by descending max score (ties: lower candidate index first).
+    ordered by descending max score (ties: lower candidate index first). ``n_static``: ``N`` when
+    the graph states it (``k`` is then a constant, the form every TensorRT version parses).
     """
     best = g.reduce("ReduceMax", scores, 2, "pre/max_score", keepdims=0)  # [B,N]
-    n = g.op("Gather", [g.op("Shape", [best], "pre/shape"), g.const("pre/one", [1], np.int64)], "pre/n")  # [1]
-    k = g.op("Min", [n, g.const("pre/max_candidates", [max_candidates], np.int64)], "pre/k")
+    if n_static is not None:
+        k = g.const("pre/k", [min(n_static, max_candidates)], np.int64)
+    else:
+        n = g.op("Gather", [g.op("Shape", [best], "pre/shape"), g.const("pre/one", [1], np.int64)], "pre/n")  # [1]
+        k = g.op("Min", [n, g.const("pre/max_candidates", [max_candidates], np.int64)], "pre/k")
     _, idx = g.op("TopK", [best, k], "pre/topk", n_out=2, axis=1, largest=1, sorted=1)  # [B,K]
     idx = g.op("Unsqueeze", [idx, g.const("pre/axis2", [2], np.int64)], "pre/idx")  # [B,K,1]
     boxes = g.op("GatherND", [boxes, idx], "pre/boxes", batch_dims=1)
@@ -279,7 +318,7 @@ def append_nms(
     max_det: int = 100,
     iou_threshold: float = 0.45,
     conf_threshold: float = 0.25,
-    max_candidates: int | None = None,
+    max_candidates: int | None = DEFAULT_MAX_CANDIDATES,
 ) -> "onnx.ModelProto":
     """Return a copy of ``model`` whose outputs are the detection contract after class-aware NMS.
 
@@ -290,10 +329,12 @@ def append_nms(
     ``classes [B,max_det] int32``; per image sorted by descending score, zero-padded after
     ``num_dets`` rows. Semantics (strict ``>`` thresholds, tie order): see the module docstring.
 
-    ``max_candidates``: when set, keep only the ``max_candidates`` candidates with the highest
-    max-over-classes score per image before NMS (``TopK`` + ``GatherND``). NMS cost grows with
-    the number of candidates above ``conf_threshold``; with a low threshold (e.g. 0.001 for mAP
-    evaluation) this bounds it. It can drop detections, so leave it ``None`` unless speed matters.
+    ``max_candidates`` (default :data:`DEFAULT_MAX_CANDIDATES` = 3840, at most that): keep only
+    the ``max_candidates`` candidates with the highest max-over-classes score per image before
+    NMS (``TopK`` + ``GatherND``), so that TensorRT's TopK and NMS limits hold (module docstring);
+    skipped when the graph states ``N <= max_candidates``. It also bounds NMS cost at a low
+    threshold (e.g. 0.001 for mAP evaluation). ``None``: no cap (ONNX Runtime / OpenVINO only).
+    ``max_det`` must be <= 3840 (TensorRT's TopK limit).
 
     The model's default-domain opset (>= 13) is kept. Raises :class:`ExportError` when the named
     outputs are missing, not float32 or not rank 3, when output names would clash, or on
@@ -312,8 +353,9 @@ def append_nms(
               "conf_threshold": float(conf_threshold), "max_candidates": max_candidates}
     g = _GraphBuilder(onnx_mod, opset)
     boxes, scores = boxes_output, scores_output
-    if max_candidates is not None:
-        boxes, scores = _preselect(g, boxes, scores, max_candidates)
+    n_static = box_dims[1] if box_dims is not None and isinstance(box_dims[1], int) and box_dims[1] > 0 else None
+    if max_candidates is not None and (n_static is None or n_static > max_candidates):
+        boxes, scores = _preselect(g, boxes, scores, max_candidates, n_static)
     selected, det_boxes, det_scores, det_classes = _nms(g, boxes, scores, params)
     mask = _batch_mask(g, boxes, selected)
     top = _top_per_image(g, mask, det_scores, int(max_det))
@@ -378,7 +420,7 @@ def nms_reference(
     max_det: int,
     iou_threshold: float,
     conf_threshold: float,
-    max_candidates: int | None = None,
+    max_candidates: int | None = DEFAULT_MAX_CANDIDATES,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """CPU reference of the graph built by :func:`append_nms` (torchvision, imported lazily).
 
@@ -389,7 +431,9 @@ def nms_reference(
     candidates with ``score > conf_threshold`` -- the per-class loop torchvision's ``batched_nms``
     uses for large inputs, without its coordinate-offset trick, which perturbs float32 box
     coordinates for large class indices -- then the top ``max_det`` by descending score.
-    ``max_candidates`` mirrors the pre-selection option of :func:`append_nms`.
+    ``max_candidates`` mirrors the pre-selection of :func:`append_nms` (same default) for a graph
+    with a symbolic candidate count; for a static ``N <= max_candidates`` the graph skips it,
+    which changes nothing but the order of candidates with equal scores.
     """
     _check_params(max_det, iou_threshold, conf_threshold, max_candidates)
     torch, ops = _require_torchvision()

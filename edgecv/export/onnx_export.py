@@ -21,7 +21,7 @@ from torch import nn
 
 from edgecv import __version__
 from edgecv.errors import ExportError
-from edgecv.export.nms import append_nms
+from edgecv.export.nms import DEFAULT_MAX_CANDIDATES, append_nms, check_nms_options
 from edgecv.fileio import write_with
 from edgecv.metadata import METADATA_KEY, ArtifactMetadata
 from edgecv.models.base import LoadedDetector
@@ -49,6 +49,9 @@ class ExportOptions:
     fidelity_rtol: float = 1e-4
     fidelity_match: float = 0.99
     check_images: str | Path | None = None  # folder of the user's images for the check (default: synthetic scenes)
+    #: Candidates kept (by best class score) before NMS; <= 3840 keeps the graph within TensorRT's
+    #: TopK / NMS limits; None = no cap (ONNX Runtime / OpenVINO only). See edgecv.export.nms.
+    max_candidates: int | None = DEFAULT_MAX_CANDIDATES
 
 
 @dataclass
@@ -154,11 +157,12 @@ def export_detector(detector: LoadedDetector, out: str | Path, opts: ExportOptio
     # Check criteria and the user's images are validated before the (slow) trace.
     tolerance = Tolerance(opts.fidelity_atol, opts.fidelity_rtol, opts.fidelity_match)
     fidelity_images, images_source = _check_images(opts, fidelity_images)
+    check_nms_options(opts.max_det, opts.iou, opts.conf, opts.max_candidates)  # before seconds of tracing
     raw = torch_to_onnx(detector.module, opts)
     if opts.simplify:
         raw = slim(raw)
     model = append_nms(raw, boxes_output=RAW_OUTPUTS[0], scores_output=RAW_OUTPUTS[1], max_det=opts.max_det,
-                       iou_threshold=opts.iou, conf_threshold=opts.conf)
+                       iou_threshold=opts.iou, conf_threshold=opts.conf, max_candidates=opts.max_candidates)
     metadata = build_metadata(detector, opts)
     report: dict = {}
     if opts.check:

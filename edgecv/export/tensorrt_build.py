@@ -11,29 +11,41 @@ Two halves:
   shape + the user's min/opt/max with errors that say expected vs found, plugin libraries checked
   to exist, workspace and timing cache paths. Its result, a :class:`BuildPlan`, is tested on a CPU.
 * :func:`build_from_plan` makes the TensorRT calls: plugin libraries loaded *before* parsing
-  (a plugin node's creator must be registered when the parser meets it), a **strongly typed**
+  (a plugin node's creator must be registered when the parser meets it; both self-registering
+  libraries and ``getPluginCreators`` ones, see :mod:`edgecv.runtimes.backends.tensorrt_plugins`),
+  a **strongly typed**
   network (``NetworkDefinitionCreationFlag.STRONGLY_TYPED``: the precision of every tensor is the
   ONNX graph's, so fp16 / int8-QDQ graphs build as exported and nothing is silently re-typed —
   TensorRT 11 removed the precision builder flags and implicit int8 calibration altogether),
   workspace limit via ``set_memory_pool_limit``, one optimisation profile per requested shape
-  range, a timing cache read before and written after the build.
+  range, a timing cache read before and written after the build. A timing cache TensorRT will not
+  attach (made on another GPU or TensorRT version) is a warning and the build goes on without it,
+  then writes a fresh one.
 
 The engine stays a raw plan (``trtexec --loadEngine`` works); ``<engine>.json`` beside it holds
-the edgecv metadata plus ``tensorrt``: version, GPU compute capability, profiles, plugins.
+the edgecv metadata plus ``tensorrt``: version, GPU compute capability, profiles, the engine's
+size and SHA-256, and each plugin library's file name and SHA-256 (the runtime finds it by name
+and checks the hash: build paths do not exist in a deployment container). Engine and json are
+written atomically and together: both are complete in temporary files before either is renamed
+into place, so a failure leaves the previous pair untouched.
 ``tensorrt`` and ``cuda-python`` are imported only inside :func:`build_from_plan`
 (``pip install edgecv[tensorrt]``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 from edgecv.errors import ArtifactError, ExportError, MissingDependencyError
+from edgecv.fileio import WriteError, atomic_path, write_bytes
 from edgecv.metadata import METADATA_KEY, ArtifactMetadata
+from edgecv.runtimes.backends.tensorrt_plugins import load_plugins, plugin_record
 
 #: TensorRT major versions whose Python API this module is written (and tested) against.
 SUPPORTED_TENSORRT = ("10", "11")
@@ -63,23 +75,33 @@ class BuildPlan:
     workspace_bytes: int | None = None
     timing_cache: Path | None = None
     plugins: list[Path] = field(default_factory=list)
+    #: ``{"name", "sha256"}`` of each plugin library, in load order (what the engine json records).
+    plugin_records: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def json_path(self) -> Path:
         return engine_json_path(self.engine_path)
 
-    def engine_json(self, tensorrt_version: str, compute_capability: str) -> dict[str, Any]:
-        """The document written beside the engine: edgecv metadata + the TensorRT build facts."""
+    def engine_json(self, tensorrt_version: str, compute_capability: str, engine: bytes | None = None
+                    ) -> dict[str, Any]:
+        """The document written beside the engine: edgecv metadata + the TensorRT build facts.
+
+        ``engine``: the serialized plan, whose size and SHA-256 are recorded so the runtime can
+        tell a json from the engine it describes.
+        """
         doc = asdict(self.metadata)
         doc["tensorrt"] = {
             "version": tensorrt_version,
             "compute_capability": compute_capability,
             "input_name": self.input_name,
             "profiles": [{"min": list(p.min), "opt": list(p.opt), "max": list(p.max)} for p in self.profiles],
-            "plugins": [p.name for p in self.plugins],
+            "plugins": [dict(r) for r in self.plugin_records],
             "strongly_typed": True,
             "source_onnx": self.onnx_path.name,
         }
+        if engine is not None:
+            doc["tensorrt"]["engine_bytes"] = len(engine)
+            doc["tensorrt"]["engine_sha256"] = hashlib.sha256(engine).hexdigest()
         return doc
 
 
@@ -235,26 +257,45 @@ def plan_build(onnx_path: str | os.PathLike[str], engine_path: str | os.PathLike
     engine_file = Path(engine_path)
     if engine_file.suffix not in (".engine", ".plan"):
         raise ExportError(f"engine path: expected a .engine or .plan file, found {engine_file.name!r}")
+    libraries = check_plugins(plugins)
+    names = [p.name for p in libraries]
+    if len(set(names)) != len(names):  # the runtime finds libraries by file name
+        raise ExportError(f"plugin libraries: expected distinct file names, found {names}")
     return BuildPlan(
         onnx_path=source, engine_path=engine_file, input_name=name, onnx_input_shape=shape, profiles=built,
         metadata=metadata, workspace_bytes=None if workspace_mb is None else int(workspace_mb) << 20,
-        timing_cache=None if timing_cache is None else Path(timing_cache), plugins=check_plugins(plugins),
+        timing_cache=None if timing_cache is None else Path(timing_cache), plugins=libraries,
+        plugin_records=[plugin_record(p) for p in libraries],
     )
 
 
 def import_tensorrt() -> Any:
     """``import tensorrt`` (10.x / 11.x) or a :class:`MissingDependencyError` naming the extra."""
+    from edgecv.runtimes.backends.tensorrt import INSTALL_HINT
+
     try:
         import tensorrt as trt
     except ImportError as exc:  # also OSError-wrapped ImportError when libnvinfer is absent
         raise MissingDependencyError(
-            f"TensorRT is not importable ({exc}); install it on a machine with an NVIDIA GPU: "
-            "pip install edgecv[tensorrt]"
+            f"building an engine needs TensorRT, found it not importable ({exc}); on a machine with an NVIDIA "
+            f"GPU: {INSTALL_HINT}"
         ) from exc
     major = str(trt.__version__).split(".")[0]
     if major not in SUPPORTED_TENSORRT:
         raise MissingDependencyError(f"expected TensorRT {' or '.join(SUPPORTED_TENSORRT)}.x, found {trt.__version__}")
     return trt
+
+
+def check_build_dependencies() -> None:
+    """Raise :class:`MissingDependencyError` now unless TensorRT and cuda-python import.
+
+    For callers with minutes of work before the build (``export --int8 --engine`` exports and
+    calibrates first): fail before that work, not after it.
+    """
+    from edgecv.runtimes.backends.tensorrt import import_cudart
+
+    import_tensorrt()
+    import_cudart()
 
 
 def compute_capability(device: int = 0) -> str:
@@ -273,16 +314,15 @@ def build_from_plan(plan: BuildPlan, *, verbose: bool = False) -> Path:
     """Run the TensorRT build described by ``plan``; write the engine and its json. Returns the engine path.
 
     Raises:
-        ExportError: the parser or builder failed (every parser error listed).
+        ExportError: a plugin library that cannot be loaded, the parser or builder failed (every
+        parser error listed).
         MissingDependencyError: tensorrt / cuda-python are not installed.
+        WriteError: the engine or its json could not be written (the previous pair is kept).
     """
     trt = import_tensorrt()
     logger = trt.Logger(trt.Logger.VERBOSE if verbose else trt.Logger.WARNING)
-    registry = trt.get_plugin_registry()
-    for library in plan.plugins:  # before parsing: the parser looks plugin creators up by name
-        if registry.load_library(str(library)) is None:
-            raise ExportError(f"TensorRT could not load plugin library {library}")
     trt.init_libnvinfer_plugins(logger, "")
+    load_plugins(trt, plan.plugins, ExportError)  # before parsing: the parser looks plugin creators up by name
     builder = trt.Builder(logger)
     network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
     parser = trt.OnnxParser(network, logger)
@@ -292,9 +332,7 @@ def build_from_plan(plan: BuildPlan, *, verbose: bool = False) -> Path:
     config = builder.create_builder_config()
     if plan.workspace_bytes is not None:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, plan.workspace_bytes)
-    if plan.timing_cache is not None:
-        data = plan.timing_cache.read_bytes() if plan.timing_cache.is_file() else b""
-        config.set_timing_cache(config.create_timing_cache(data), False)
+    cache_attached = plan.timing_cache is not None and attach_timing_cache(config, plan.timing_cache)
     for item in plan.profiles:
         profile = builder.create_optimization_profile()
         profile.set_shape(plan.input_name, item.min, item.opt, item.max)
@@ -302,13 +340,59 @@ def build_from_plan(plan: BuildPlan, *, verbose: bool = False) -> Path:
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise ExportError(f"TensorRT failed to build an engine from {plan.onnx_path} (see the log above)")
-    plan.engine_path.parent.mkdir(parents=True, exist_ok=True)
-    plan.engine_path.write_bytes(memoryview(serialized))
-    if plan.timing_cache is not None:
-        plan.timing_cache.write_bytes(memoryview(config.get_timing_cache().serialize()))
-    doc = plan.engine_json(str(trt.__version__), compute_capability())
-    plan.json_path.write_text(json.dumps(doc, indent=2, sort_keys=True))
+    engine = bytes(memoryview(serialized))
+    doc = plan.engine_json(str(trt.__version__), compute_capability(), engine)  # may raise: before any write
+    write_engine(plan, engine, doc)
+    if cache_attached:
+        save_timing_cache(config, plan.timing_cache)
     return plan.engine_path
+
+
+def attach_timing_cache(config: Any, path: Path) -> bool:
+    """Attach the timing cache at ``path`` (empty if the file does not exist) to ``config``.
+
+    TensorRT refuses a cache made on another GPU or TensorRT version (``set_timing_cache``
+    returns False). That is a warning, not a failure: the build goes on with a fresh, empty cache
+    (written to ``path`` afterwards). Returns whether a cache is attached.
+    """
+    data = path.read_bytes() if path.is_file() else b""
+    cache = config.create_timing_cache(data)
+    if cache is not None and config.set_timing_cache(cache, False):
+        return True
+    if data:
+        warnings.warn(f"timing cache {path} was not accepted by TensorRT (made on another GPU or TensorRT "
+                      "version?); building without it and writing a fresh one", stacklevel=2)
+        cache = config.create_timing_cache(b"")
+        if cache is not None and config.set_timing_cache(cache, False):
+            return True
+    warnings.warn(f"TensorRT could not create a timing cache; {path} will not be written", stacklevel=2)
+    return False
+
+
+def save_timing_cache(config: Any, path: Path) -> None:
+    """Write the builder's timing cache to ``path`` (atomically); a cache TensorRT does not return is a warning."""
+    cache = config.get_timing_cache()
+    data = cache.serialize() if cache is not None else None
+    if data is None:
+        warnings.warn(f"TensorRT returned no timing cache after the build; {path} left as it was", stacklevel=2)
+        return
+    try:
+        write_bytes(path, memoryview(data))
+    except WriteError as exc:  # the engine is built and written: a cache is only a speed-up for next time
+        warnings.warn(f"{exc}; the engine was written", stacklevel=2)
+
+
+def write_engine(plan: BuildPlan, engine: bytes, doc: dict[str, Any]) -> None:
+    """Write the engine and its json atomically and together.
+
+    Both are written in full to temporary files beside their destinations before either is
+    renamed; the json is renamed first. A failure while writing leaves the previous pair as it
+    was; the json records the engine's size and SHA-256, so a pair that still ends up mixed is
+    refused when opened.
+    """
+    with atomic_path(plan.engine_path) as engine_tmp, atomic_path(plan.json_path) as json_tmp:
+        engine_tmp.write_bytes(engine)
+        json_tmp.write_text(json.dumps(doc, indent=2, sort_keys=True))
 
 
 def build_engine(onnx_path: str | os.PathLike[str], engine_path: str | os.PathLike[str], *,

@@ -9,17 +9,18 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import onnx
+import onnxruntime as ort
 import pytest
+import torch
+import torchvision
+from onnx import TensorProto, helper
 
-onnx = pytest.importorskip("onnx")
-ort = pytest.importorskip("onnxruntime")
-torch = pytest.importorskip("torch")
-torchvision = pytest.importorskip("torchvision")
-
-from onnx import TensorProto, helper  # noqa: E402
-
-from edgecv.errors import ExportError  # noqa: E402
-from edgecv.export.nms import NMS_OUTPUTS, NMS_PREFIX, append_nms, nms_reference  # noqa: E402
+from edgecv.errors import ExportError
+from edgecv.export.nms import (
+    DEFAULT_MAX_CANDIDATES, NMS_OUTPUTS, NMS_PREFIX, TENSORRT_NMS_MAX_BOXES, TENSORRT_TOPK_MAX, append_nms,
+    nms_reference,
+)
 
 IOU, CONF = 0.45, 0.25
 
@@ -212,7 +213,7 @@ def test_equal_scores_ordered_like_reference():
     np.testing.assert_array_equal(got[1][0, 0], boxes[0, 2])  # lower index wins the tie
 
 
-@pytest.mark.parametrize("max_candidates", [1, 25, 10_000])
+@pytest.mark.parametrize("max_candidates", [1, 25, 3840, None])
 def test_max_candidates_preselection(max_candidates):
     rng = np.random.default_rng(5)
     boxes, scores = clustered(rng, 2, 200, 4)
@@ -220,7 +221,7 @@ def test_max_candidates_preselection(max_candidates):
     got = run(session(model), boxes, scores)
     kwargs = dict(max_det=40, iou_threshold=IOU, conf_threshold=0.05)
     assert_same(got, nms_reference(boxes, scores, max_candidates=max_candidates, **kwargs))
-    if max_candidates >= 200:  # pre-selection of everything changes nothing
+    if max_candidates is None or max_candidates >= 200:  # pre-selection of everything changes nothing
         assert_same(got, nms_reference(boxes, scores, **kwargs))
     else:
         assert (got[0] <= max_candidates * 4).all()
@@ -305,7 +306,8 @@ def test_wrong_dtype_opset_and_double_append():
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"max_det": 0}, {"max_det": 2.5}, {"iou_threshold": 1.5}, {"conf_threshold": -0.1}, {"max_candidates": 0}],
+    [{"max_det": 0}, {"max_det": 2.5}, {"iou_threshold": 1.5}, {"conf_threshold": -0.1}, {"max_candidates": 0},
+     {"max_det": 3841}, {"max_candidates": 3841}],
 )
 def test_invalid_parameters(kwargs):
     with pytest.raises(ExportError, match="expected"):
@@ -325,3 +327,107 @@ def test_module_imports_neither_onnx_nor_torch():
     code = "import sys, edgecv.export.nms; assert not {'torch', 'onnx', 'torchvision'} & set(sys.modules), sys.modules"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
+
+
+# ------------------------------------------------------------------------- TensorRT's TopK / NMS limits
+
+
+def test_max_det_above_tensorrt_topk_limit_is_one_line_error():
+    with pytest.raises(ExportError) as info:
+        append_nms(identity_model(), max_det=5000)
+    message = str(info.value)
+    assert "\n" not in message
+    assert f"expected max_det <= {TENSORRT_TOPK_MAX}" in message and "found 5000" in message
+
+
+def topk_bounds(model) -> list[int | None]:
+    """For each TopK of the appended subgraph, the largest k it can get (None when unbounded)."""
+    consts = {n.output[0]: onnx.numpy_helper.to_array(n.attribute[0].t) for n in model.graph.node
+              if n.op_type == "Constant"}
+    producers = {out: n for n in model.graph.node for out in n.output}
+    bounds = []
+    for node in model.graph.node:
+        if node.op_type != "TopK":
+            continue
+        k = node.input[1]
+        if k in consts:
+            bounds.append(int(consts[k].max()))
+        elif producers[k].op_type == "Min":  # min(N, cap): bounded by its constant operand
+            bounds.append(min((int(consts[i].max()) for i in producers[k].input if i in consts), default=None))
+        else:
+            bounds.append(None)
+    return bounds
+
+
+def nms_input_count(model, image: np.ndarray) -> int:
+    """How many candidates reach NonMaxSuppression, run in ONNX Runtime (its boxes input made an extra output)."""
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    nms = next(n for n in probe.graph.node if n.op_type == "NonMaxSuppression")
+    probe.graph.output.append(helper.make_empty_tensor_value_info(nms.input[0]))
+    sess = session(probe)
+    return int(sess.run([nms.input[0]], {sess.get_inputs()[0].name: image})[0].shape[1])
+
+
+def demo_batch(size: int, count: int) -> np.ndarray:
+    """``count`` synthetic validation scenes through the runtime's pre-processing for the demo YOLO: [count,3,size,size]."""
+    from edgecv.evaluation import SyntheticCoco
+    from edgecv.export.onnx_export import ExportOptions
+    from edgecv.export.torch_predictor import TorchPredictor
+    from edgecv.models import load_for_export
+    from edgecv.runtimes.preprocess import preprocess_batch
+
+    data = SyntheticCoco(count, size, seed=3)
+    metadata = TorchPredictor(load_for_export("yolo"), ExportOptions(imgsz=size)).metadata
+    return preprocess_batch([data.read(e) for e in data.gt["images"]], metadata, batch_size=count)[0]
+
+
+@pytest.fixture(scope="module")
+def demo_raw_640():
+    """The demo YOLO's raw graph (boxes + scores, before NMS) traced at 640: 8,400 candidates."""
+    from edgecv.export.onnx_export import ExportOptions, torch_to_onnx
+    from edgecv.models import load_for_export
+
+    detector = load_for_export("yolo")
+    return torch_to_onnx(detector.module, ExportOptions(imgsz=640))
+
+
+def test_default_graph_at_640_stays_within_tensorrt_limits(demo_raw_640):
+    candidates = demo_raw_640.graph.output[0].type.tensor_type.shape.dim[1].dim_value
+    assert candidates == 8400
+    image = demo_batch(640, 1)
+    uncapped = append_nms(demo_raw_640, max_candidates=None, conf_threshold=0.001)
+    assert nms_input_count(uncapped, image) == 8400  # what TensorRT would truncate
+    for max_det in (100, TENSORRT_TOPK_MAX):
+        model = append_nms(demo_raw_640, max_det=max_det, conf_threshold=0.001)
+        bounds = topk_bounds(model)
+        assert len(bounds) == 2 and all(b is not None and b <= TENSORRT_TOPK_MAX for b in bounds), bounds
+    assert nms_input_count(model, image) == DEFAULT_MAX_CANDIDATES <= TENSORRT_NMS_MAX_BOXES
+    num, boxes, _, _ = session(model).run(None, {"images": image})
+    assert boxes.shape == (1, TENSORRT_TOPK_MAX, 4) and 0 < int(num[0, 0]) <= TENSORRT_TOPK_MAX
+
+
+def test_dynamic_graph_topk_is_bounded():
+    bounds = topk_bounds(append_nms(identity_model(17, 3), max_det=50))
+    assert bounds == [DEFAULT_MAX_CANDIDATES, 50]
+    assert topk_bounds(append_nms(identity_model(17, 3), max_det=50, max_candidates=None)) == [50]
+
+
+def test_cap_that_does_not_bind_changes_no_detection():
+    """The demo at 320 (2,100 candidates) through a dynamic-N graph: capped == uncapped, bit for bit."""
+    from edgecv.export.onnx_export import ExportOptions, torch_to_onnx
+    from edgecv.models import load_for_export
+
+    detector = load_for_export("yolo")
+    opts = ExportOptions(imgsz=320, dynamic=True, batch=1)
+    raw = torch_to_onnx(detector.module, opts)
+    assert raw.graph.output[0].type.tensor_type.shape.dim[1].dim_param  # symbolic N: the cap is in the graph
+    capped = append_nms(raw, conf_threshold=0.001, iou_threshold=0.6)
+    ops = [n.op_type for n in capped.graph.node[len(raw.graph.node):]]
+    assert ops.index("TopK") < ops.index("NonMaxSuppression")  # the pre-selection is there, and runs
+    uncapped = append_nms(raw, conf_threshold=0.001, iou_threshold=0.6, max_candidates=None)
+    sessions = [session(m) for m in (capped, uncapped)]
+    tensor = demo_batch(320, 4)
+    got = [s.run(None, {"images": tensor}) for s in sessions]
+    assert int(got[0][0].sum()) > 50, "expected detections to compare"
+    assert_same(got[0], got[1])

@@ -28,7 +28,11 @@ API_DIR = REPO / "tests" / "data" / "tensorrt_api"
 #: TensorRT versions edgecv claims to support, one fixture each.
 SUPPORTED = ("10.13", "11.4")
 #: Modules that call TensorRT.
-TRT_MODULES = [REPO / "edgecv" / "export" / "tensorrt_build.py", REPO / "edgecv" / "runtimes" / "backends" / "tensorrt.py"]
+TRT_MODULES = [REPO / "edgecv" / "export" / "tensorrt_build.py", REPO / "edgecv" / "runtimes" / "backends" / "tensorrt.py",
+               REPO / "edgecv" / "runtimes" / "backends" / "tensorrt_plugins.py"]
+CUDA_API_DIR = REPO / "tests" / "data" / "cuda_api"
+#: cuda-bindings versions the pins allow (12.x for tensorrt-cu12, 13.x for tensorrt-cu13), one fixture each.
+CUDA_SUPPORTED = ("12.9", "13.5")
 
 
 def tiny_onnx(path: Path, batch: int | str = "batch", side: int | str = 64, metadata: bool = True) -> Path:
@@ -119,9 +123,13 @@ def test_build_without_tensorrt_names_the_extra(tmp_path: Path, monkeypatch: pyt
 
 
 def test_build_module_imports_no_tensorrt() -> None:
-    source = (REPO / "edgecv" / "export" / "tensorrt_build.py").read_text()
-    top = [n for n in ast.parse(source).body if isinstance(n, (ast.Import, ast.ImportFrom))]
-    assert not any("tensorrt" in ast.dump(n) or "cuda" in ast.dump(n) for n in top)
+    import os
+    import subprocess
+
+    code = ("import sys, edgecv.export.tensorrt_build; "
+            "bad = sorted(m for m in sys.modules if m == 'tensorrt' or m.split('.')[0] == 'cuda'); assert not bad, bad")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)
 
 
 # --- every TensorRT API name used exists in every supported version ---------------------------------------------
@@ -137,8 +145,8 @@ def trt_attribute_names(source: str) -> set[str]:
 
     A small per-function dataflow: ``builder = trt.Builder(logger)`` taints ``builder``, so
     ``builder.create_network`` counts; ``network = builder.create_network(...)`` taints ``network``.
-    ``self.engine`` / ``self.context`` and a parameter named ``engine`` (the backend's TensorRT
-    objects) are tainted too.
+    ``self.engine`` / ``self.context`` and parameters named ``engine`` / ``config`` (TensorRT objects
+    handed to helpers) are tainted too.
     """
     names: set[str] = set()
 
@@ -155,7 +163,7 @@ def trt_attribute_names(source: str) -> set[str]:
                 names.add(sub.attr)
 
     for func in [n for n in ast.walk(ast.parse(source)) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]:
-        tainted = {"trt", "engine"}
+        tainted = {"trt", "engine", "config"}
         for stmt in ast.walk(func):
             if isinstance(stmt, ast.Assign) and root_tainted(stmt.value, tainted):
                 tainted |= {t.id for t in stmt.targets if isinstance(t, ast.Name)}
@@ -183,3 +191,248 @@ def test_every_tensorrt_name_edgecv_uses_exists_in_every_supported_version() -> 
     for version in SUPPORTED:
         missing = sorted(used - api_names(version))
         assert not missing, f"TensorRT {version} lacks {missing} (used by edgecv's TensorRT modules)"
+
+
+# --- edgecv's call sequence, against a recording stand-in for tensorrt / cuda.bindings (no GPU here) ------------
+# These check what edgecv does around TensorRT (order, arguments, None / False handled, files written);
+# they claim nothing about TensorRT itself (tests/trt_standin.py).
+
+
+def load_standin():  # type: ignore[no-untyped-def]
+    import importlib.util
+
+    name = "edgecv_tests_trt_standin"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, REPO / "tests" / "trt_standin.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+standin = load_standin()
+
+
+def sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_build_sequence_plugins_before_parse_and_files_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ctypes
+
+    rec = standin.install(monkeypatch)
+    selfreg = standin.compile_plugin(tmp_path / "plugins", "libselfreg_build.so", "self")
+    registry_lib = standin.compile_plugin(tmp_path / "plugins", "libcreators_build.so", "registry")
+    cache = tmp_path / "t.cache"
+    cache.write_bytes(b"earlier cache")
+    source = tiny_onnx(tmp_path / "m.onnx", side="s")
+    engine = build_engine(source, tmp_path / "out" / "m.engine", min_shape=(1, 3, 64, 64), opt_shape=(2, 3, 96, 96),
+                          max_shape=(4, 3, 128, 128), workspace_mb=256, timing_cache=cache,
+                          plugins=[selfreg, registry_lib])
+    names = rec.names()
+    # Plugins: both loaded (the self-registering one by dlopen alone: its load-time constructor ran once),
+    # the registry one also through IPluginRegistry.load_library; all before the parser.
+    assert standin.is_mapped(selfreg) and ctypes.CDLL(str(selfreg)).edgecv_test_loads() == 1
+    assert rec.args("load_library") == [(str(registry_lib.resolve()),)]
+    assert names.index("init_libnvinfer_plugins") < names.index("load_library") < names.index("parse_from_file")
+    assert rec.args("create_network") == [(1 << 5,)]  # STRONGLY_TYPED
+    assert rec.args("set_memory_pool_limit") == [("WORKSPACE", 256 << 20)]
+    assert rec.args("set_shape") == [("images", (1, 3, 64, 64), (2, 3, 96, 96), (4, 3, 128, 128))]
+    assert rec.args("create_timing_cache") == [(b"earlier cache",)] and rec.args("set_timing_cache") == [(False, True)]
+    assert names.index("set_timing_cache") < names.index("build_serialized_network") < names.index("serialize")
+    # Files: the plan as built, its json (plugins by name + SHA-256, the engine's own hash), the refreshed cache.
+    assert engine.read_bytes() == standin.PLAN and cache.read_bytes() == b"timing-cache-bytes"
+    facts = json.loads(engine_json_path(engine).read_text())["tensorrt"]
+    assert facts["plugins"] == [{"name": "libselfreg_build.so", "sha256": sha256(selfreg)},
+                                {"name": "libcreators_build.so", "sha256": sha256(registry_lib)}]
+    assert facts["engine_sha256"] == sha256(engine) and facts["engine_bytes"] == len(standin.PLAN)
+    assert facts["compute_capability"] == "8.6" and facts["version"] == "10.13.3.9"
+    assert sorted(p.name for p in engine.parent.iterdir()) == ["m.engine", "m.engine.json"]  # no temp files left
+
+
+def test_second_build_in_one_process_and_registry_none(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    source = tiny_onnx(tmp_path / "m.onnx")
+    lib = standin.compile_plugin(tmp_path, "libcreators_twice.so", "registry")
+    rec = standin.install(monkeypatch, standin.Options(load_library_result=None))
+    with pytest.warns(UserWarning, match="did not register .*libcreators_twice.so"):  # None: already registered?
+        build_engine(source, tmp_path / "a.engine", plugins=[lib])
+    build_engine(source, tmp_path / "b.engine", plugins=[lib])  # the same library again: loaded once per process
+    assert len(rec.args("load_library")) == 1 and len(rec.args("build_serialized_network")) == 2
+    assert (tmp_path / "b.engine.json").is_file()
+
+
+def test_timing_cache_from_another_gpu_is_replaced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rec = standin.install(monkeypatch, standin.Options(timing_cache_accepted=False))
+    cache = tmp_path / "t.cache"
+    cache.write_bytes(b"cache of another GPU")
+    with pytest.warns(UserWarning, match="was not accepted by TensorRT"):
+        engine = build_engine(tiny_onnx(tmp_path / "m.onnx"), tmp_path / "m.engine", timing_cache=cache)
+    assert rec.args("create_timing_cache") == [(b"cache of another GPU",), (b"",)]
+    assert [a[-1] for a in rec.args("set_timing_cache")] == [False, True]
+    assert cache.read_bytes() == b"timing-cache-bytes" and engine_json_path(engine).is_file()
+
+
+def test_no_timing_cache_after_build_still_writes_engine_and_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                                  ) -> None:
+    standin.install(monkeypatch, standin.Options(timing_cache_returned=False))
+    cache = tmp_path / "t.cache"
+    cache.write_bytes(b"old")
+    with pytest.warns(UserWarning, match="returned no timing cache"):
+        engine = build_engine(tiny_onnx(tmp_path / "m.onnx"), tmp_path / "m.engine", timing_cache=cache)
+    assert engine.read_bytes() == standin.PLAN and engine_json_path(engine).is_file() and cache.read_bytes() == b"old"
+
+
+def test_failed_json_write_keeps_the_previous_pair(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgecv.fileio import WriteError
+
+    standin.install(monkeypatch)
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"previous engine")
+    engine_json_path(engine).mkdir()  # the json cannot be renamed into place
+    with pytest.raises(WriteError, match="m.engine.json"):
+        build_engine(tiny_onnx(tmp_path / "m.onnx"), engine)
+    assert engine.read_bytes() == b"previous engine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.engine", "m.engine.json", "m.onnx"]
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"parse_ok": False}, r"parser rejected .*m\.onnx: parser error 0 \| parser error 1"),
+    ({"build_ok": False}, r"TensorRT failed to build an engine from .*m\.onnx"),
+])
+def test_parser_and_builder_failures_write_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, options: dict,
+                                                   message: str) -> None:
+    standin.install(monkeypatch, standin.Options(**options))
+    with pytest.raises(ExportError, match=message):
+        build_engine(tiny_onnx(tmp_path / "m.onnx"), tmp_path / "m.engine")
+    assert not (tmp_path / "m.engine").exists() and not (tmp_path / "m.engine.json").exists()
+
+
+def test_plugins_with_one_file_name_are_refused(tmp_path: Path) -> None:
+    a = tmp_path / "a" / "libp.so"
+    b = tmp_path / "b" / "libp.so"
+    for path in (a, b):
+        path.parent.mkdir()
+        path.write_bytes(b"\x7fELF" + path.parent.name.encode())
+    with pytest.raises(ExportError, match=r"expected distinct file names, found \['libp.so', 'libp.so'\]"):
+        plan_build(tiny_onnx(tmp_path / "m.onnx"), tmp_path / "m.engine", plugins=[a, b])
+
+
+def test_engine_export_checks_tensorrt_before_exporting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgecv.export.api import export_variants
+
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    with pytest.raises(MissingDependencyError, match=r"pip install edgecv\[tensorrt\]"):
+        export_variants("yolo", out=tmp_path / "model.onnx", engine=True, int8={"samples": 8})
+    assert not (tmp_path / "model.onnx").exists()  # failed before the export and calibration, not after
+
+
+# --- `edgecv build`: the plan up to the first TensorRT call, and its errors ---------------------------------------
+
+
+def cli(*args: object):  # type: ignore[no-untyped-def]
+    from typer.testing import CliRunner
+
+    from edgecv.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_cli_build_runs_the_plan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rec = standin.install(monkeypatch)
+    lib = standin.compile_plugin(tmp_path, "libselfreg_cli.so", "self")
+    source = tiny_onnx(tmp_path / "m.onnx")  # dynamic batch, 64x64
+    result = cli("build", source, "--min-shape", "1x3x64x64", "--opt-shape", "2x3x64x64", "--max-shape", "8,3,64,64",
+                 "--workspace", 64, "--timing-cache", tmp_path / "t.cache", "--plugin", lib)
+    assert result.exit_code == 0, result.output
+    assert "wrote" in result.output and "m.engine" in result.output
+    assert rec.args("set_shape") == [("images", (1, 3, 64, 64), (2, 3, 64, 64), (8, 3, 64, 64))]
+    assert rec.args("set_memory_pool_limit") == [("WORKSPACE", 64 << 20)]
+    assert rec.args("create_timing_cache") == [(b"",)]  # no cache yet: an empty one, written after
+    assert (tmp_path / "t.cache").read_bytes() == b"timing-cache-bytes"
+    doc = json.loads((tmp_path / "m.engine.json").read_text())
+    assert doc["tensorrt"]["plugins"] == [{"name": lib.name, "sha256": sha256(lib)}]
+    assert doc["tensorrt"]["profiles"] == [{"min": [1, 3, 64, 64], "opt": [2, 3, 64, 64], "max": [8, 3, 64, 64]}]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--max-shape", "4x3x32x32"], "axis 2 is static in the ONNX graph"),
+    (["--opt-shape", "big"], "expected a shape like 1x3x640x640, found 'big'"),
+    (["--min-shape", "4x3x64x64", "--max-shape", "2x3x64x64"], "expected min <= opt <= max"),
+    (["--workspace", "0"], "workspace_mb: expected a positive number"),
+    (["--out", "m.trt"], r"expected a .engine or .plan file"),
+    (["--plugin", "nope.so"], "nope.so: no such file"),
+])
+def test_cli_build_bad_input_is_one_line_before_tensorrt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         args: list[str], message: str) -> None:
+    rec = standin.install(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    result = cli("build", tiny_onnx(tmp_path / "m.onnx"), *args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert rec.calls == []  # refused in the plan, before the first TensorRT call
+
+
+def test_cli_build_non_edgecv_onnx_and_missing_tensorrt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    result = cli("build", tiny_onnx(tmp_path / "plain.onnx", metadata=False))
+    assert result.exit_code == 2 and "is not an edgecv export" in result.output
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    result = cli("build", tiny_onnx(tmp_path / "m.onnx"))
+    assert result.exit_code == 2 and "MissingDependency" not in result.output
+    assert "needs TensorRT" in result.output and "pip install edgecv[tensorrt]" in result.output
+    assert "Traceback" not in result.output  # one message (rich wraps it at the terminal width)
+    with pytest.raises(MissingDependencyError) as info:
+        build_engine(tmp_path / "m.onnx", tmp_path / "m.engine")
+    assert "\n" not in str(info.value) and "edgecv[tensorrt-cu13]" in str(info.value)
+
+
+def cuda_names(version: str) -> set[str]:
+    lines = (CUDA_API_DIR / f"{version}.txt").read_text().splitlines()
+    return {line for line in lines if line and not line.startswith("#")}
+
+
+def cudart_attribute_names(source: str) -> set[str]:
+    """Names edgecv reaches through cuda-python: ``cudart.X(.Y)`` / ``self._cudart.X`` chains and
+    ``from cuda.bindings.<module> import name``."""
+    names: set[str] = set()
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("cuda.bindings"):
+            names |= {alias.name for alias in node.names if alias.name != "runtime"}
+        if not isinstance(node, ast.Attribute):
+            continue
+        chain, root = [], node
+        while isinstance(root, ast.Attribute):
+            chain.append(root.attr)
+            root = root.value
+        is_cudart = isinstance(root, ast.Name) and root.id == "cudart"
+        if isinstance(root, ast.Name) and root.id == "self" and chain[-1] == "_cudart":
+            chain.pop()
+            is_cudart = True
+        if is_cudart:
+            names |= set(chain)
+    return names
+
+
+def test_cuda_api_fixtures_are_real_and_small() -> None:
+    for version in CUDA_SUPPORTED:
+        path = CUDA_API_DIR / f"{version}.txt"
+        assert path.stat().st_size < 200_000, f"{path} should stay small"
+        assert {"cudaStreamCreate", "cudaMemcpyAsync", "cudaMemcpyHostToDevice", "get_cuda_native_handle"} <= \
+            cuda_names(version)
+    # CUDA 13 removed the _v2 duplicates of CUDA 12 (cudaMemPrefetchAsync_v2, ...): the lists are real.
+    assert "cudaMemPrefetchAsync_v2" in cuda_names("12.9")
+    assert "cudaMemPrefetchAsync_v2" not in cuda_names("13.5")
+
+
+def test_every_cuda_name_edgecv_uses_exists_in_every_supported_version() -> None:
+    used: set[str] = set()
+    for module in TRT_MODULES:
+        used |= cudart_attribute_names(module.read_text())
+    assert {"cudaSetDevice", "cudaStreamCreate", "cudaMemcpyAsync", "cudaMemcpyKind", "cudaMemcpyHostToDevice",
+            "cudaDevAttrComputeCapabilityMajor", "get_cuda_native_handle"} <= used, sorted(used)
+    for version in CUDA_SUPPORTED:
+        missing = sorted(used - cuda_names(version))
+        assert not missing, f"cuda-bindings {version} lacks {missing} (used by edgecv's TensorRT modules)"

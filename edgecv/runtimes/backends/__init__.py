@@ -55,7 +55,7 @@ def _load_openvino(path: Path, device: str | None, threads: int | None, **option
 def _load_tensorrt(path: Path, device: str | None, threads: int | None, **options: Any) -> Backend:
     from edgecv.runtimes.backends.tensorrt import TensorRtBackend
 
-    options = _checked("tensorrt", options, {"check_versions"})
+    options = _checked("tensorrt", options, {"check_versions", "plugin_paths"})
     return TensorRtBackend.open(path, device=device or "cuda", **options)
 
 
@@ -96,7 +96,7 @@ def open_backend(path: str | os.PathLike[str], backend: str = "auto", *, device:
     ``device=None`` is the backend's natural device: ``"cpu"``, or ``"cuda"`` for tensorrt.
     ``options`` are backend-specific: onnxruntime ``graph_optimization`` ("all" | "extended" |
     "basic" | "disable"), ``io_binding`` (bool); openvino ``precision`` (None | "f32" | "bf16" |
-    "f16"), ``requests`` (infer-request pool size, None | int >= 1); tensorrt ``check_versions`` (bool).
+    "f16"), ``requests`` (infer-request pool size, None | int >= 1); tensorrt ``check_versions`` (bool), ``plugin_paths`` (plugin library files or folders).
 
     Raises:
         BackendError: unknown backend or device; ArtifactError: missing / corrupt / non-edgecv
