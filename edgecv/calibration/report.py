@@ -94,15 +94,17 @@ def _pts(value: float | None) -> str:
 
 def comparison_table(accuracy: dict[str, Any], title: str = "fp32 vs int8") -> Table:
     """A rich table of an accuracy record (see :func:`~edgecv.calibration.fallback.guarded_emit`):
-    mAP and drop in points, latency p50/p90 on the stated backend, ratio with its per-round range."""
+    mAP and drop in points, latency p50/p90 on the backend named in the title, ratio with its
+    per-round range."""
     latency = accuracy.get("latency") or {}
     lat_rows = latency.get("rows") or {}
     images = accuracy.get("eval_images")
-    table = Table(title=f"{title}: mAP in points (AP x 100)" + (f" on {images} images of {accuracy.get('eval_data')}"
-                                                                  if images else ""))
-    for column in ("model", "mAP50-95 (pts)", "drop (pts)", "mAP50 (pts)", "backend", "p50 ms", "p90 ms",
-                   "x fp32 (range)"):
-        table.add_column(column, justify="left" if column in ("model", "backend") else "right")
+    on = f" on {latency['backend']}" if lat_rows else ""
+    table = Table(title=f"{title}{on}: mAP in points (AP x 100)" + (f", {images} images of {accuracy.get('eval_data')}"
+                                                                     if images else ""))
+    # Short headers, the backend in the title: the table fits an 80-column terminal.
+    for column in ("model", "mAP50-95", "drop", "mAP50", "p50 ms", "p90 ms", "x fp32", "range"):
+        table.add_column(column, justify="left" if column == "model" else "right")
     base = accuracy["fp32"]["map50_95"]
     for label in ("fp32", "int8"):
         row, lat = accuracy[label], lat_rows.get(label)
@@ -110,18 +112,17 @@ def comparison_table(accuracy: dict[str, Any], title: str = "fp32 vs int8") -> T
         # the device's inference precision where it differs from the graph's (OpenVINO runs an
         # int8 graph's int8 parts as int8 and the rest at its f32/bf16 hint)
         device = latency["precision"][label] if lat else label
-        backend = (latency["backend"] + (f" ({device} inference)" if device != label else "")) if lat else "-"
-        ratio = (f"{lat['ratio']:.2f}x ({lat['ratio_range'][0]:.2f}-{lat['ratio_range'][1]:.2f})"
-                 if lat and label != "fp32" else ("1.00x" if lat else "-"))
-        table.add_row(accuracy.get("labels", {}).get(label, label), _pts(row["map50_95"]), drop,
-                      _pts(row.get("map50")), backend, f"{lat['p50_ms']:.1f}" if lat else "-",
-                      f"{lat['p90_ms']:.1f}" if lat else "-", ratio)
+        name = accuracy.get("labels", {}).get(label, label) + (f" ({device} inference)" if device != label else "")
+        ratio = f"{lat['ratio']:.2f}x" if lat and label != "fp32" else ("1.00x" if lat else "-")
+        spread = f"{lat['ratio_range'][0]:.2f}-{lat['ratio_range'][1]:.2f}" if lat and label != "fp32" else ""
+        table.add_row(name, _pts(row["map50_95"]), drop, _pts(row.get("map50")),
+                      f"{lat['p50_ms']:.1f}" if lat else "-", f"{lat['p90_ms']:.1f}" if lat else "-", ratio, spread)
     if lat_rows:
         h, w = latency["input_size"]
         table.caption = (f"latency: bare {latency['backend']} call on a ready tensor, input {h}x{w}, batch "
                          f"{latency['batch']}; {latency['rounds']} rounds x {latency['calls_per_round']} calls per "
                          "model, fp32 and int8 alternated (edgecv.runtimes.benchmark); x fp32 = p50 ratio "
-                         "(min-max over rounds)")
+                         "(range: min-max over rounds)")
     else:
         table.caption = f"latency not measured: {latency.get('skipped', 'not recorded')}"
     return table
