@@ -146,6 +146,25 @@ def _fidelity_rows(fidelity: dict[str, Any]) -> dict[str, Any]:
     return rows
 
 
+def _accuracy_rows(accuracy: dict[str, Any]) -> dict[str, str]:
+    """The fp32 vs int8 record (``edgecv.calibration``) in points and ratios, not as raw JSON;
+    the full record stays in ``--json`` and in the report file beside the graph."""
+    if not {"fp32", "int8"} <= accuracy.keys():
+        return accuracy
+    rows = {label: f"mAP50-95 {100 * accuracy[label]['map50_95']:.2f} pts, mAP50 "
+                   f"{100 * (accuracy[label].get('map50') or 0):.2f} pts" for label in ("fp32", "int8")}
+    rows["drop"] = f"{100 * (accuracy['fp32']['map50_95'] - accuracy['int8']['map50_95']):+.2f} pts mAP50-95"
+    rows["evaluated on"] = f"{accuracy.get('eval_images', '?')} images of {accuracy.get('eval_data', '?')}"
+    latency = accuracy.get("latency") or {}
+    int8 = (latency.get("rows") or {}).get("int8")
+    rows["latency"] = (f"int8 {int8['ratio']:.2f}x fp32 (p50 {int8['p50_ms']:.1f} ms; {int8['ratio_range'][0]:.2f}-"
+                       f"{int8['ratio_range'][1]:.2f} over {latency.get('rounds')} rounds) on {latency.get('backend')}"
+                       if int8 else f"not measured: {latency.get('skipped', 'not recorded')}")
+    if accuracy.get("max_drop") is not None:
+        rows["max drop"] = f"{accuracy['max_drop']} pts"
+    return rows
+
+
 def render(info: ArtifactInfo) -> list[Any]:
     """Rich renderables for ``edgecv info``: summary, IO tensors, calibration, fidelity (+ TensorRT)."""
     from rich.table import Table
@@ -178,7 +197,7 @@ def render(info: ArtifactInfo) -> list[Any]:
     fidelity_title = f"fidelity ({info.fidelity_of})" if info.fidelity_of else "fidelity"
     training = {k: v for k, v in meta.training.items() if k != "command"}  # the command is a summary row
     for title, section in (("calibration", meta.calibration), (fidelity_title, _fidelity_rows(meta.fidelity)),
-                           ("accuracy", meta.accuracy), ("training", training), ("tensorrt", info.tensorrt)):
+                           ("accuracy (fp32 vs int8)", _accuracy_rows(meta.accuracy)), ("training", training), ("tensorrt", info.tensorrt)):
         if section:
             table = Table(title=title, show_header=False)
             table.add_column("key", style="bold")

@@ -84,3 +84,18 @@ def test_engine_does_not_claim_its_onnx_graphs_check(tmp_path: Path) -> None:
     result = runner.invoke(app, ["info", str(engine)])
     assert result.exit_code == 0, result.output
     assert "not a check of this fp32 TensorRT engine" in _flat(result.output)
+
+
+def test_info_shows_the_int8_record_in_points_not_as_json():
+    from edgecv.runtimes.info import _accuracy_rows
+
+    record = {"fp32": {"map50_95": 0.9229, "map50": 0.9627}, "int8": {"map50_95": 0.9160, "map50": 0.9549},
+              "eval_images": 100, "eval_data": "shapes", "max_drop": 0.5,
+              "latency": {"backend": "onnxruntime", "rounds": 3,
+                          "rows": {"int8": {"ratio": 0.612, "p50_ms": 33.8, "ratio_range": [0.563, 0.805]}}}}
+    rows = _accuracy_rows(record)
+    assert rows["fp32"].startswith("mAP50-95 92.29 pts") and rows["drop"] == "+0.69 pts mAP50-95"
+    assert rows["latency"] == "int8 0.61x fp32 (p50 33.8 ms; 0.56-0.81 over 3 rounds) on onnxruntime"
+    assert rows["max drop"] == "0.5 pts"
+    skipped = _accuracy_rows({**record, "latency": {"skipped": "tensorrt-target graph: not indicative on ORT"}})
+    assert skipped["latency"].startswith("not measured: tensorrt-target graph")
