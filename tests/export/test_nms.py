@@ -9,17 +9,15 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import onnx
+import onnxruntime as ort
 import pytest
+import torch
+import torchvision
+from onnx import TensorProto, helper
 
-onnx = pytest.importorskip("onnx")
-ort = pytest.importorskip("onnxruntime")
-torch = pytest.importorskip("torch")
-torchvision = pytest.importorskip("torchvision")
-
-from onnx import TensorProto, helper  # noqa: E402
-
-from edgecv.errors import ExportError  # noqa: E402
-from edgecv.export.nms import NMS_OUTPUTS, NMS_PREFIX, append_nms, nms_reference  # noqa: E402
+from edgecv.errors import ExportError
+from edgecv.export.nms import NMS_OUTPUTS, NMS_PREFIX, append_nms, nms_reference
 
 IOU, CONF = 0.45, 0.25
 
