@@ -343,6 +343,8 @@ def eval_data(f) -> None:
     assert from_coco["images"] == COCO_IMAGES and from_coco["map50_95"] > 0.5
     assert from_coco["map50_95"] == pytest.approx(from_shapes["map50_95"])
     assert from_coco["detections"] == from_shapes["detections"] and set(from_coco["per_class"]) == set(CLASS_NAMES)
+    weights = _eval(f, "yolo", "--data", f.coco, "--imgsz", 160)  # the PyTorch side reads the folder too
+    assert weights["images"] == COCO_IMAGES and weights["map50_95"] > 0.5
 
 
 def eval_imgsz(f) -> None:
