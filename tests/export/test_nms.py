@@ -9,15 +9,17 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import onnx
-import onnxruntime as ort
 import pytest
-import torch
-import torchvision
-from onnx import TensorProto, helper
 
-from edgecv.errors import ExportError
-from edgecv.export.nms import NMS_OUTPUTS, NMS_PREFIX, append_nms, nms_reference
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+torch = pytest.importorskip("torch")
+torchvision = pytest.importorskip("torchvision")
+
+from onnx import TensorProto, helper  # noqa: E402
+
+from edgecv.errors import ExportError  # noqa: E402
+from edgecv.export.nms import NMS_OUTPUTS, NMS_PREFIX, append_nms, nms_reference  # noqa: E402
 
 IOU, CONF = 0.45, 0.25
 
