@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import re
 
 import cv2
 import pytest
@@ -90,6 +91,11 @@ def test_eval_of_artifact_and_weights(tmp_path, demo_onnx):
     result = run("eval", demo_onnx, "--count", 16, "--json", out)
     assert result.exit_code == 0, result.output
     figures = json.loads(out.read_text())
-    assert 0 <= figures["map50_95"] <= figures["map50"] <= 1 and figures["images"] == 16
+    # the demo model scores ~0.9 mAP50-95 on this split: a broken pre/post-processing or box
+    # mapping lands far below 0.6, which a range check [0, 1] would accept
+    assert 0.6 < figures["map50_95"] <= figures["map50"] <= 1 and figures["images"] == 16
+    assert figures["detections"] >= 16 and set(figures["per_class"]) == set(ShapesDataset.class_names)
     result = run("eval", "yolo", "--count", 16)
-    assert result.exit_code == 0 and "mAP50-95" in result.output
+    assert result.exit_code == 0, result.output
+    torch_map = float(re.search(r"mAP50-95 ([0-9.]+)", result.output).group(1))
+    assert torch_map > 0.6

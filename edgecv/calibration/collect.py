@@ -41,17 +41,23 @@ def collect_stats(model: onnx.ModelProto, tensors: list[str], batches: Iterable[
     Returns ``(stats by tensor name, number of images seen)``; ``on_batch(b)`` is called after each batch.
     """
     input_name = model.graph.input[0].name
+    fixed = model.graph.input[0].type.tensor_type.shape.dim[0].dim_value  # 0: dynamic batch
     inner = [t for t in tensors if t != input_name]
     sess = session(with_outputs(model, inner))
     stats = {t: TensorStats() for t in tensors}
     images = 0
     for batch in batches:
+        count = batch.shape[0]
+        if fixed and count < fixed:
+            # a fixed-batch graph runs only full batches: repeat the real images (a blank filler would skew
+            # the histograms); the repeats weigh those few images a little more and are counted once
+            batch = np.resize(batch, (fixed, *batch.shape[1:]))
         values = sess.run(inner, {input_name: batch})
         if input_name in stats:
             stats[input_name].update(np.asarray(batch, np.float32))
         for name, value in zip(inner, values):
             stats[name].update(np.asarray(value, np.float32))
-        images += batch.shape[0]
+        images += count
         if on_batch is not None:
-            on_batch(batch.shape[0])
+            on_batch(count)
     return stats, images

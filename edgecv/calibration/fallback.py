@@ -55,7 +55,8 @@ def _measure(model: onnx.ModelProto, meta, path: Path, data, description: str, c
 
 def _probe_batches(data, meta, count: int = 4) -> list[np.ndarray]:
     entries = data.gt["images"][:count]
-    return [preprocess_batch([data.read(e)], meta)[0] for e in entries]
+    fixed = meta.input_shape[0] if meta.input_shape[0] > 0 else None  # a fixed-batch graph takes only that batch
+    return [preprocess_batch([data.read(e)], meta, fixed)[0] for e in entries]
 
 
 def _drop(base: dict[str, Any], row: dict[str, Any]) -> float:

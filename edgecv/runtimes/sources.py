@@ -167,7 +167,8 @@ class VideoFrames(FrameSource):
 
     def __iter__(self) -> Iterator[Frame]:
         capture = self._capture if self._capture is not None else self._open()
-        self._capture = None
+        # kept on self while the loop runs, so close() releases it even when a caller still holds the iterator
+        self._capture = capture
         index = 0
         try:
             while True:
@@ -178,6 +179,8 @@ class VideoFrames(FrameSource):
                 index += 1
         finally:
             capture.release()
+            if self._capture is capture:
+                self._capture = None  # the next loop opens a fresh capture
         if self.kind == "camera" or (self.kind == "stream" and self.total is None):
             raise SourceError(f"{self.kind} {self.label} stopped delivering frames after {index} frames")
 

@@ -20,6 +20,34 @@ def _zero_points(model: onnx.ModelProto) -> list[np.ndarray]:
             if n.op_type in ("QuantizeLinear", "DequantizeLinear") and len(n.input) > 2]
 
 
+#: int8 vs fp32 on the demo model (4 scenes at 160 px, ~30 detections): measured 28-29 of 30 matched at
+#: IoU >= 0.9 for every target; the bar leaves room for calibration noise, not for a broken graph.
+MATCH_IOU, MIN_MATCHED = 0.7, 0.85
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    lt, rb = np.maximum(a[:, None, :2], b[None, :, :2]), np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(rb - lt, 0, None).prod(2)
+    area = lambda x: (x[:, 2:] - x[:, :2]).clip(0).prod(1)  # noqa: E731
+    return inter / np.maximum(area(a)[:, None] + area(b)[None, :] - inter, 1e-9)
+
+
+def assert_same_boxes(ref: list, got: list) -> None:
+    """Detections of ``got`` match ``ref`` one to one (same class, IoU >= MATCH_IOU) for >= MIN_MATCHED of
+    the larger count, over >= 20 reference detections (a blank output cannot pass)."""
+    matched = total = 0
+    for a, b in zip(ref, got, strict=True):
+        total += max(len(a), len(b))
+        if not len(a) or not len(b):
+            continue
+        ious = _iou(a.boxes, b.boxes) * (a.class_ids[:, None] == b.class_ids[None, :])
+        while ious.size and ious.max() >= MATCH_IOU:
+            i, j = np.unravel_index(np.argmax(ious), ious.shape)
+            matched, ious[i, :], ious[:, j] = matched + 1, -1, -1
+    assert sum(len(a) for a in ref) >= 20, "too few reference detections for a meaningful comparison"
+    assert matched >= MIN_MATCHED * total, f"{matched}/{total} detections matched (class + IoU >= {MATCH_IOU})"
+
+
 def _scenes(n: int = 4) -> list[np.ndarray]:
     from edgecv.data.synthetic import ShapesDataset
 
@@ -45,12 +73,10 @@ def test_openvino_target_is_uint8_on_compute_inputs(quantized, small_onnx):
     consumers = {i: n for n in model.graph.node for i in n.input}
     dq_outputs = [n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"]
     assert {consumers[t].op_type for t in dq_outputs} <= COMPUTE_OPS
-    pytest.importorskip("openvino", reason="openvino not installed")
     images = _scenes()
     with Predictor(small_onnx) as ref, Predictor(quantized["openvino"].path, backend="openvino") as q:
         a, b = ref(images), q(images)
-    assert sum(len(d) for d in a) > 0
-    assert abs(sum(len(d) for d in a) - sum(len(d) for d in b)) <= max(2, sum(len(d) for d in a) // 5)
+    assert_same_boxes(a, b)
 
 
 def test_onnxruntime_target_form(quantized):
@@ -81,8 +107,7 @@ def test_postprocessing_stays_float_and_runs(quantized, small_onnx, target):
     with Predictor(small_onnx) as ref, Predictor(result.path) as q:
         a, b = ref(images), q(images)
     assert Predictor(result.path).metadata.precision == "int8"
-    assert sum(len(d) for d in a) > 0
-    assert abs(sum(len(d) for d in a) - sum(len(d) for d in b)) <= max(2, sum(len(d) for d in a) // 5)
+    assert_same_boxes(a, b)
 
 
 def test_cache_round_trip_skips_data(quantized, small_onnx, tmp_path, monkeypatch):
@@ -110,6 +135,5 @@ def test_already_quantized_and_bad_options(quantized, small_onnx, tmp_path):
 
 
 def test_openvino_warns_about_a_tensorrt_target_graph(quantized):
-    pytest.importorskip("openvino", reason="openvino not installed")
     with pytest.warns(UserWarning, match="--target openvino"):
         Predictor(quantized["tensorrt"].path, backend="openvino").close()

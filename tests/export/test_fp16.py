@@ -34,10 +34,25 @@ def test_fp16_graph_runs_and_matches(small_fp32):
     with Predictor(small_fp32) as ref, Predictor(path) as half:
         assert half.metadata.precision == "fp16"
         a, b = ref(images), half(images)
-    for da, db in zip(a, b):
-        assert abs(len(da) - len(db)) <= 1
+    assert sum(len(d) for d in a) >= 15, "the fp32 model must detect objects for the comparison to mean anything"
+    matched = total = 0
+    for da, db in zip(a, b, strict=True):
+        assert abs(len(da) - len(db)) <= 1  # a score may cross the threshold in fp16, no more
+        total += max(len(da), len(db))
         if len(da) and len(db):
-            assert np.abs(da.boxes[0] - db.boxes[0]).max() < 3.0
+            ious = _iou(da.boxes, db.boxes) * (da.class_ids[:, None] == db.class_ids[None, :])
+            while ious.max() >= 0.9:  # greedy one-to-one: same class, IoU >= 0.9
+                i, j = np.unravel_index(np.argmax(ious), ious.shape)
+                matched, ious[i, :], ious[:, j] = matched + 1, -1, -1
+                assert abs(da.scores[i] - db.scores[j]) < 0.02
+    assert matched >= 0.9 * total, f"{matched}/{total} fp16 detections match fp32 (same class, IoU >= 0.9)"
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    lt, rb = np.maximum(a[:, None, :2], b[None, :, :2]), np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(rb - lt, 0, None).prod(2)
+    area = lambda x: (x[:, 2:] - x[:, :2]).clip(0).prod(1)  # noqa: E731
+    return inter / np.maximum(area(a)[:, None] + area(b)[None, :] - inter, 1e-9)
 
 
 def test_fp16_refuses_converted_graph(small_fp32, tmp_path):

@@ -14,7 +14,31 @@ def test_forward_and_decode_shapes(size):
     boxes, scores = decode(maps, model.config.reg_max)
     n = 12 * 20 + 6 * 10 + 3 * 5
     assert boxes.shape == (2, n, 4) and scores.shape == (2, n, 3)
-    assert torch.all(boxes[..., 2] >= boxes[..., 0]) and torch.all((scores >= 0) & (scores <= 1))
+    assert torch.all(boxes[..., 2] >= boxes[..., 0]) and torch.all(boxes[..., 3] >= boxes[..., 1])
+
+
+def test_decode_of_known_maps():
+    """Maps whose box logits put all mass on one bin per side decode to exact boxes around each cell centre."""
+    reg_max, num_classes, (h, w) = 16, 3, (64, 96)
+    sides = torch.tensor([1, 2, 3, 4])  # l, t, r, b in grid units of the level
+    box_logits = torch.full((4, reg_max), -50.0)
+    box_logits[torch.arange(4), sides] = 50.0  # softmax: one-hot on the chosen bin
+    cls_logits = torch.tensor([-2.0, 0.0, 3.0])
+    maps = []
+    for stride in (8, 16, 32):
+        gh, gw = h // stride, w // stride
+        channel = torch.cat((box_logits.reshape(-1), cls_logits))  # [4*reg_max + C]
+        maps.append(channel[None, :, None, None].expand(2, -1, gh, gw).clone())
+    boxes, scores = decode(maps, reg_max)
+    expected = []
+    for stride in (8, 16, 32):
+        ys, xs = torch.meshgrid(torch.arange(h // stride) + 0.5, torch.arange(w // stride) + 0.5, indexing="ij")
+        cx, cy = xs.reshape(-1), ys.reshape(-1)
+        expected.append(torch.stack((cx - 1, cy - 2, cx + 3, cy + 4), -1) * stride)  # x1, y1, x2, y2 pixels
+    expected = torch.cat(expected)
+    assert boxes.shape == (2, len(expected), 4) and scores.shape == (2, len(expected), num_classes)
+    assert torch.allclose(boxes[0], expected, atol=1e-4) and torch.allclose(boxes[1], expected, atol=1e-4)
+    assert torch.allclose(scores, torch.sigmoid(cls_logits).expand_as(scores), atol=1e-6)
 
 
 def test_sizes_differ_in_width():

@@ -1,5 +1,7 @@
 """CPU feature reading: what int8 / bf16 can gain, from /proc/cpuinfo text."""
 
+from pathlib import Path
+
 from edgecv.runtimes.cpu import cpu_features, parse_cpuinfo
 
 AVX2_ONLY = """processor\t: 0
@@ -29,4 +31,13 @@ def test_amx_machine_lists_its_extensions():
 def test_unreadable_cpuinfo_is_unknown(tmp_path):
     features = cpu_features(tmp_path / "absent")
     assert not features.known and "unknown" in features.summary()
-    assert cpu_features().summary()  # this machine: some line either way
+    assert features.summary() == ("CPU features unknown (no /proc/cpuinfo): measure int8 against fp32 "
+                                  "before choosing")
+
+
+def test_default_reads_this_machines_cpuinfo():
+    """The suite runs on Linux: the default path is /proc/cpuinfo, and what it says is what comes back."""
+    here = cpu_features()
+    assert here == parse_cpuinfo(Path("/proc/cpuinfo").read_text(errors="replace"))
+    assert here.known and here.vector_isa  # an x86 or ARM CPU lists SIMD flags
+    assert here.summary().startswith(f"{here.model or 'CPU'}: {here.vector_isa};")

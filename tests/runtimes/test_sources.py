@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import cv2
@@ -99,9 +100,23 @@ def test_vanishing_camera_raises_after_its_frames(toy_video: Path) -> None:
     assert names[-1] == "camera7#000011"
 
 
+def _open_handles(path: Path) -> int:
+    """How many file descriptors of this process point at ``path`` (an open capture holds one)."""
+    fds = Path("/proc/self/fd")
+    return sum(1 for fd in fds.iterdir() if os.path.realpath(fd) == str(path.resolve()))
+
+
 def test_early_break_releases_capture(toy_video: Path) -> None:
     source = iter_source(toy_video)
+    assert _open_handles(toy_video) == 1  # opened at iter_source time (errors surface early)
     for _ in source:
         break
+    assert _open_handles(toy_video) == 0  # the abandoned loop released the file
     source.close()
-    assert len(list(source)) == 12
+    assert len(list(source)) == 12 and _open_handles(toy_video) == 0  # re-opened, read to the end, released
+    held = iter(source)
+    next(held)
+    assert _open_handles(toy_video) == 1
+    source.close()  # a caller still holds the suspended loop (e.g. in a traceback): close() must release anyway
+    assert _open_handles(toy_video) == 0
+    assert list(held) == []  # the released capture ends the loop cleanly
