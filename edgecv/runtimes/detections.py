@@ -262,7 +262,8 @@ RESULT_KEYS: dict[str, tuple[bool, Callable[[Any, int], str | None]]] = {
     "name": (False, _single(lambda v: isinstance(v, str), "a string")),
     "frame_index": (False, _single(lambda v: _integer(v) and v >= 0, "an integer >= 0")),
     "timestamp": (False, _single(_finite, "a finite number (seconds)")),
-    "track_ids": (False, _per_detection(lambda v: v is None or (_integer(v) and v >= 0), "integers >= 0 or null")),
+    "track_ids": (False, _per_detection(lambda v: v is None or (_integer(v) and v >= 0),
+                                            "integers or null (ids >= 0; null: untracked)")),
     "masks": (False, _per_detection(lambda v: True, "entries")),
 }
 
