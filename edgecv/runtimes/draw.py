@@ -125,14 +125,14 @@ def annotate(image: np.ndarray, detections: Detections, *, line_width: int | Non
     if detections.masks is not None and detections.masks.shape[1:] == (h, w):
         for mask, color in zip(detections.masks, colors):
             canvas[mask] = (canvas[mask] * (1 - mask_alpha) + np.array(color) * mask_alpha).astype(np.uint8)
-    labels = detections.labels
-    for i, (box, score) in enumerate(zip(detections.boxes.tolist(), detections.scores.tolist())):
-        x1, y1, x2, y2 = (round(v) for v in box)
+    boxes = [tuple(round(v) for v in box) for box in detections.boxes.tolist()]
+    for box, color in zip(boxes, colors):
         # LINE_8: box sides are axis-aligned, so anti-aliasing only blurs them (a 1 px line turns to a smear)
-        cv2.rectangle(canvas, (x1, y1), (x2, y2), colors[i], style.line_width, cv2.LINE_8)
-        if show_labels:
-            _draw_label(canvas, detection_label(labels[i], score, int(track_ids[i])), (x1, y1, x2, y2),
-                        colors[i], style)
+        cv2.rectangle(canvas, box[:2], box[2:], color, style.line_width, cv2.LINE_8)
+    if show_labels:  # after every box, so no box line runs through a label's text
+        labels = detections.labels
+        for i, (box, score) in enumerate(zip(boxes, detections.scores.tolist())):
+            _draw_label(canvas, detection_label(labels[i], score, int(track_ids[i])), box, colors[i], style)
     return canvas
 
 

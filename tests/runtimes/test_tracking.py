@@ -245,3 +245,22 @@ def test_two_opencv_distributions_are_reported_once(monkeypatch: pytest.MonkeyPa
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert tracking.check_opencv_distributions() == message  # second call: no warning
+
+
+def test_tracking_imports_are_lazy_and_torch_free() -> None:
+    """Importing the module loads neither trackers nor supervision; tracking itself loads no torch."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    script = ("import sys, warnings; warnings.simplefilter('ignore')\n"
+              "import edgecv.runtimes.streams.tracking as t\n"
+              "print('LAZY', sorted(m for m in ('trackers', 'supervision') if m in sys.modules))\n"
+              "import numpy as np; from edgecv.runtimes.detections import Detections\n"
+              "t.Tracker().update(Detections([[0, 0, 9, 9]], [0.9], [0]), 0.0)\n"
+              "print('HEAVY', sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision')))")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=root, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "LAZY []" in out.stdout and "HEAVY []" in out.stdout, out.stdout
