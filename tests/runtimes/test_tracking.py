@@ -178,6 +178,22 @@ def test_ids_follow_boxes_whatever_the_input_order() -> None:
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_motion_model_sees_real_time_gaps() -> None:
+    """A box moving 6 px per frame, then 8 frames dropped (48 px, more than its 40 px width): with the
+    capture times the tracker predicts the jump and keeps the id; fed as consecutive frames it
+    cannot (the control: what counting frames instead of seconds would do)."""
+    def box(t: int) -> Detections:
+        return Detections([[10 + 6 * t, 50, 50 + 6 * t, 90]], [0.9], [0])
+
+    frames = list(range(12)) + [20, 21, 22]
+    real, counted = Tracker(), Tracker()
+    real_ids = [int(real.update(box(t), timestamp=t / FPS).track_ids[0]) for t in frames]
+    counted_ids = [int(counted.update(box(t), timestamp=k / FPS).track_ids[0]) for k, t in enumerate(frames)]
+    assert set(real_ids[1:]) == {0}, real_ids
+    assert len(set(counted_ids[1:]) - {-1}) == 2, counted_ids
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
 def test_clock_stepping_back_keeps_ids() -> None:
     tracker = Tracker(minimum_consecutive_frames=1)
     for t, stamp in enumerate([5.0, 5.033, 5.066, 5.0, 5.0, 5.1]):  # a wall clock stepped back, then repeated
