@@ -128,8 +128,10 @@ class Tracker:
     def update(self, detections: Detections, timestamp: float, image: np.ndarray | None = None) -> Detections:
         """Track one frame: ``detections`` (boxes xyxy in frame pixels) captured at ``timestamp``.
 
-        ``timestamp``: capture time in seconds (any clock that only moves forward, e.g. the
-        stream's ``time.time()`` or a file's media time); gaps between calls are real time.
+        ``timestamp``: capture time in seconds (any clock that only moves forward); gaps between
+        calls are real time. For a file read with the ``every`` policy pass its media time
+        (``StreamResult.media_time``, or ``index / fps``), not the wall clock: a file decoded
+        faster or slower than real time would otherwise distort the motion model.
         A timestamp not after the previous one (a wall clock stepped back, a container without
         media times) is moved 1 µs after it -- no motion predicted -- because the library
         would otherwise drop the frame's ids (earlier) or warn on every frame (equal).
