@@ -8,7 +8,10 @@ objects, no adapters. It is validated on construction so that every instance has
 * ``class_ids``  int32 ``[N]``;
 * ``class_names`` the artifact's full list of class names (``tuple[str, ...]``),
   indexed by ``class_ids``;
-* ``masks``      optional bool ``[N, H, W]`` (instance segmentation).
+* ``masks``      optional bool ``[N, H, W]`` (instance segmentation);
+* ``track_ids``  optional int64 ``[N]``: persistent object ids from a tracker
+  (:class:`~edgecv.runtimes.streams.tracking.Tracker`), ``-1`` for a detection the tracker
+  has not (yet) confirmed. ``None`` when tracking is off.
 
 Result schema ``edgecv.result/1`` (:data:`RESULT_SCHEMA`)
 ---------------------------------------------------------
@@ -28,7 +31,8 @@ key             required   value
 ``name``        no         the source item: file name, ``clip.mp4#000012``, ...
 ``frame_index`` no         integer >= 0, position of the frame in its stream (streams)
 ``timestamp``   no         finite number, seconds on the source's clock (streams)
-``track_ids``   no         ``N`` integers, or null for an untracked detection (tracking)
+``track_ids``   no         ``N`` integers >= 0, or null for an untracked detection (tracking;
+                           ``Detections.track_ids`` holds -1 where the document has null)
 ``masks``       no         ``N`` entries, one mask per detection (instance segmentation; the
                            entry format is fixed by the issue that adds it)
 =============== ========== =====================================================================
@@ -94,6 +98,7 @@ class Detections:
     class_ids: np.ndarray
     class_names: tuple[str, ...] = ()
     masks: np.ndarray | None = None
+    track_ids: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         boxes = _as_array(self.boxes, np.float32, "boxes")
@@ -110,6 +115,11 @@ class Detections:
                              f"found range [{class_ids.min()}, {class_ids.max()}]")
         self.boxes, self.scores, self.class_ids, self.class_names = boxes, scores, class_ids, names
         self.masks = None if self.masks is None else self._validated_masks(self.masks, n)
+        if self.track_ids is not None:
+            track_ids = _vector(self.track_ids, np.int64, "track_ids", n)
+            if n and track_ids.min() < -1:
+                raise ValueError(f"track_ids: expected ids >= 0 or -1 (untracked), found {track_ids.min()}")
+            self.track_ids = track_ids
 
     @staticmethod
     def _validated_masks(masks: Any, n: int) -> np.ndarray:
@@ -141,6 +151,7 @@ class Detections:
             self.class_ids[index],
             self.class_names,
             None if self.masks is None else self.masks[index],
+            None if self.track_ids is None else self.track_ids[index],
         )
 
     @property
@@ -154,15 +165,19 @@ class Detections:
         ``{"schema", "boxes": [[x1, y1, x2, y2], ...], "scores", "class_ids", "labels"}``.
 
         Boxes are rounded to 3 decimals and scores to 5 (float32 noise only). Masks are not
-        included (they would dwarf the rest); read ``.masks`` directly.
+        included (they would dwarf the rest); read ``.masks`` directly. With ``track_ids``,
+        the document has ``"track_ids"``: the ids, null where a detection is untracked (-1).
         """
-        return {
+        doc: dict[str, Any] = {
             "schema": RESULT_SCHEMA,
             "boxes": np.round(self.boxes.astype(np.float64), 3).tolist(),
             "scores": np.round(self.scores.astype(np.float64), 5).tolist(),
             "class_ids": self.class_ids.tolist(),
             "labels": self.labels,
         }
+        if self.track_ids is not None:
+            doc["track_ids"] = [None if i < 0 else i for i in self.track_ids.tolist()]
+        return doc
 
     def to_json(self) -> str:
         """:meth:`to_dict` as one line of JSON."""
@@ -196,10 +211,16 @@ class Detections:
             raise ResultError(f"result document: labels: expected {expected!r} for class id {i} (from class_names), "
                               f"found {label!r}")
         boxes = np.asarray(doc["boxes"], np.float32).reshape(-1, 4)
-        return cls(boxes, np.asarray(doc["scores"], np.float32), np.asarray(ids, np.int32), names)
+        track_ids = doc.get("track_ids")
+        if track_ids is not None:
+            track_ids = np.asarray([-1 if i is None else i for i in track_ids], np.int64)
+        return cls(boxes, np.asarray(doc["scores"], np.float32), np.asarray(ids, np.int32), names,
+                   track_ids=track_ids)
 
     def __repr__(self) -> str:
         extra = "" if self.masks is None else f", masks={tuple(self.masks.shape)}"
+        if self.track_ids is not None:
+            extra += f", track_ids={self.track_ids[:5].tolist()}{'...' if len(self) > 5 else ''}"
         return f"Detections(n={len(self)}, labels={self.labels[:5]}{'...' if len(self) > 5 else ''}{extra})"
 
 
@@ -241,7 +262,8 @@ RESULT_KEYS: dict[str, tuple[bool, Callable[[Any, int], str | None]]] = {
     "name": (False, _single(lambda v: isinstance(v, str), "a string")),
     "frame_index": (False, _single(lambda v: _integer(v) and v >= 0, "an integer >= 0")),
     "timestamp": (False, _single(_finite, "a finite number (seconds)")),
-    "track_ids": (False, _per_detection(lambda v: v is None or _integer(v), "integers or null")),
+    "track_ids": (False, _per_detection(lambda v: v is None or (_integer(v) and v >= 0),
+                                            "integers or null (ids >= 0; null: untracked)")),
     "masks": (False, _per_detection(lambda v: True, "entries")),
 }
 
