@@ -52,6 +52,10 @@ log = logging.getLogger(__name__)
 BOUNDARY = "edgecvframe"
 _START_TIMEOUT = 10.0  # seconds for the server thread to start listening
 _STOP_TIMEOUT = 5.0  # seconds for close() to stop it
+# Bytes a viewer's connection may hold in send buffers (kernel + asyncio). Loopback and LAN sockets
+# autotune their send buffer up to megabytes: dozens of frames a slow viewer would watch with a
+# growing delay. A small buffer makes the write wait instead, and the viewer skips to the newest.
+_SEND_BUFFER = 64 * 1024
 
 
 def parse_address(text: str, default_port: int = 8080) -> tuple[str, int]:
@@ -202,7 +206,8 @@ class BrowserView:
         self.port: int = sock.getsockname()[1]
         self._loop = asyncio.new_event_loop()
         self._new_frame = asyncio.Event()
-        self._runner = web.AppRunner(self._app(web), handle_signals=False, access_log=None)
+        self._runner = web.AppRunner(self._app(web), handle_signals=False, access_log=None,
+                                     shutdown_timeout=1.0)  # then open viewers are cancelled
         started = threading.Event()
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._serve, args=(web, sock, started), name="edgecv-browser-view",
@@ -252,7 +257,7 @@ class BrowserView:
         asyncio.set_event_loop(self._loop)
         try:
             self._loop.run_until_complete(self._runner.setup())
-            site = web.SockSite(self._runner, sock, shutdown_timeout=1.0)
+            site = web.SockSite(self._runner, sock)
             self._loop.run_until_complete(site.start())
         except OSError as exc:  # e.g. the socket was refused by the OS after bind
             self._error = exc
@@ -342,6 +347,15 @@ class BrowserView:
         return web.Response(text=json.dumps(doc), content_type="application/json",
                             headers={"Cache-Control": "no-store"})
 
+    @staticmethod
+    def _limit_send_buffer(transport: Any) -> None:
+        if transport is None:
+            return
+        transport.set_write_buffer_limits(high=_SEND_BUFFER)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SEND_BUFFER)
+
     async def _handle_stream(self, request: Any) -> Any:
         from aiohttp import web
 
@@ -349,6 +363,7 @@ class BrowserView:
             "Content-Type": f"multipart/x-mixed-replace; boundary={BOUNDARY}",
             "Cache-Control": "no-store", "Pragma": "no-cache"})
         await response.prepare(request)
+        self._limit_send_buffer(request.transport)
         self.viewers += 1  # only touched on the loop's thread
         sent = self._seq if not self._jpeg else self._seq - 1  # send the current frame at once, if any
         try:
