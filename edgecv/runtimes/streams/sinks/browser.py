@@ -206,8 +206,10 @@ class BrowserView:
         self.port: int = sock.getsockname()[1]
         self._loop = asyncio.new_event_loop()
         self._new_frame = asyncio.Event()
-        self._runner = web.AppRunner(self._app(web), handle_signals=False, access_log=None,
-                                     shutdown_timeout=1.0)  # then open viewers are cancelled
+        self._runner = web.AppRunner(
+            self._app(web), handle_signals=False, access_log=None,
+            handler_cancellation=True,  # a viewer that hangs up is gone at once (not at the next frame)
+            shutdown_timeout=1.0)  # close(): open viewers get 1 s, then are cancelled
         started = threading.Event()
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._serve, args=(web, sock, started), name="edgecv-browser-view",
