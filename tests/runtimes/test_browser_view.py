@@ -148,7 +148,7 @@ def test_page_in_headless_chromium(results: list[StreamResult], tmp_path: Path,
     drawn = np.abs(expected.astype(int) - static[0].image).max(axis=2) > 60  # the boxes and labels
     assert drawn.sum() > 200
     # what a viewer should see: the annotated frame through one JPEG round trip (thin coloured lines blur)
-    ok, jpeg = cv2.imencode(".jpg", expected, [cv2.IMWRITE_JPEG_QUALITY, view.quality])
+    _, jpeg = cv2.imencode(".jpg", expected, [cv2.IMWRITE_JPEG_QUALITY, view.quality])
     expected = cv2.imdecode(jpeg, cv2.IMREAD_COLOR).astype(int)
     to_annotated = np.abs(crop - expected)[drawn].mean()
     to_raw = np.abs(crop - static[0].image)[drawn].mean()
@@ -265,9 +265,8 @@ def test_non_loopback_warning_logic() -> None:
 
 def test_non_loopback_view_warns_before_binding() -> None:
     """192.0.2.1 (TEST-NET-1) is on no interface here: the warning comes first, then the bind fails cleanly."""
-    with pytest.warns(UserWarning, match="anyone on the network"):
-        with pytest.raises(OptionError, match="192.0.2.1"):
-            BrowserView("192.0.2.1", 0)
+    with pytest.warns(UserWarning, match="anyone on the network"), pytest.raises(OptionError, match="192.0.2.1"):
+        BrowserView("192.0.2.1", 0)
 
 
 def test_parse_address() -> None:

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
 
 from edgecv.errors import MissingDependencyError
@@ -47,12 +46,12 @@ def test_dead_display_is_reported() -> None:
 def test_bare_imshow_aborts_where_windowview_raises() -> None:
     """Why the check exists: OpenCV's own imshow kills the process (SIGABRT) with no display."""
     script = "import cv2, numpy as np; cv2.imshow('x', np.zeros((8, 8, 3), np.uint8)); print('alive')"
-    bare = subprocess.run([sys.executable, "-c", script], env=_env(), capture_output=True, text=True, timeout=60)
+    bare = subprocess.run([sys.executable, "-c", script], check=False, env=_env(), capture_output=True, text=True, timeout=60)
     assert bare.returncode != 0 and "alive" not in bare.stdout
     guarded = ("from edgecv.errors import MissingDependencyError\n"
                "from edgecv.runtimes.streams.sinks.window import WindowView\n"
                "try:\n    WindowView()\nexcept MissingDependencyError as e:\n    print('clear:', e)\n")
-    ours = subprocess.run([sys.executable, "-c", guarded], env=_env(), capture_output=True, text=True, timeout=60)
+    ours = subprocess.run([sys.executable, "-c", guarded], check=False, env=_env(), capture_output=True, text=True, timeout=60)
     assert ours.returncode == 0 and "clear: --show needs a display" in ours.stdout, ours.stderr
 
 
@@ -109,7 +108,7 @@ def test_window_under_xvfb(tmp_path: Path) -> None:
         number = xvfb.stdout.readline().strip()  # Xvfb picks a free display and writes its number
         assert number.isdigit(), f"Xvfb did not start: {number!r}"
         shot = tmp_path / "root.png"
-        run = subprocess.run([sys.executable, "-c", WINDOW_SCRIPT, str(shot)], env=_env(DISPLAY=f":{number}"),
+        run = subprocess.run([sys.executable, "-c", WINDOW_SCRIPT, str(shot)], check=False, env=_env(DISPLAY=f":{number}"),
                              capture_output=True, text=True, timeout=60)
         assert run.returncode == 0 and "shown 20" in run.stdout, run.stderr[-2000:]
     finally:

@@ -29,11 +29,11 @@ authentication, so anyone who can reach the address can watch.
 from __future__ import annotations
 
 import asyncio
-import atexit
 import ipaddress
 import json
 import logging
 import socket
+import sys
 import threading
 import time
 import warnings
@@ -218,9 +218,8 @@ class BrowserView:
         if not started.wait(_START_TIMEOUT) or self._error is not None:
             self.close()
             raise OptionError(f"browser view on {host}:{self.port}: the server did not start ({self._error})")
-        # a script that never calls close() still stops the server cleanly at exit
+        # a script that never calls close() still stops the server cleanly at exit (finalize runs atexit)
         self._finalizer = weakref.finalize(self, BrowserView._atexit_close, weakref.ref(self))
-        atexit.register(self._finalizer)
         log.info("browser view: http://%s:%d/", host if ":" not in host else f"[{host}]", self.port)
 
     @property
@@ -237,7 +236,8 @@ class BrowserView:
         except OSError as exc:
             raise OptionError(f"browser view: expected a host name or address of this machine, "
                               f"found {host!r} ({exc})") from exc
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # restart at once on the same port
+        if sys.platform != "win32":  # restart at once on the same port (on Windows it would allow hijacking)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
             sock.listen(64)
@@ -264,6 +264,7 @@ class BrowserView:
         except OSError as exc:  # e.g. the socket was refused by the OS after bind
             self._error = exc
             sock.close()
+            self._loop.close()
             started.set()
             return
         started.set()
@@ -318,7 +319,6 @@ class BrowserView:
             log.warning("browser view: the server thread did not stop within %.0f s", _STOP_TIMEOUT)
         finalizer = getattr(self, "_finalizer", None)
         if finalizer is not None:
-            atexit.unregister(finalizer)
             finalizer.detach()
 
     @staticmethod
