@@ -1,0 +1,1 @@
+"""Stream sinks, one module each (see :class:`edgecv.runtimes.streams.result.Sink`)."""
