@@ -37,7 +37,7 @@ from rich.table import Table
 from torch import nn
 
 from edgecv.errors import OptionError, SourceError
-from edgecv.export.nms import nms_reference
+from edgecv.export.nms_reference import nms_reference
 from edgecv.metadata import ArtifactMetadata
 from edgecv.runtimes.preprocess import preprocess_batch
 

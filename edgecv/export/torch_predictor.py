@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from edgecv.export.nms import nms_reference
+from edgecv.export.nms_reference import nms_reference
 from edgecv.export.onnx_export import ExportOptions, build_metadata, resolve_options
 from edgecv.metadata import DETECTION_OUTPUTS
 from edgecv.models.base import LoadedDetector

@@ -19,8 +19,8 @@ from onnx import TensorProto, helper
 from edgecv.errors import ExportError
 from edgecv.export.nms import (
     DEFAULT_MAX_CANDIDATES, NMS_OUTPUTS, NMS_PREFIX, TENSORRT_NMS_MAX_BOXES, TENSORRT_TOPK_MAX, append_nms,
-    nms_reference,
 )
+from edgecv.export.nms_reference import nms_reference
 
 IOU, CONF = 0.45, 0.25
 
