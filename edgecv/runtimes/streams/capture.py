@@ -1,0 +1,398 @@
+"""Resilient capture of live sources (camera, ``rtsp://``, ``http(s)://`` MJPEG) and video files.
+
+``open_capture(source)`` opens the source (raising :class:`~edgecv.errors.SourceError` if it cannot)
+and returns a :class:`ResilientCapture`; iterating it yields :class:`CapturedFrame` s (BGR uint8
+``[H, W, 3]``, capture time, index). What it does that a bare ``cv2.VideoCapture`` loop does not:
+
+* **Reconnects.** A stream or camera that fails a read is reopened with bounded exponential
+  backoff (0.1 s doubling up to ``backoff_cap``, 1 s by default); the iteration keeps going.
+* **Watchdog.** A source that stops delivering without an error (OpenCV/FFmpeg wait 30 s by
+  default) is noticed after ``stall_timeout`` seconds. FFmpeg (network streams) honours
+  ``CAP_PROP_OPEN_TIMEOUT_MSEC`` / ``CAP_PROP_READ_TIMEOUT_MSEC`` through its interrupt callback
+  (checked with OpenCV 5 + FFmpeg: a silent HTTP server fails the open after 1.0 s, a stream that
+  goes silent fails the read after the read timeout). Cameras get no such options (a backend that
+  does not know a parameter refuses to open), so reads run in a reader thread and this module's
+  own watchdog abandons a read that outlives ``stall_timeout`` (the thread exits when the backend
+  returns; its capture is released by that thread, never from another one).
+* **Gaps reported.** Every stretch without frames becomes a :class:`~.result.Gap` (start = last
+  frame, end = first frame after it, reason, reopen attempts), logged as a warning when it starts
+  and when it ends, attached to the first frame after it and kept in ``ResilientCapture.gaps``.
+* **Giving up.** ``give_up_after`` seconds without frames raise ``SourceError`` saying how long
+  it tried and how often; ``reconnect=False`` raises at the first drop instead.
+* **Damaged files.** A video file whose decoding stops before its frame count is reported
+  (``"ended at frame 45 of 90"``, a warning, ``ResilientCapture.damage``) and reading resumes at
+  the first decodable frame after the damage (a seek: FFmpeg restarts at a key frame), with a Gap.
+  The normal end of a file is an end, not an error.
+
+A finite stream (one that states a frame count) ends like a file. A live stream has no natural
+end: when its server ends it, it is reconnected like a drop (``give_up_after`` bounds that).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Iterator, Union
+
+import cv2
+import numpy as np
+
+from edgecv.errors import ImageError, OptionError, SourceError
+from edgecv.runtimes.image import DEFAULT_MAX_PIXELS, check_max_pixels, check_pixels, to_bgr_uint8
+from edgecv.runtimes.sources import STREAM_SCHEMES, VIDEO_SUFFIXES, _safe_label
+from edgecv.runtimes.streams.result import Gap
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_OPEN_TIMEOUT = 1.0  # s; FFmpeg's own default is 30 s
+DEFAULT_READ_TIMEOUT = 1.0  # s, passed to FFmpeg
+DEFAULT_STALL_TIMEOUT = 2.0  # s without a frame before the watchdog reopens the source
+DEFAULT_BACKOFF_CAP = 1.0  # s, longest pause between two reopen attempts
+OPEN_SLACK = 1.0  # s the watchdog adds to open_timeout: FFmpeg's probe may run a little past it
+RESYNC_BUDGET = 10.0  # s spent seeking past damage in a file before calling it the end
+
+CaptureSource = Union[int, str, os.PathLike]
+
+
+@dataclass(frozen=True)
+class CapturedFrame:
+    """One frame from a :class:`ResilientCapture`.
+
+    ``image``: BGR uint8 ``[H, W, 3]``. ``timestamp``: ``time.time()`` when the read returned.
+    ``index``: 0-based; for files the frame's position in the file (damaged frames skipped leave a
+    hole), for live sources frames delivered since opening (continuous across reconnects).
+    ``media_time``: seconds into a file (``None`` for live sources). ``gap``: set on the first
+    frame after a stretch without frames.
+    """
+
+    image: np.ndarray
+    timestamp: float
+    index: int
+    media_time: float | None = None
+    gap: Gap | None = None
+
+
+class _Session:
+    """One ``cv2.VideoCapture`` owned by one reader thread, which hands over messages.
+
+    Messages (``queue`` holds at most one, so the reader runs at most one frame ahead):
+    ``("opened", info)``, ``("failed", reason)``, ``("frame", (image, time, pos_frames, pos_msec))``,
+    ``("damaged", (first_bad, resumed_at | None))``, ``("ended", pos_frames)``. ``abandon()`` makes the
+    thread stop after its current backend call; only that thread touches the capture.
+    """
+
+    def __init__(self, target: int | str, backend: int, params: list[int], resync: bool) -> None:
+        self.target, self.backend, self.params, self.resync = target, backend, params, resync
+        self.queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1)
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="edgecv-capture", daemon=True)
+        self.thread.start()
+
+    def abandon(self) -> None:
+        self.stopped.set()
+
+    def get(self, timeout: float | None) -> tuple[str, Any] | None:
+        """The next message, or ``None`` after ``timeout`` seconds (``None``: wait until one comes)."""
+        try:
+            return self.queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def _put(self, kind: str, payload: Any) -> bool:
+        while not self.stopped.is_set():
+            try:
+                self.queue.put((kind, payload), timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        capture = cv2.VideoCapture(self.target, self.backend, self.params)
+        try:
+            if not capture.isOpened():
+                self._put("failed", "open failed")
+                return
+            if not self._put("opened", _info(capture)):
+                return
+            while not self.stopped.is_set():
+                ok, image = capture.read()
+                now = time.time()
+                if ok and image is not None:
+                    position = capture.get(cv2.CAP_PROP_POS_FRAMES)
+                    self._put("frame", (image, now, position, capture.get(cv2.CAP_PROP_POS_MSEC)))
+                    continue
+                if not (self.resync and self._skip_damage(capture)):
+                    self._put("ended", capture.get(cv2.CAP_PROP_POS_FRAMES))
+                    return
+        finally:
+            capture.release()
+
+    def _skip_damage(self, capture: cv2.VideoCapture) -> bool:
+        """After a failed read in a file: seek frame by frame past the damage; ``True`` if reading resumed.
+
+        Reports ``("damaged", (first_bad, resumed_at))``; ``resumed_at`` is ``None`` when nothing
+        after the damage decodes (within ``RESYNC_BUDGET`` seconds).
+        """
+        first_bad = int(capture.get(cv2.CAP_PROP_POS_FRAMES))
+        total = int(_finite(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or 0)
+        if first_bad >= total:
+            return False  # the normal end of the file
+        deadline = time.monotonic() + RESYNC_BUDGET
+        for target in range(first_bad + 1, total):
+            if self.stopped.is_set() or time.monotonic() > deadline:
+                break
+            capture.set(cv2.CAP_PROP_POS_FRAMES, target)
+            ok, image = capture.read()
+            if ok and image is not None:
+                self._put("damaged", (first_bad, target))
+                self._put("frame", (image, time.time(), target + 1, capture.get(cv2.CAP_PROP_POS_MSEC)))
+                return True
+        self._put("damaged", (first_bad, None))
+        return False
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if np.isfinite(value) and 0 < value < 2**31 else None
+
+
+def _info(capture: cv2.VideoCapture) -> dict[str, float | None]:
+    fps = _finite(capture.get(cv2.CAP_PROP_FPS))
+    return {"width": _finite(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
+            "height": _finite(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+            "fps": fps if fps is not None and fps < 1000 else None,
+            "total": _finite(capture.get(cv2.CAP_PROP_FRAME_COUNT))}
+
+
+def _check_seconds(name: str, value: float | None, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise OptionError(f"expected {name} > 0 seconds{' or None' if allow_none else ''}, found {value!r}")
+
+
+class ResilientCapture:
+    """Iterable of :class:`CapturedFrame` over a camera, stream or video file; see the module docstring.
+
+    Attributes:
+        kind: ``"camera"``, ``"stream"`` or ``"video"``. ``label``: printable name (no URL password).
+        fps / total / width / height: as the source states them at the first open (``None``: unknown).
+        frames: frames delivered. reconnects: reopen attempts. gaps: every :class:`Gap` so far.
+        damage: one line per damaged stretch of a video file, e.g. ``"ended at frame 45 of 90"``.
+    """
+
+    def __init__(self, target: int | str, kind: str, label: str, *, open_timeout: float, read_timeout: float,
+                 stall_timeout: float, give_up_after: float | None, reconnect: bool, backoff_cap: float,
+                 max_pixels: int | None) -> None:
+        self.target, self.kind, self.label = target, kind, label
+        self.open_timeout, self.read_timeout, self.stall_timeout = open_timeout, read_timeout, stall_timeout
+        self.give_up_after, self.reconnect, self.backoff_cap = give_up_after, reconnect, backoff_cap
+        self.frames = self.reconnects = 0
+        self.gaps: list[Gap] = []
+        self.damage: list[str] = []
+        self._closed = threading.Event()
+        self._started = False
+        self._session, info = self._open()
+        if info is None:
+            raise SourceError(f"expected a readable {kind} at {label}, found one OpenCV cannot open "
+                              f"within {open_timeout + OPEN_SLACK:.1f} s")
+        self.width, self.height = info["width"], info["height"]
+        self.fps, self.total = info["fps"], (int(info["total"]) if info["total"] else None)
+        if self.width and self.height:  # the stated frame size: refuse before decoding one
+            try:
+                check_pixels(int(self.width), int(self.height), max_pixels, f"{kind} {label}")
+            except ImageError:
+                self.close()
+                raise
+
+    @property
+    def live(self) -> bool:
+        """Cameras, and streams without a frame count: sources with no natural end."""
+        return self.kind == "camera" or (self.kind == "stream" and self.total is None)
+
+    def _open(self) -> tuple[_Session, dict[str, Any] | None]:
+        """Start a reader session and wait (bounded) until it has opened; ``None`` info if it did not."""
+        params: list[int] = []
+        backend = cv2.CAP_ANY
+        if self.kind == "stream":  # FFmpeg honours these; other backends may refuse unknown parameters
+            backend = cv2.CAP_FFMPEG
+            params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.open_timeout * 1000),
+                      cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.read_timeout * 1000)]
+        session = _Session(self.target, backend, params, resync=self.kind == "video")
+        message = session.get(self.open_timeout + OPEN_SLACK)
+        if message is None or message[0] != "opened":
+            session.abandon()
+            return session, None
+        return session, message[1]
+
+    def __iter__(self) -> Iterator[CapturedFrame]:
+        if self._started:
+            raise SourceError(f"expected one pass over {self.kind} {self.label}, found a second iteration")
+        self._started = True
+        return self._frames()
+
+    def _frames(self) -> Iterator[CapturedFrame]:
+        pending: Gap | None = None
+        last_time = time.time()
+        try:
+            while not self._closed.is_set():
+                message = self._session.get(self.stall_timeout if self.live else 0.5)
+                if message is None and not self.live:
+                    continue  # files: no watchdog, just a chance to notice close()
+                kind, payload = message if message is not None else ("stalled", None)
+                if kind == "frame":
+                    image, now, position, msec = payload
+                    last_time = now
+                    yield self._frame(image, now, position, msec, pending)
+                    pending = None
+                elif kind == "damaged":
+                    pending = self._damaged(*payload, since=last_time)
+                elif not self.live:
+                    return  # "ended": the end of a file or of a finite stream
+                else:
+                    reason = (f"stalled {self.stall_timeout:.1f} s" if kind == "stalled" else "read failed")
+                    pending = self._recover(reason, since=last_time, gap=pending)
+                    if pending is None:
+                        return  # closed while reconnecting
+        finally:
+            self._session.abandon()
+
+    def _frame(self, image: np.ndarray, now: float, position: float, msec: float,
+               gap: Gap | None) -> CapturedFrame:
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            image, _ = to_bgr_uint8(image)
+        if self.kind == "video":
+            index = int(position) - 1  # the position after the read: this frame's 0-based index
+            media_time = msec / 1000.0 if np.isfinite(msec) and msec >= 0 else None
+        else:
+            index, media_time = self.frames, None
+        self.frames += 1
+        if gap is not None:
+            gap.end = now
+            logger.warning("%s %s: frames again after %.2f s (%s, %d reconnects)", self.kind, self.label,
+                           gap.seconds, gap.reason, gap.reconnects)
+        return CapturedFrame(image, now, index, media_time, gap)
+
+    def _damaged(self, first_bad: int, resumed_at: int | None, since: float) -> Gap:
+        total = self.total if self.total is not None else "?"
+        if resumed_at is None:
+            line = f"ended at frame {first_bad} of {total}"
+        else:
+            line = f"frames {first_bad}-{resumed_at - 1} of {total} undecodable, resumed at frame {resumed_at}"
+        self.damage.append(line)
+        logger.warning("video %s: %s", self.label, line)
+        gap = Gap(start=since, end=time.time(), reason=f"decoder error at frame {first_bad}")
+        self.gaps.append(gap)
+        return gap
+
+    def _recover(self, reason: str, since: float, gap: Gap | None) -> Gap | None:
+        """Reopen the live source until it opens (bounded backoff); the Gap, or ``None`` if closed meanwhile.
+
+        ``gap``: the gap still open (a reopened source that stalled before its first frame), which
+        this attempt continues rather than counting a second gap.
+
+        Raises:
+            SourceError: ``reconnect`` is off, or ``give_up_after`` seconds passed without frames.
+        """
+        self._session.abandon()
+        if not self.reconnect:
+            raise SourceError(f"{self.kind} {self.label} stopped delivering frames after {self.frames} frames "
+                              f"({reason}; reconnect is off)")
+        if gap is None:
+            logger.warning("%s %s: %s after %d frames, reconnecting", self.kind, self.label, reason, self.frames)
+            gap = Gap(start=since, end=since, reason=reason)
+            self.gaps.append(gap)
+        pause = 0.1
+        while not self._closed.is_set():
+            waited = time.time() - since
+            if self.give_up_after is not None and waited >= self.give_up_after:
+                gap.end = time.time()
+                raise SourceError(f"gave up on {self.kind} {self.label} after {waited:.1f} s without frames "
+                                  f"({gap.reconnects} reconnect attempts; {gap.reason})")
+            if self._closed.wait(min(pause, self._time_left(since))):
+                break
+            pause = min(pause * 2, self.backoff_cap)
+            gap.reconnects += 1
+            self.reconnects += 1
+            session, info = self._open()
+            if info is not None:
+                self._session = session
+                return gap
+        return None
+
+    def _time_left(self, since: float) -> float:
+        if self.give_up_after is None:
+            return float("inf")
+        return max(0.0, since + self.give_up_after - time.time())
+
+    def stats(self) -> dict[str, float]:
+        """Counters for a summary: frames, reconnects, gaps, seconds without frames."""
+        return {"frames": self.frames, "reconnects": self.reconnects, "gaps": len(self.gaps),
+                "gap_seconds": round(sum(gap.seconds for gap in self.gaps), 3)}
+
+    def close(self) -> None:
+        """Stop reading (idempotent, callable from another thread); the reader releases the capture."""
+        self._closed.set()
+        self._session.abandon()
+
+    def __enter__(self) -> ResilientCapture:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"ResilientCapture(kind={self.kind!r}, label={self.label!r}, frames={self.frames})"
+
+
+def _classify(source: CaptureSource) -> tuple[int | str, str, str]:
+    """``(target for OpenCV, kind, label)`` of a camera index, stream URL or video file path."""
+    if isinstance(source, bool):
+        raise SourceError(f"expected a camera index, a stream URL or a video file, found {source!r}")
+    if isinstance(source, int) or (isinstance(source, str) and source.strip().isdigit()):
+        return int(source), "camera", f"camera{int(source)}"
+    if isinstance(source, str) and source.lower().startswith(STREAM_SCHEMES):
+        return source, "stream", _safe_label(source)
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES:
+            return str(path), "video", path.name
+        raise SourceError(f"expected a camera index, a stream URL or a video file "
+                          f"({', '.join(sorted(VIDEO_SUFFIXES))}), found {path}"
+                          f"{'' if path.exists() else ' (no such file)'}")
+    raise SourceError(f"expected a camera index, a stream URL or a video file, found {type(source).__name__}")
+
+
+def open_capture(source: CaptureSource, *, open_timeout: float = DEFAULT_OPEN_TIMEOUT,
+                 read_timeout: float = DEFAULT_READ_TIMEOUT, stall_timeout: float = DEFAULT_STALL_TIMEOUT,
+                 give_up_after: float | None = None, reconnect: bool = True,
+                 backoff_cap: float = DEFAULT_BACKOFF_CAP,
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS) -> ResilientCapture:
+    """Open a camera index, ``rtsp://`` / ``http(s)://`` URL or video file for resilient reading.
+
+    Timeouts in seconds: ``open_timeout`` / ``read_timeout`` go to FFmpeg for network streams;
+    ``stall_timeout`` is this module's watchdog for live sources; ``give_up_after`` (``None``: never)
+    bounds a stretch without frames; ``backoff_cap`` the pause between reopen attempts.
+
+    Raises:
+        SourceError: the source is not one of those kinds or cannot be opened within
+            ``open_timeout`` (+ 1 s of slack) at the first attempt (no retry: a wrong URL says so now).
+        ImageError: the stated frame size is above ``max_pixels``.
+        OptionError: a timeout is not a positive number.
+    """
+    for name, value in (("open_timeout", open_timeout), ("read_timeout", read_timeout),
+                        ("stall_timeout", stall_timeout), ("backoff_cap", backoff_cap)):
+        _check_seconds(name, value)
+    _check_seconds("give_up_after", give_up_after, allow_none=True)
+    check_max_pixels(max_pixels)
+    target, kind, label = _classify(source)
+    return ResilientCapture(target, kind, label, open_timeout=float(open_timeout), read_timeout=float(read_timeout),
+                            stall_timeout=float(stall_timeout), give_up_after=give_up_after,
+                            reconnect=bool(reconnect), backoff_cap=float(backoff_cap), max_pixels=max_pixels)
