@@ -9,6 +9,7 @@ tests check that what flows after a reconnect is real, fresh video. Every wait i
 from __future__ import annotations
 
 import logging
+import subprocess
 import sys
 import threading
 import time
@@ -95,3 +96,79 @@ def test_rtsp_server_killed_and_restarted_reconnects(rtsp, caplog):
     flowing = _reconnect(rtsp, caplog)
     print(f"RTSP: frames flow again {flowing:.2f} s after the server is back")
     assert flowing < BACK_WITHIN
+
+
+def test_stalled_stream_is_noticed_by_the_watchdog(tmp_path, caplog):
+    """The server keeps the connection open but goes silent after 10 frames (each connection).
+
+    FFmpeg's read timeout is set far beyond the watchdog (10 s) so the watchdog is what notices.
+    """
+    caplog.set_level(logging.WARNING, logger="edgecv.runtimes.streams.capture")
+    stall = 1.0
+    with ServerProcess.mjpeg("--fps", "25", "--stall-after", "10", log=tmp_path / "server.log") as server:
+        with open_capture(server.url, stall_timeout=stall, read_timeout=10.0, give_up_after=10.0) as capture:
+            frames = []
+            for frame in capture:
+                frames.append(frame)
+                if frame.gap is not None:
+                    break
+    gap = frames[-1].gap
+    assert len(frames) == 11 and [f.index for f in frames] == list(range(11))
+    assert gap.reason == f"stalled {stall:.1f} s" and gap.reconnects == 1
+    # noticed after `stall` s of silence, then one reopen + first frame (an HTTP open is milliseconds)
+    assert stall <= gap.seconds < stall + 1.0, gap
+    assert f"stalled {stall:.1f} s after 10 frames, reconnecting" in caplog.text
+
+
+def test_server_that_accepts_and_sends_nothing_fails_the_open_in_time(tmp_path):
+    with ServerProcess.mjpeg("--stall-after", "0", log=tmp_path / "server.log") as server:
+        started = time.monotonic()
+        with pytest.raises(SourceError, match=r"expected a readable stream at http://127\.0\.0\.1.* within 1\.5 s"):
+            open_capture(server.url, open_timeout=0.5)
+        assert time.monotonic() - started < 2.5
+
+
+@pytest.mark.parametrize("reconnect", [True, False])
+def test_gives_up_after_n_seconds_or_at_once_without_reconnect(mjpeg, reconnect):
+    give_up = 2.0
+    count = 0
+    with open_capture(mjpeg.url, stall_timeout=1.0, give_up_after=give_up, reconnect=reconnect) as capture:
+        with pytest.raises(SourceError) as raised:
+            for frame in capture:
+                count += 1
+                if count == 5:
+                    mjpeg.kill()
+                last = frame.timestamp  # "after N s without frames" counts from here
+                assert count < 200, "frames kept coming from a dead server"
+        failed = time.time() - last
+        stats = capture.stats()
+    message = str(raised.value)
+    if reconnect:
+        assert message.startswith(f"gave up on stream {mjpeg.url} after 2.") and "reconnect attempts" in message
+        assert give_up <= failed < give_up + 1.5 and stats["reconnects"] >= 2
+    else:
+        assert "stopped delivering frames" in message and "reconnect is off" in message
+        assert failed < 1.5 and stats["reconnects"] == 0
+
+
+def test_close_from_another_thread_stops_iteration_and_joins_the_reader(mjpeg):
+    capture = open_capture(mjpeg.url)
+    timer = threading.Timer(0.5, capture.close)
+    timer.start()
+    started = time.monotonic()
+    count = sum(1 for _ in capture)  # ends when closed, no error
+    timer.join(timeout=5)
+    assert 0 < count < 100 and time.monotonic() - started < 3.0
+    assert not [t for t in threading.enumerate() if t.name == "edgecv-capture"]
+
+
+def test_script_that_never_closes_a_live_capture_exits_zero(mjpeg):
+    root = Path(__file__).resolve().parents[2]
+    script = ("import sys; sys.path.insert(0, %r)\n"
+              "from edgecv.runtimes.streams.capture import open_capture\n"
+              "for frame in open_capture(%r):\n"
+              "    if frame.index == 5:\n"
+              "        break\n"
+              "print('read', frame.index)\n") % (str(root), mjpeg.url)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout.strip() == "read 5", result.stderr[-2000:]

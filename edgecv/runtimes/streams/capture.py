@@ -30,6 +30,7 @@ end: when its server ends it, it is reconnected like a drop (``give_up_after`` b
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import queue
@@ -58,6 +59,14 @@ OPEN_SLACK = 1.0  # s the watchdog adds to open_timeout: FFmpeg's probe may run 
 RESYNC_BUDGET = 10.0  # s spent seeking past damage in a file before calling it the end
 
 CaptureSource = Union[int, str, os.PathLike]
+
+# Reader threads still running: stopped and joined at interpreter exit, because a daemon thread
+# still inside cv2 (a read, a release) while the interpreter finalises aborts the process (seen:
+# exit 134 after a clean read of a file; "FATAL: exception not rethrown" after a `break` out of a
+# live stream whose capture was never closed).
+_RUNNING: set[_Session] = set()
+_RUNNING_LOCK = threading.Lock()
+EXIT_JOIN = 5.0  # s, at most, spent joining reader threads at interpreter exit
 
 
 @dataclass(frozen=True)
@@ -92,10 +101,17 @@ class _Session:
         self.queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1)
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._run, name="edgecv-capture", daemon=True)
+        with _RUNNING_LOCK:
+            _RUNNING.add(self)
         self.thread.start()
 
     def abandon(self) -> None:
         self.stopped.set()
+
+    def join(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for the reader thread to finish; ``True`` if it did."""
+        self.thread.join(timeout)
+        return not self.thread.is_alive()
 
     def get(self, timeout: float | None) -> tuple[str, Any] | None:
         """The next message, or ``None`` after ``timeout`` seconds (``None``: wait until one comes)."""
@@ -133,6 +149,8 @@ class _Session:
                     return
         finally:
             capture.release()
+            with _RUNNING_LOCK:
+                _RUNNING.discard(self)
 
     def _skip_damage(self, capture: cv2.VideoCapture) -> bool:
         """After a failed read in a file: seek frame by frame past the damage; ``True`` if reading resumed.
@@ -198,6 +216,7 @@ class ResilientCapture:
         self.damage: list[str] = []
         self._closed = threading.Event()
         self._started = False
+        self._abandoned: list[_Session] = []  # reader threads that may still be inside a backend call
         self._session, info = self._open()
         if info is None:
             raise SourceError(f"expected a readable {kind} at {label}, found one OpenCV cannot open "
@@ -227,7 +246,7 @@ class ResilientCapture:
         session = _Session(self.target, backend, params, resync=self.kind == "video")
         message = session.get(self.open_timeout + OPEN_SLACK)
         if message is None or message[0] != "opened":
-            session.abandon()
+            self._drop(session)
             return session, None
         return session, message[1]
 
@@ -261,7 +280,14 @@ class ResilientCapture:
                     if pending is None:
                         return  # closed while reconnecting
         finally:
-            self._session.abandon()
+            self._drop(self._session)
+
+    def _drop(self, session: _Session) -> None:
+        """Stop using ``session``; remember its thread until it has finished (joined by :meth:`close`)."""
+        session.abandon()
+        self._abandoned = [s for s in self._abandoned if s.thread.is_alive()]
+        if session not in self._abandoned:
+            self._abandoned.append(session)
 
     def _frame(self, image: np.ndarray, now: float, position: float, msec: float,
                gap: Gap | None) -> CapturedFrame:
@@ -300,7 +326,7 @@ class ResilientCapture:
         Raises:
             SourceError: ``reconnect`` is off, or ``give_up_after`` seconds passed without frames.
         """
-        self._session.abandon()
+        self._drop(self._session)
         if not self.reconnect:
             raise SourceError(f"{self.kind} {self.label} stopped delivering frames after {self.frames} frames "
                               f"({reason}; reconnect is off)")
@@ -337,9 +363,18 @@ class ResilientCapture:
                 "gap_seconds": round(sum(gap.seconds for gap in self.gaps), 3)}
 
     def close(self) -> None:
-        """Stop reading (idempotent, callable from another thread); the reader releases the capture."""
+        """Stop reading and join the reader threads (idempotent; callable from another thread).
+
+        Bounded: a reader still inside a backend call after ``read_timeout + open_timeout + 1`` s
+        (a camera driver that never returns) is left behind, with a warning.
+        """
         self._closed.set()
-        self._session.abandon()
+        self._drop(self._session)
+        deadline = time.monotonic() + self.read_timeout + self.open_timeout + 1.0
+        for session in self._abandoned:
+            if not session.join(max(0.0, deadline - time.monotonic())):
+                logger.warning("%s %s: a reader thread is still inside OpenCV after close()", self.kind, self.label)
+        self._abandoned = [s for s in self._abandoned if s.thread.is_alive()]
 
     def __enter__(self) -> ResilientCapture:
         return self
@@ -350,6 +385,18 @@ class ResilientCapture:
 
     def __repr__(self) -> str:
         return f"ResilientCapture(kind={self.kind!r}, label={self.label!r}, frames={self.frames})"
+
+
+@atexit.register
+def _join_readers() -> None:
+    """Stop every reader thread and wait (bounded) until each has left OpenCV."""
+    with _RUNNING_LOCK:
+        sessions = list(_RUNNING)
+    deadline = time.monotonic() + EXIT_JOIN
+    for session in sessions:
+        session.abandon()
+    for session in sessions:
+        session.join(max(0.0, deadline - time.monotonic()))
 
 
 def _classify(source: CaptureSource) -> tuple[int | str, str, str]:

@@ -1,0 +1,88 @@
+"""Resilient capture of video files written by the tests (real OpenCV/FFmpeg decoding) and its options.
+
+Each frame carries its index in its pixels (``servers/stamp.py``), so a test knows which frame it
+got back after the reader skipped a damaged stretch.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "servers"))
+from stamp import read_stamp, stamped_frame  # noqa: E402
+
+from edgecv.errors import ImageError, OptionError, SourceError  # noqa: E402
+from edgecv.runtimes.streams.capture import CapturedFrame, open_capture  # noqa: E402
+
+FRAMES = 90
+
+
+def _write_video(path: Path, frames: int = FRAMES) -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30, (320, 240))
+    assert writer.isOpened()
+    for index in range(frames):
+        writer.write(np.frombuffer(stamped_frame(index, 320, 240, send_time=0.0), np.uint8).reshape(240, 320, 3))
+    writer.release()
+    return path
+
+
+def _corrupt(path: Path, start: float, stop: float) -> None:
+    """Overwrite bytes [start, stop) (fractions of the file size) with seeded garbage."""
+    data = bytearray(path.read_bytes())
+    a, b = int(len(data) * start), int(len(data) * stop)
+    data[a:b] = np.random.default_rng(9).integers(0, 256, b - a, dtype=np.uint8).tobytes()
+    path.write_bytes(bytes(data))
+
+
+def _read_all(path: Path) -> tuple[list[CapturedFrame], object]:
+    with open_capture(path) as capture:
+        frames = []
+        for frame in capture:
+            frames.append(frame)
+            assert len(frames) <= FRAMES
+    return frames, capture
+
+
+def test_clean_file_reads_every_frame_and_ends_without_error(tmp_path):
+    frames, capture = _read_all(_write_video(tmp_path / "clip.mp4"))
+    assert capture.kind == "video" and capture.total == FRAMES and capture.fps == 30
+    assert [f.index for f in frames] == list(range(FRAMES))
+    assert [read_stamp(f.image)[0] for f in frames] == list(range(FRAMES))
+    assert frames[0].image.dtype == np.uint8 and frames[0].image.shape == (240, 320, 3)
+    assert frames[30].media_time == pytest.approx(1.0, abs=0.04)
+    assert capture.damage == [] and capture.gaps == [] and all(f.gap is None for f in frames)
+    assert capture.stats() == {"frames": FRAMES, "reconnects": 0, "gaps": 0, "gap_seconds": 0.0}
+
+
+def test_damage_in_the_middle_is_reported_and_reading_resumes_after_it(tmp_path, caplog):
+    caplog.set_level(logging.WARNING, logger="edgecv.runtimes.streams.capture")
+    path = _write_video(tmp_path / "clip.mp4")
+    _corrupt(path, 0.40, 0.55)
+    frames, capture = _read_all(path)
+    indices = [f.index for f in frames]
+    assert [read_stamp(f.image)[0] for f in frames] == indices  # each frame is the one its index says
+    first_bad = next(i for i, index in enumerate(indices) if index != i)
+    resumed = indices[first_bad]
+    assert 0 < first_bad < resumed < FRAMES - 1 and indices[-1] == FRAMES - 1  # read past the damage to the end
+    assert capture.damage == [f"frames {first_bad}-{resumed - 1} of {FRAMES} undecodable, resumed at frame {resumed}"]
+    gap = frames[first_bad].gap
+    assert gap is not None and gap.reason == f"decoder error at frame {first_bad}" and capture.gaps == [gap]
+    assert f"video clip.mp4: frames {first_bad}-" in caplog.text
+
+
+def test_damage_to_the_end_is_reported_as_an_early_end(tmp_path, caplog):
+    caplog.set_level(logging.WARNING, logger="edgecv.runtimes.streams.capture")
+    path = _write_video(tmp_path / "clip.mp4")
+    _corrupt(path, 0.45, 0.96)
+    frames, capture = _read_all(path)
+    assert 0 < len(frames) < FRAMES and [f.index for f in frames] == list(range(len(frames)))
+    assert capture.damage == [f"ended at frame {len(frames)} of {FRAMES}"]
+    assert f"ended at frame {len(frames)} of {FRAMES}" in caplog.text
