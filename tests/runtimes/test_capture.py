@@ -86,3 +86,52 @@ def test_damage_to_the_end_is_reported_as_an_early_end(tmp_path, caplog):
     assert 0 < len(frames) < FRAMES and [f.index for f in frames] == list(range(len(frames)))
     assert capture.damage == [f"ended at frame {len(frames)} of {FRAMES}"]
     assert f"ended at frame {len(frames)} of {FRAMES}" in caplog.text
+
+
+@pytest.mark.parametrize("source, found", [
+    ("missing.mp4", "found missing.mp4 (no such file)"),
+    ("notes.txt", "found notes.txt"),
+    (True, "found True"),
+    (3.5, "found float"),
+])
+def test_sources_that_are_not_capturable_say_what_was_expected(tmp_path, monkeypatch, source, found):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("not a video")
+    with pytest.raises(SourceError, match="expected a camera index, a stream URL or a video file") as raised:
+        open_capture(source)
+    assert str(raised.value).endswith(found)
+
+
+def test_undecodable_video_file_is_refused_at_open(tmp_path):
+    path = tmp_path / "junk.mp4"
+    path.write_bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    started = time.monotonic()
+    with pytest.raises(SourceError, match=r"expected a readable video at junk\.mp4, found one OpenCV cannot open"):
+        open_capture(path)
+    assert time.monotonic() - started < 3.0
+
+
+@pytest.mark.parametrize("option, value", [("open_timeout", 0), ("stall_timeout", -1.0), ("read_timeout", "2"),
+                                           ("give_up_after", 0.0), ("backoff_cap", True)])
+def test_bad_timeouts_are_refused(tmp_path, option, value):
+    with pytest.raises(OptionError, match=f"expected {option} > 0 seconds.*, found {value!r}"):
+        open_capture(_write_video(tmp_path / "clip.mp4", 3), **{option: value})
+
+
+def test_frames_above_max_pixels_are_refused_before_decoding(tmp_path):
+    with pytest.raises(ImageError, match="video clip.mp4"):
+        open_capture(_write_video(tmp_path / "clip.mp4", 3), max_pixels=320 * 200)
+    assert not [t for t in threading.enumerate() if t.name == "edgecv-capture"]
+
+
+def test_a_capture_is_iterated_once_and_close_mid_file_stops_it(tmp_path):
+    capture = open_capture(_write_video(tmp_path / "clip.mp4"))
+    frames = []
+    for frame in capture:
+        frames.append(frame.index)
+        if frame.index == 9:
+            capture.close()
+    assert frames == list(range(10))
+    with pytest.raises(SourceError, match="expected one pass over video clip.mp4, found a second iteration"):
+        iter(capture)
+    assert not [t for t in threading.enumerate() if t.name == "edgecv-capture"]

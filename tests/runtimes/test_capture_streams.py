@@ -101,12 +101,12 @@ def test_rtsp_server_killed_and_restarted_reconnects(rtsp, caplog):
 def test_stalled_stream_is_noticed_by_the_watchdog(tmp_path, caplog):
     """The server keeps the connection open but goes silent after 10 frames (each connection).
 
-    FFmpeg's read timeout is set far beyond the watchdog (10 s) so the watchdog is what notices.
+    FFmpeg's read timeout is set beyond the watchdog (3 s) so the watchdog is what notices.
     """
     caplog.set_level(logging.WARNING, logger="edgecv.runtimes.streams.capture")
     stall = 1.0
     with ServerProcess.mjpeg("--fps", "25", "--stall-after", "10", log=tmp_path / "server.log") as server:
-        with open_capture(server.url, stall_timeout=stall, read_timeout=10.0, give_up_after=10.0) as capture:
+        with open_capture(server.url, stall_timeout=stall, read_timeout=3.0, give_up_after=10.0) as capture:
             frames = []
             for frame in capture:
                 frames.append(frame)
@@ -158,7 +158,7 @@ def test_close_from_another_thread_stops_iteration_and_joins_the_reader(mjpeg):
     started = time.monotonic()
     count = sum(1 for _ in capture)  # ends when closed, no error
     timer.join(timeout=5)
-    assert 0 < count < 100 and time.monotonic() - started < 3.0
+    assert 0 < count < 100 and time.monotonic() - started < 1.5
     assert not [t for t in threading.enumerate() if t.name == "edgecv-capture"]
 
 

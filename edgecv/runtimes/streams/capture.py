@@ -30,10 +30,8 @@ end: when its server ends it, it is reconnected like a drop (``give_up_after`` b
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
-import queue
 import threading
 import time
 from dataclasses import dataclass
@@ -47,6 +45,7 @@ import numpy as np
 from edgecv.errors import ImageError, OptionError, SourceError
 from edgecv.runtimes.image import DEFAULT_MAX_PIXELS, check_max_pixels, check_pixels, to_bgr_uint8
 from edgecv.runtimes.sources import STREAM_SCHEMES, VIDEO_SUFFIXES, _safe_label
+from edgecv.runtimes.streams.capture_reader import ReaderSession
 from edgecv.runtimes.streams.result import Gap
 
 logger = logging.getLogger(__name__)
@@ -56,17 +55,8 @@ DEFAULT_READ_TIMEOUT = 1.0  # s, passed to FFmpeg
 DEFAULT_STALL_TIMEOUT = 2.0  # s without a frame before the watchdog reopens the source
 DEFAULT_BACKOFF_CAP = 1.0  # s, longest pause between two reopen attempts
 OPEN_SLACK = 1.0  # s the watchdog adds to open_timeout: FFmpeg's probe may run a little past it
-RESYNC_BUDGET = 10.0  # s spent seeking past damage in a file before calling it the end
 
 CaptureSource = Union[int, str, os.PathLike]
-
-# Reader threads still running: stopped and joined at interpreter exit, because a daemon thread
-# still inside cv2 (a read, a release) while the interpreter finalises aborts the process (seen:
-# exit 134 after a clean read of a file; "FATAL: exception not rethrown" after a `break` out of a
-# live stream whose capture was never closed).
-_RUNNING: set[_Session] = set()
-_RUNNING_LOCK = threading.Lock()
-EXIT_JOIN = 5.0  # s, at most, spent joining reader threads at interpreter exit
 
 
 @dataclass(frozen=True)
@@ -85,107 +75,6 @@ class CapturedFrame:
     index: int
     media_time: float | None = None
     gap: Gap | None = None
-
-
-class _Session:
-    """One ``cv2.VideoCapture`` owned by one reader thread, which hands over messages.
-
-    Messages (``queue`` holds at most one, so the reader runs at most one frame ahead):
-    ``("opened", info)``, ``("failed", reason)``, ``("frame", (image, time, pos_frames, pos_msec))``,
-    ``("damaged", (first_bad, resumed_at | None))``, ``("ended", pos_frames)``. ``abandon()`` makes the
-    thread stop after its current backend call; only that thread touches the capture.
-    """
-
-    def __init__(self, target: int | str, backend: int, params: list[int], resync: bool) -> None:
-        self.target, self.backend, self.params, self.resync = target, backend, params, resync
-        self.queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1)
-        self.stopped = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="edgecv-capture", daemon=True)
-        with _RUNNING_LOCK:
-            _RUNNING.add(self)
-        self.thread.start()
-
-    def abandon(self) -> None:
-        self.stopped.set()
-
-    def join(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` s for the reader thread to finish; ``True`` if it did."""
-        self.thread.join(timeout)
-        return not self.thread.is_alive()
-
-    def get(self, timeout: float | None) -> tuple[str, Any] | None:
-        """The next message, or ``None`` after ``timeout`` seconds (``None``: wait until one comes)."""
-        try:
-            return self.queue.get(timeout=timeout)
-        except queue.Empty:
-            return None
-
-    def _put(self, kind: str, payload: Any) -> bool:
-        while not self.stopped.is_set():
-            try:
-                self.queue.put((kind, payload), timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _run(self) -> None:
-        capture = cv2.VideoCapture(self.target, self.backend, self.params)
-        try:
-            if not capture.isOpened():
-                self._put("failed", "open failed")
-                return
-            if not self._put("opened", _info(capture)):
-                return
-            while not self.stopped.is_set():
-                ok, image = capture.read()
-                now = time.time()
-                if ok and image is not None:
-                    position = capture.get(cv2.CAP_PROP_POS_FRAMES)
-                    self._put("frame", (image, now, position, capture.get(cv2.CAP_PROP_POS_MSEC)))
-                    continue
-                if not (self.resync and self._skip_damage(capture)):
-                    self._put("ended", capture.get(cv2.CAP_PROP_POS_FRAMES))
-                    return
-        finally:
-            capture.release()
-            with _RUNNING_LOCK:
-                _RUNNING.discard(self)
-
-    def _skip_damage(self, capture: cv2.VideoCapture) -> bool:
-        """After a failed read in a file: seek frame by frame past the damage; ``True`` if reading resumed.
-
-        Reports ``("damaged", (first_bad, resumed_at))``; ``resumed_at`` is ``None`` when nothing
-        after the damage decodes (within ``RESYNC_BUDGET`` seconds).
-        """
-        first_bad = int(capture.get(cv2.CAP_PROP_POS_FRAMES))
-        total = int(_finite(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or 0)
-        if first_bad >= total:
-            return False  # the normal end of the file
-        deadline = time.monotonic() + RESYNC_BUDGET
-        for target in range(first_bad + 1, total):
-            if self.stopped.is_set() or time.monotonic() > deadline:
-                break
-            capture.set(cv2.CAP_PROP_POS_FRAMES, target)
-            ok, image = capture.read()
-            if ok and image is not None:
-                self._put("damaged", (first_bad, target))
-                self._put("frame", (image, time.time(), target + 1, capture.get(cv2.CAP_PROP_POS_MSEC)))
-                return True
-        self._put("damaged", (first_bad, None))
-        return False
-
-
-def _finite(value: float) -> float | None:
-    return float(value) if np.isfinite(value) and 0 < value < 2**31 else None
-
-
-def _info(capture: cv2.VideoCapture) -> dict[str, float | None]:
-    fps = _finite(capture.get(cv2.CAP_PROP_FPS))
-    return {"width": _finite(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
-            "height": _finite(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
-            "fps": fps if fps is not None and fps < 1000 else None,
-            "total": _finite(capture.get(cv2.CAP_PROP_FRAME_COUNT))}
 
 
 def _check_seconds(name: str, value: float | None, allow_none: bool = False) -> None:
@@ -216,7 +105,7 @@ class ResilientCapture:
         self.damage: list[str] = []
         self._closed = threading.Event()
         self._started = False
-        self._abandoned: list[_Session] = []  # reader threads that may still be inside a backend call
+        self._abandoned: list[ReaderSession] = []  # reader threads that may still be inside a backend call
         self._session, info = self._open()
         if info is None:
             raise SourceError(f"expected a readable {kind} at {label}, found one OpenCV cannot open "
@@ -235,7 +124,7 @@ class ResilientCapture:
         """Cameras, and streams without a frame count: sources with no natural end."""
         return self.kind == "camera" or (self.kind == "stream" and self.total is None)
 
-    def _open(self) -> tuple[_Session, dict[str, Any] | None]:
+    def _open(self) -> tuple[ReaderSession, dict[str, Any] | None]:
         """Start a reader session and wait (bounded) until it has opened; ``None`` info if it did not."""
         params: list[int] = []
         backend = cv2.CAP_ANY
@@ -243,7 +132,7 @@ class ResilientCapture:
             backend = cv2.CAP_FFMPEG
             params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.open_timeout * 1000),
                       cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.read_timeout * 1000)]
-        session = _Session(self.target, backend, params, resync=self.kind == "video")
+        session = ReaderSession(self.target, backend, params, resync=self.kind == "video")
         message = session.get(self.open_timeout + OPEN_SLACK)
         if message is None or message[0] != "opened":
             self._drop(session)
@@ -261,10 +150,9 @@ class ResilientCapture:
         last_time = time.time()
         try:
             while not self._closed.is_set():
-                message = self._session.get(self.stall_timeout if self.live else 0.5)
-                if message is None and not self.live:
-                    continue  # files: no watchdog, just a chance to notice close()
-                kind, payload = message if message is not None else ("stalled", None)
+                kind, payload = self._next_message()
+                if kind == "closed":
+                    return
                 if kind == "frame":
                     image, now, position, msec = payload
                     last_time = now
@@ -282,7 +170,20 @@ class ResilientCapture:
         finally:
             self._drop(self._session)
 
-    def _drop(self, session: _Session) -> None:
+    def _next_message(self) -> tuple[str, Any]:
+        """The reader's next message; ``("stalled", None)`` after ``stall_timeout`` s of silence from a
+        live source (files have no watchdog); ``("closed", None)`` soon (0.1 s) after :meth:`close`."""
+        deadline = time.monotonic() + self.stall_timeout
+        while not self._closed.is_set():
+            left = deadline - time.monotonic()
+            if self.live and left <= 0:
+                return "stalled", None
+            message = self._session.get(min(0.1, left) if self.live else 0.1)
+            if message is not None:
+                return message
+        return "closed", None
+
+    def _drop(self, session: ReaderSession) -> None:
         """Stop using ``session``; remember its thread until it has finished (joined by :meth:`close`)."""
         session.abandon()
         self._abandoned = [s for s in self._abandoned if s.thread.is_alive()]
@@ -385,18 +286,6 @@ class ResilientCapture:
 
     def __repr__(self) -> str:
         return f"ResilientCapture(kind={self.kind!r}, label={self.label!r}, frames={self.frames})"
-
-
-@atexit.register
-def _join_readers() -> None:
-    """Stop every reader thread and wait (bounded) until each has left OpenCV."""
-    with _RUNNING_LOCK:
-        sessions = list(_RUNNING)
-    deadline = time.monotonic() + EXIT_JOIN
-    for session in sessions:
-        session.abandon()
-    for session in sessions:
-        session.join(max(0.0, deadline - time.monotonic()))
 
 
 def _classify(source: CaptureSource) -> tuple[int | str, str, str]:
