@@ -51,8 +51,7 @@ from edgecv.runtimes.streams.result import Gap
 logger = logging.getLogger(__name__)
 
 DEFAULT_OPEN_TIMEOUT = 1.0  # s; FFmpeg's own default is 30 s
-DEFAULT_READ_TIMEOUT = 1.0  # s, passed to FFmpeg
-DEFAULT_STALL_TIMEOUT = 2.0  # s without a frame before the watchdog reopens the source
+DEFAULT_STALL_TIMEOUT = 2.0  # s without a frame before the watchdog reopens the source (and FFmpeg's read timeout)
 DEFAULT_BACKOFF_CAP = 1.0  # s, longest pause between two reopen attempts
 OPEN_SLACK = 1.0  # s the watchdog adds to open_timeout: FFmpeg's probe may run a little past it
 
@@ -163,12 +162,19 @@ class ResilientCapture:
                 elif not self.live:
                     return  # "ended": the end of a file or of a finite stream
                 else:
-                    reason = (f"stalled {self.stall_timeout:.1f} s" if kind == "stalled" else "read failed")
-                    pending = self._recover(reason, since=last_time, gap=pending)
+                    pending = self._recover(self._reason(kind, last_time), since=last_time, gap=pending)
                     if pending is None:
                         return  # closed while reconnecting
         finally:
             self._drop(self._session)
+
+    def _reason(self, kind: str, last_time: float) -> str:
+        """Why a live source is being reopened: the watchdog, FFmpeg's read timeout, or a failed read."""
+        if kind == "stalled":
+            return f"stalled {self.stall_timeout:.1f} s"
+        if self.kind == "stream" and time.time() - last_time >= 0.9 * self.read_timeout:
+            return f"no data for {self.read_timeout:.1f} s (read timeout)"
+        return "read failed"  # e.g. the server closed the connection
 
     def _next_message(self) -> tuple[str, Any]:
         """The reader's next message; ``("stalled", None)`` after ``stall_timeout`` s of silence from a
@@ -307,14 +313,14 @@ def _classify(source: CaptureSource) -> tuple[int | str, str, str]:
 
 
 def open_capture(source: CaptureSource, *, open_timeout: float = DEFAULT_OPEN_TIMEOUT,
-                 read_timeout: float = DEFAULT_READ_TIMEOUT, stall_timeout: float = DEFAULT_STALL_TIMEOUT,
+                 read_timeout: float | None = None, stall_timeout: float = DEFAULT_STALL_TIMEOUT,
                  give_up_after: float | None = None, reconnect: bool = True,
                  backoff_cap: float = DEFAULT_BACKOFF_CAP,
                  max_pixels: int | None = DEFAULT_MAX_PIXELS) -> ResilientCapture:
     """Open a camera index, ``rtsp://`` / ``http(s)://`` URL or video file for resilient reading.
 
-    Timeouts in seconds: ``open_timeout`` / ``read_timeout`` go to FFmpeg for network streams;
-    ``stall_timeout`` is this module's watchdog for live sources; ``give_up_after`` (``None``: never)
+    Timeouts in seconds: ``open_timeout`` / ``read_timeout`` (default: ``stall_timeout``) go to
+    FFmpeg for network streams; ``stall_timeout`` is this module's watchdog for every live source; ``give_up_after`` (``None``: never)
     bounds a stretch without frames; ``backoff_cap`` the pause between reopen attempts.
 
     Raises:
@@ -323,9 +329,11 @@ def open_capture(source: CaptureSource, *, open_timeout: float = DEFAULT_OPEN_TI
         ImageError: the stated frame size is above ``max_pixels``.
         OptionError: a timeout is not a positive number.
     """
-    for name, value in (("open_timeout", open_timeout), ("read_timeout", read_timeout),
-                        ("stall_timeout", stall_timeout), ("backoff_cap", backoff_cap)):
+    for name, value in (("open_timeout", open_timeout), ("stall_timeout", stall_timeout),
+                        ("read_timeout", stall_timeout if read_timeout is None else read_timeout),
+                        ("backoff_cap", backoff_cap)):
         _check_seconds(name, value)
+    read_timeout = stall_timeout if read_timeout is None else read_timeout
     _check_seconds("give_up_after", give_up_after, allow_none=True)
     check_max_pixels(max_pixels)
     target, kind, label = _classify(source)
