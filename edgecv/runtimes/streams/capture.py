@@ -11,9 +11,11 @@ and returns a :class:`ResilientCapture`; iterating it yields :class:`CapturedFra
   ``CAP_PROP_OPEN_TIMEOUT_MSEC`` / ``CAP_PROP_READ_TIMEOUT_MSEC`` through its interrupt callback
   (checked with OpenCV 5 + FFmpeg: a silent HTTP server fails the open after 1.0 s, a stream that
   goes silent fails the read after the read timeout). Cameras get no such options (a backend that
-  does not know a parameter refuses to open), so reads run in a reader thread and this module's
-  own watchdog abandons a read that outlives ``stall_timeout`` (the thread exits when the backend
-  returns; its capture is released by that thread, never from another one).
+  does not know a parameter refuses to open: "unsupported parameters in .open(), Bailout", seen
+  with OpenCV's image-sequence backend), so reads run in a reader thread and this module's own
+  watchdog abandons a read that outlives ``stall_timeout`` (the thread exits when the backend
+  returns; its capture is released by that thread, never from another one; a camera reopened
+  while that thread still holds the device fails and is retried with the backoff).
 * **Gaps reported.** Every stretch without frames becomes a :class:`~.result.Gap` (start = last
   frame, end = first frame after it, reason, reopen attempts), logged as a warning when it starts
   and when it ends, attached to the first frame after it and kept in ``ResilientCapture.gaps``.
@@ -26,6 +28,14 @@ and returns a :class:`ResilientCapture`; iterating it yields :class:`CapturedFra
 
 A finite stream (one that states a frame count) ends like a file. A live stream has no natural
 end: when its server ends it, it is reconnected like a drop (``give_up_after`` bounds that).
+
+Measured (``benchmarks/bench_reconnect.py``, server SIGKILLed, down 1.5 s, default options):
+frames flow again 0.5 s (MJPEG) / 1.9 s (RTSP, H.264) after the server listens again: the rest
+of the current backoff pause plus the open; FFmpeg's RTSP open probes the stream for ~1.15 s,
+cut to ``open_timeout`` by the interrupt, after which it decodes normally.
+
+The reader runs at most two frames ahead of the consumer (one queued, one in hand): a consumer
+that wants only the newest frame (policy ``latest``) must keep iterating and drop frames itself.
 """
 
 from __future__ import annotations
@@ -105,10 +115,12 @@ class ResilientCapture:
         self._closed = threading.Event()
         self._started = False
         self._abandoned: list[ReaderSession] = []  # reader threads that may still be inside a backend call
+        self._open_failure = ""
         self._session, info = self._open()
         if info is None:
+            self.close()
             raise SourceError(f"expected a readable {kind} at {label}, found one OpenCV cannot open "
-                              f"within {open_timeout + OPEN_SLACK:.1f} s")
+                              f"({self._open_failure})")
         self.width, self.height = info["width"], info["height"]
         self.fps, self.total = info["fps"], (int(info["total"]) if info["total"] else None)
         if self.width and self.height:  # the stated frame size: refuse before decoding one
@@ -131,9 +143,12 @@ class ResilientCapture:
             backend = cv2.CAP_FFMPEG
             params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.open_timeout * 1000),
                       cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.read_timeout * 1000)]
+        started = time.monotonic()
         session = ReaderSession(self.target, backend, params, resync=self.kind == "video")
         message = session.get(self.open_timeout + OPEN_SLACK)
         if message is None or message[0] != "opened":
+            self._open_failure = ("no answer within " f"{self.open_timeout + OPEN_SLACK:.1f} s" if message is None
+                                  else f"failed after {time.monotonic() - started:.1f} s")
             self._drop(session)
             return session, None
         return session, message[1]
@@ -320,8 +335,9 @@ def open_capture(source: CaptureSource, *, open_timeout: float = DEFAULT_OPEN_TI
     """Open a camera index, ``rtsp://`` / ``http(s)://`` URL or video file for resilient reading.
 
     Timeouts in seconds: ``open_timeout`` / ``read_timeout`` (default: ``stall_timeout``) go to
-    FFmpeg for network streams; ``stall_timeout`` is this module's watchdog for every live source; ``give_up_after`` (``None``: never)
-    bounds a stretch without frames; ``backoff_cap`` the pause between reopen attempts.
+    FFmpeg for network streams; ``stall_timeout`` is this module's watchdog for every live source;
+    ``give_up_after`` (``None``: never) bounds a stretch without frames; ``backoff_cap`` the
+    longest pause between reopen attempts (0.1 s, doubling).
 
     Raises:
         SourceError: the source is not one of those kinds or cannot be opened within
