@@ -8,6 +8,10 @@ separate process on 127.0.0.1, 320x240 at 25 fps), per trial: read 15 frames thr
 down ``--down`` seconds, restart it on the same port, and time from the moment it listens again
 to the first frame the reader yields (the frame that carries the Gap). Frames are checked fresh:
 their stamped send time is after the restart. Target (issue 9): under 3 s.
+
+Also prints the capture latency of each server: the age of each frame when the reader yields it
+(capture time - the send time stamped in its pixels) over ``--latency-frames`` frames, with a
+consumer that takes frames as fast as they come: the floor under any pipeline's frame age.
 """
 
 from __future__ import annotations
@@ -50,11 +54,25 @@ def one_trial(server: ServerProcess, down: float) -> tuple[float, int, str]:
     raise RuntimeError("the stream ended without a gap")
 
 
+def latency(server: ServerProcess, frames: int) -> list[float]:
+    """Milliseconds from send to capture of ``frames`` frames, after a 1 s warm-up."""
+    ages = []
+    with open_capture(server.url, give_up_after=10.0) as capture:
+        started = time.time()
+        for frame in capture:
+            if frame.timestamp - started > 1.0:
+                ages.append((frame.timestamp - read_stamp(frame.image)[1]) * 1000)
+            if len(ages) >= frames:
+                break
+    return sorted(ages)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=5)
     parser.add_argument("--down", type=float, default=1.5)
     parser.add_argument("--servers", default="mjpeg,rtsp")
+    parser.add_argument("--latency-frames", type=int, default=250)
     args = parser.parse_args()
     for name in args.servers.split(","):
         if name == "rtsp" and (missing := rtsp_server_available()):
@@ -63,6 +81,7 @@ def main() -> None:
         server = getattr(ServerProcess, name)("--fps", "25")
         server.start()
         try:
+            ages = latency(server, args.latency_frames)
             results = [one_trial(server, args.down) for _ in range(args.trials)]
         finally:
             server.kill()
@@ -70,6 +89,8 @@ def main() -> None:
         print(f"{name}: frames flow again {statistics.median(seconds):.2f} s (median) after the server is back; "
               f"min {min(seconds):.2f}, max {max(seconds):.2f} s over {args.trials} trials, down {args.down} s; "
               f"reopen attempts {[r[1] for r in results]}; reasons {sorted({r[2] for r in results})}")
+        print(f"{name}: capture latency (send -> yielded) p50 {ages[len(ages) // 2]:.1f} ms, "
+              f"p95 {ages[int(len(ages) * 0.95)]:.1f} ms over {len(ages)} frames at 25 fps")
 
 
 if __name__ == "__main__":
