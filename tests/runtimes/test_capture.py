@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "servers"))
 from stamp import read_stamp, stamped_frame  # noqa: E402
 
 from edgecv.errors import ImageError, OptionError, SourceError  # noqa: E402
-from edgecv.runtimes.streams.capture import CapturedFrame, open_capture  # noqa: E402
+from edgecv.runtimes.streams.capture import CapturedFrame, capture_kind, open_capture  # noqa: E402
 
 FRAMES = 90
 
@@ -136,3 +136,11 @@ def test_a_capture_is_iterated_once_and_close_mid_file_stops_it(tmp_path):
     with pytest.raises(SourceError, match="expected one pass over video clip.mp4, found a second iteration"):
         iter(capture)
     assert not [t for t in threading.enumerate() if t.name == "edgecv-capture"]
+
+
+def test_capture_kind_tells_capture_sources_from_the_others(tmp_path):
+    clip = _write_video(tmp_path / "clip.mp4", 3)
+    (tmp_path / "photo.jpg").write_bytes(b"")
+    assert [capture_kind(s) for s in (0, "1", "rtsp://user:pw@cam/x", "http://127.0.0.1:8/a.mjpg", clip, str(clip))] \
+        == ["camera", "camera", "stream", "stream", "video", "video"]
+    assert [capture_kind(s) for s in (tmp_path, tmp_path / "photo.jpg", True, None, [clip])] == [None] * 5

@@ -155,7 +155,8 @@ def test_gives_up_after_n_seconds_or_at_once_without_reconnect(mjpeg, reconnect)
 
 
 def test_close_from_another_thread_stops_iteration_and_joins_the_reader(mjpeg):
-    capture = open_capture(mjpeg.url)
+    capture = open_capture(mjpeg.url.replace("http://", "http://user:secret@"))
+    assert capture.label == mjpeg.url and "secret" not in repr(capture)  # no password in logs and errors
     timer = threading.Timer(0.5, capture.close)
     timer.start()
     started = time.monotonic()

@@ -327,6 +327,20 @@ def _classify(source: CaptureSource) -> tuple[int | str, str, str]:
     raise SourceError(f"expected a camera index, a stream URL or a video file, found {type(source).__name__}")
 
 
+def capture_kind(source: object) -> str | None:
+    """``"camera"``, ``"stream"`` or ``"video"`` if :func:`open_capture` takes ``source``, else ``None``.
+
+    For a caller choosing between this module and :func:`~edgecv.runtimes.sources.iter_source`
+    (images, folders, ``FrameSource`` objects) before opening anything.
+    """
+    if not isinstance(source, (int, str, os.PathLike)):
+        return None
+    try:
+        return _classify(source)[1]
+    except SourceError:
+        return None
+
+
 def open_capture(source: CaptureSource, *, open_timeout: float = DEFAULT_OPEN_TIMEOUT,
                  read_timeout: float | None = None, stall_timeout: float = DEFAULT_STALL_TIMEOUT,
                  give_up_after: float | None = None, reconnect: bool = True,
