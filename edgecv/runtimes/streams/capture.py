@@ -269,8 +269,8 @@ class ResilientCapture:
             gap.reconnects += 1
             self.reconnects += 1
             session, info = self._open()
-            if info is not None:
-                self._session = session
+            self._session = session  # even a failed one: close() joins its thread
+            if info is not None and not self._closed.is_set():
                 return gap
         return None
 
