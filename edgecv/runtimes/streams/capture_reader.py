@@ -32,7 +32,7 @@ EXIT_JOIN = 5.0  # s, at most, spent joining reader threads at interpreter exit
 class ReaderSession:
     """One ``cv2.VideoCapture`` owned by one reader thread, which hands over messages.
 
-    Messages (``queue`` holds at most one, so the reader runs at most one frame ahead):
+    Messages (``queue`` holds one, so the reader is at most two frames ahead: one queued, one in hand):
     ``("opened", info)``, ``("failed", reason)``, ``("frame", (image, time, pos_frames, pos_msec))``,
     ``("damaged", (first_bad, resumed_at | None))``, ``("ended", pos_frames)``. ``abandon()`` makes the
     thread stop after its current backend call; only that thread touches the capture.
@@ -119,10 +119,12 @@ class ReaderSession:
 
 
 def finite(value: float) -> float | None:
+    """A property OpenCV reports, or ``None`` when it means "unknown" (0, -1, NaN, -2**63 for live streams)."""
     return float(value) if np.isfinite(value) and 0 < value < 2**31 else None
 
 
 def stated_info(capture: cv2.VideoCapture) -> dict[str, float | None]:
+    """What an opened source states about itself: ``width``, ``height``, ``fps``, ``total`` frames."""
     fps = finite(capture.get(cv2.CAP_PROP_FPS))
     return {"width": finite(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
             "height": finite(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
