@@ -144,3 +144,15 @@ def test_capture_kind_tells_capture_sources_from_the_others(tmp_path):
     assert [capture_kind(s) for s in (0, "1", "rtsp://user:pw@cam/x", "http://127.0.0.1:8/a.mjpg", clip, str(clip))] \
         == ["camera", "camera", "stream", "stream", "video", "video"]
     assert [capture_kind(s) for s in (tmp_path, tmp_path / "photo.jpg", True, None, [clip])] == [None] * 5
+
+
+def test_capture_imports_neither_torch_nor_onnx():
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    script = ("import sys; sys.path.insert(0, %r)\n"
+              "import edgecv.runtimes.streams.capture\n"
+              "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'onnx', 'torchvision')))\n"
+              % str(root))
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout.strip() == "[]", result.stderr[-2000:]
