@@ -7,6 +7,7 @@ got back after the reader skipped a damaged stretch.
 from __future__ import annotations
 
 import logging
+import subprocess
 import sys
 import threading
 import time
@@ -26,7 +27,8 @@ FRAMES = 90
 
 
 def _write_video(path: Path, frames: int = FRAMES) -> Path:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30, (320, 240))
+    fourcc = "MJPG" if path.suffix == ".avi" else "mp4v"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), 30, (320, 240))
     assert writer.isOpened()
     for index in range(frames):
         writer.write(np.frombuffer(stamped_frame(index, 320, 240, send_time=0.0), np.uint8).reshape(240, 320, 3))
@@ -76,6 +78,18 @@ def test_damage_in_the_middle_is_reported_and_reading_resumes_after_it(tmp_path,
     gap = frames[first_bad].gap
     assert gap is not None and gap.reason == f"decoder error at frame {first_bad}" and capture.gaps == [gap]
     assert f"video clip.mp4: frames {first_bad}-" in caplog.text
+
+
+def test_damaged_avi_is_reported_short_and_no_frame_comes_twice(tmp_path):
+    """AVI's demuxer skips damaged chunks itself and fails only at the end: no seek, no duplicates."""
+    path = _write_video(tmp_path / "clip.avi")
+    _corrupt(path, 0.40, 0.55)
+    frames, capture = _read_all(path)
+    stamps = [read_stamp(f.image)[0] for f in frames]
+    assert capture.total == FRAMES and len(frames) < FRAMES and stamps[-1] == FRAMES - 1
+    # one damaged JPEG may decode into the previous picture; a seek past the "damage" would repeat 13
+    assert [f.index for f in frames] == list(range(len(frames))) and len(set(stamps)) >= len(frames) - 1
+    assert capture.damage == [f"ended at frame {len(frames)} of {FRAMES}"]
 
 
 def test_damage_to_the_end_is_reported_as_an_early_end(tmp_path, caplog):
@@ -147,8 +161,6 @@ def test_capture_kind_tells_capture_sources_from_the_others(tmp_path):
 
 
 def test_capture_imports_neither_torch_nor_onnx():
-    import subprocess
-
     root = Path(__file__).resolve().parents[2]
     script = ("import sys; sys.path.insert(0, %r)\n"
               "import edgecv.runtimes.streams.capture\n"

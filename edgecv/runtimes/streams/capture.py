@@ -22,8 +22,10 @@ and returns a :class:`ResilientCapture`; iterating it yields :class:`CapturedFra
 * **Giving up.** ``give_up_after`` seconds without frames raise ``SourceError`` saying how long
   it tried and how often; ``reconnect=False`` raises at the first drop instead.
 * **Damaged files.** A video file whose decoding stops before its frame count is reported
-  (``"ended at frame 45 of 90"``, a warning, ``ResilientCapture.damage``) and reading resumes at
-  the first decodable frame after the damage (a seek: FFmpeg restarts at a key frame), with a Gap.
+  (``"ended at frame 45 of 90"``, a warning, ``ResilientCapture.damage``) and, in MP4/MOV files,
+  reading resumes at the first decodable frame after the damage (a seek: FFmpeg restarts at a key
+  frame), with a Gap. (AVI's demuxer skips damage by itself without saying so and fails only at
+  the end, so there the frame count comes up short and "ended at frame N of M" is all we know.)
   The normal end of a file is an end, not an error.
 
 A finite stream (one that states a frame count) ends like a file. A live stream has no natural
@@ -144,7 +146,7 @@ class ResilientCapture:
             params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.open_timeout * 1000),
                       cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.read_timeout * 1000)]
         started = time.monotonic()
-        session = ReaderSession(self.target, backend, params, resync=self.kind == "video")
+        session = ReaderSession(self.target, backend, params, file=self.kind == "video")
         message = session.get(self.open_timeout + OPEN_SLACK)
         if message is None or message[0] != "opened":
             self._open_failure = ("no answer within " f"{self.open_timeout + OPEN_SLACK:.1f} s" if message is None

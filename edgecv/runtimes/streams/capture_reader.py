@@ -19,6 +19,12 @@ import cv2
 import numpy as np
 
 RESYNC_BUDGET = 10.0  # s spent seeking past damage in a file before calling it the end
+# Containers whose demuxer stops at damage and seeks by timestamp from an index: seeking past the
+# damage lands where it says. AVI does neither: its demuxer skips damaged chunks silently, counts
+# the frames after them from the skip (frame 50 reported as 36) and fails only at the real end,
+# so a seek "past the damage" would deliver frames a second time (seen); there the early end is
+# reported without seeking.
+SEEKABLE_SUFFIXES = frozenset({".mp4", ".mov", ".m4v"})
 
 # Reader threads still running: stopped and joined at interpreter exit, because a daemon thread
 # still inside cv2 (a read, a release) while the interpreter finalises aborts the process (seen:
@@ -38,8 +44,9 @@ class ReaderSession:
     thread stop after its current backend call; only that thread touches the capture.
     """
 
-    def __init__(self, target: int | str, backend: int, params: list[int], resync: bool) -> None:
-        self.target, self.backend, self.params, self.resync = target, backend, params, resync
+    def __init__(self, target: int | str, backend: int, params: list[int], file: bool) -> None:
+        self.target, self.backend, self.params, self.file = target, backend, params, file
+        self.seekable = file and str(target).lower().endswith(tuple(SEEKABLE_SUFFIXES))
         self.queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1)
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._run, name="edgecv-capture", daemon=True)
@@ -86,7 +93,7 @@ class ReaderSession:
                     position = capture.get(cv2.CAP_PROP_POS_FRAMES)
                     self._put("frame", (image, now, position, capture.get(cv2.CAP_PROP_POS_MSEC)))
                     continue
-                if not (self.resync and self._skip_damage(capture)):
+                if not (self.file and self._skip_damage(capture)):
                     self._put("ended", capture.get(cv2.CAP_PROP_POS_FRAMES))
                     return
         finally:
@@ -98,12 +105,16 @@ class ReaderSession:
         """After a failed read in a file: seek frame by frame past the damage; ``True`` if reading resumed.
 
         Reports ``("damaged", (first_bad, resumed_at))``; ``resumed_at`` is ``None`` when nothing
-        after the damage decodes (within ``RESYNC_BUDGET`` seconds).
+        after the damage decodes (within ``RESYNC_BUDGET`` seconds) or the container is not one
+        of ``SEEKABLE_SUFFIXES``.
         """
         first_bad = int(capture.get(cv2.CAP_PROP_POS_FRAMES))
         total = int(finite(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or 0)
         if first_bad >= total:
             return False  # the normal end of the file
+        if not self.seekable:
+            self._put("damaged", (first_bad, None))
+            return False
         deadline = time.monotonic() + RESYNC_BUDGET
         for target in range(first_bad + 1, total):
             if self.stopped.is_set() or time.monotonic() > deadline:
