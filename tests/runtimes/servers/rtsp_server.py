@@ -1,12 +1,14 @@
 """RTSP test server (Debian's GStreamer RTSP server) on 127.0.0.1, run as a separate process.
 
     /usr/bin/python3 rtsp_server.py --port 8554 [--fps 25] [--size 320x240] [--codec h264|jpeg]
+                                    [--stall-after N]
 
 Serves ``rtsp://127.0.0.1:PORT/stream``: frames made by ``stamp.py`` (global frame index and send
 time in the pixels) pushed into an ``appsrc`` at ``--fps``, encoded with x264 (zero-latency, a key
 frame every second so a reconnecting client decodes quickly) or JPEG. Needs ``python3-gi``,
 ``gir1.2-gst-rtsp-server-1.0`` and the GStreamer plugins (see .ci/run): run it with the system
-python, which has ``gi``. Prints ``READY <port>`` once listening.
+python, which has ``gi``. ``--stall-after N``: each client's stream goes silent after N frames
+(the RTSP session stays up), the stall a watchdog must notice. Prints ``READY <port>`` once listening.
 """
 
 from __future__ import annotations
@@ -36,15 +38,15 @@ ENCODERS = {
 class Feeder:
     """Pushes stamped frames into every configured ``appsrc`` at the stream's frame rate."""
 
-    def __init__(self, fps: int, width: int, height: int) -> None:
-        self.fps, self.width, self.height = fps, width, height
-        self.sources: list[Gst.Element] = []
+    def __init__(self, fps: int, width: int, height: int, stall_after: int | None) -> None:
+        self.fps, self.width, self.height, self.stall_after = fps, width, height, stall_after
+        self.sources: dict[Gst.Element, int] = {}  # appsrc -> frames pushed into it
         self.lock = threading.Lock()
         self.start = time.monotonic()
 
     def add(self, appsrc: Gst.Element) -> None:
         with self.lock:
-            self.sources.append(appsrc)
+            self.sources[appsrc] = 0
 
     def run(self) -> None:
         index = 0
@@ -55,12 +57,15 @@ class Feeder:
                 time.sleep(delay)
             data = stamped_frame(index, self.width, self.height)
             with self.lock:
-                sources = list(self.sources)
+                sources = [src for src, sent in self.sources.items()
+                           if self.stall_after is None or sent < self.stall_after]
             for appsrc in sources:
                 buffer = Gst.Buffer.new_wrapped(data)
-                if appsrc.emit("push-buffer", buffer) != Gst.FlowReturn.OK:  # client gone: forget it
-                    with self.lock:
-                        self.sources.remove(appsrc)
+                with self.lock:
+                    if appsrc.emit("push-buffer", buffer) != Gst.FlowReturn.OK:  # client gone: forget it
+                        del self.sources[appsrc]
+                    else:
+                        self.sources[appsrc] += 1
 
 
 def main() -> None:
@@ -69,10 +74,11 @@ def main() -> None:
     parser.add_argument("--fps", type=int, default=25)
     parser.add_argument("--size", default="320x240")
     parser.add_argument("--codec", choices=sorted(ENCODERS), default="h264")
+    parser.add_argument("--stall-after", type=int, default=None)
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
     Gst.init(None)
-    feeder = Feeder(args.fps, width, height)
+    feeder = Feeder(args.fps, width, height, args.stall_after)
     launch = (f"( appsrc name=src is-live=true do-timestamp=true format=time "
               f"caps=video/x-raw,format=BGR,width={width},height={height},framerate={args.fps}/1 "
               f"! queue leaky=downstream max-size-buffers=2 ! videoconvert ! video/x-raw,format=I420 ! "
