@@ -123,10 +123,13 @@ def test_stalled_stream_is_noticed_by_the_watchdog(tmp_path, caplog, protocol):
     assert len(frames) - 1 == 10 if protocol == "mjpeg" else 1 <= len(frames) - 1 <= 10
     assert [f.index for f in frames] == list(range(len(frames)))
     print(f"{protocol}: {len(frames) - 1} frames, then {gap.reason}; frames again after {gap.seconds:.2f} s")
-    assert gap.reason == f"stalled {stall:.1f} s" and gap.reconnects == 1
-    # noticed after `stall` s of silence, then one reopen (HTTP: milliseconds, RTSP: <= open_timeout 1 s)
-    assert stall <= gap.seconds < stall + (1.0 if protocol == "mjpeg" else 2.2), gap
-    assert f"stalled {stall:.1f} s after {len(frames) - 1} frames, reconnecting" in caplog.text
+    assert gap.reason == f"stalled {stall:.1f} s" and 1 <= gap.reconnects <= 3
+    noticed = [r for r in caplog.records if "reconnecting" in r.getMessage()]
+    assert len(noticed) == 1 and f"stalled {stall:.1f} s after {len(frames) - 1} frames" in noticed[0].getMessage()
+    # the watchdog fires `stall` s after the last frame (polling every 0.1 s) ...
+    assert stall <= noticed[0].created - gap.start < stall + 0.5, noticed[0].created - gap.start
+    # ... then reopens (HTTP: milliseconds; RTSP: FFmpeg's probe, cut at open_timeout = 1 s)
+    assert gap.seconds < stall + (1.0 if protocol == "mjpeg" else 3.0), gap
 
 
 def test_server_that_accepts_and_sends_nothing_fails_the_open_in_time(tmp_path):
