@@ -1,6 +1,6 @@
 """Resilient capture of video files written by the tests (real OpenCV/FFmpeg decoding) and its options.
 
-Each frame carries its index in its pixels (``servers/stamp.py``), so a test knows which frame it
+Each frame carries its index in its pixels (``servers/frame_stamp.py``), so a test knows which frame it
 got back after the reader skipped a damaged stretch.
 """
 
@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "servers"))
-from stamp import read_stamp, stamped_frame  # noqa: E402
+from frame_stamp import read_stamp, stamped_frame  # noqa: E402
 
 from edgecv.errors import ImageError, OptionError, SourceError  # noqa: E402
 from edgecv.runtimes.streams.capture import CapturedFrame, capture_kind, open_capture  # noqa: E402

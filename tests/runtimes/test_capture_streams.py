@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "servers"))
-from launch import ServerProcess, rtsp_server_available  # noqa: E402
-from stamp import read_stamp  # noqa: E402
+from server_process import ServerProcess, rtsp_server_available  # noqa: E402
+from frame_stamp import read_stamp  # noqa: E402
 
 from edgecv.errors import SourceError  # noqa: E402
 from edgecv.runtimes.streams.capture import open_capture  # noqa: E402

@@ -3,7 +3,7 @@
     python mjpeg_server.py --port 8554 [--fps 25] [--size 320x240] [--stall-after N]
 
 Every client gets the stream at ``/`` (any path): JPEG frames stamped with a global frame index and
-their send time (see ``stamp.py``). ``--stall-after N``: after N frames a connection goes silent but
+their send time (see ``frame_stamp.py``). ``--stall-after N``: after N frames a connection goes silent but
 stays open (N = 0: the server accepts and sends nothing at all, not even the HTTP headers), the
 stall a watchdog must notice. Prints ``READY <port>`` once listening. Stdlib + OpenCV (JPEG encode).
 """
@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stamp import stamped_frame  # noqa: E402
+from frame_stamp import stamped_frame  # noqa: E402
 
 BOUNDARY = "edgecvframe"
 

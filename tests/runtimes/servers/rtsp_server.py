@@ -3,7 +3,7 @@
     /usr/bin/python3 rtsp_server.py --port 8554 [--fps 25] [--size 320x240] [--codec h264|jpeg]
                                     [--stall-after N]
 
-Serves ``rtsp://127.0.0.1:PORT/stream``: frames made by ``stamp.py`` (global frame index and send
+Serves ``rtsp://127.0.0.1:PORT/stream``: frames made by ``frame_stamp.py`` (global frame index and send
 time in the pixels) pushed into an ``appsrc`` at ``--fps``, encoded with x264 (zero-latency, a key
 frame every second so a reconnecting client decodes quickly) or JPEG. Needs ``python3-gi``,
 ``gir1.2-gst-rtsp-server-1.0`` and the GStreamer plugins (see .ci/run): run it with the system
@@ -26,7 +26,7 @@ gi.require_version("GstRtspServer", "1.0")
 from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stamp import stamped_frame  # noqa: E402
+from frame_stamp import stamped_frame  # noqa: E402
 
 ENCODERS = {
     "h264": "x264enc tune=zerolatency speed-preset=ultrafast key-int-max={fps} bitrate=2000 "
