@@ -32,7 +32,7 @@ A finite stream (one that states a frame count) ends like a file. A live stream 
 end: when its server ends it, it is reconnected like a drop (``give_up_after`` bounds that).
 
 Measured (``benchmarks/bench_reconnect.py``, server SIGKILLed, down 1.5 s, default options):
-frames flow again 0.5 s (MJPEG) / 1.9 s (RTSP, H.264) after the server listens again: the rest
+frames flow again 0.5-0.8 s (MJPEG) / 1.9 s (RTSP, H.264) after the server listens again: the rest
 of the current backoff pause plus the open; FFmpeg's RTSP open probes the stream for ~1.15 s,
 cut to ``open_timeout`` by the interrupt, after which it decodes normally.
 
