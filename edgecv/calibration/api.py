@@ -19,11 +19,11 @@ from rich.progress import Progress
 
 from edgecv.calibration.cache import CalibrationCache, default_cache_path, model_sha256
 from edgecv.calibration.collect import collect_stats
-from edgecv.calibration.emit import EmitOptions, emit, pop_float_biases
+from edgecv.calibration.emit import TARGETS, EmitOptions, emit, pop_float_biases
 from edgecv.calibration.graph import check_not_quantized, float_activations, region_nodes
-from edgecv.calibration.ranges import compute_range
+from edgecv.calibration.ranges import METHODS, compute_range
 from edgecv.calibration.sources import data_hash, iter_batches, open_source
-from edgecv.errors import ArtifactError, QuantizationError
+from edgecv.errors import ArtifactError, CalibrationError, QuantizationError
 from edgecv.fileio import write_with
 from edgecv.metadata import METADATA_KEY, ArtifactMetadata
 from edgecv.runtimes.lineage import parent_record
@@ -108,6 +108,15 @@ def int8_metadata(metadata: ArtifactMetadata, cache: CalibrationCache, method: s
     return meta
 
 
+def check_quantize_options(method: str = "percentile", target: str = "onnxruntime") -> None:
+    """Raise for a ``method`` / ``target`` :func:`quantize` would refuse, before any slow work
+    (``export --int8`` checks them ahead of the fp32 export)."""
+    if method not in METHODS:
+        raise CalibrationError(f"calibration method: expected one of {', '.join(METHODS)}, found {method!r}")
+    if target not in TARGETS:
+        raise QuantizationError(f"int8 target: expected one of {', '.join(TARGETS)}, found {target!r}")
+
+
 def quantize(onnx_path: str | Path, out_path: str | Path | None = None, *, data: str | Path = "shapes",
              method: str = "percentile", target: str = "onnxruntime", samples: int = 256, seed: int = 0,
              max_drop: float | None = None, exclude: list[str] | None = None, evaluate: bool = False,
@@ -129,6 +138,7 @@ def quantize(onnx_path: str | Path, out_path: str | Path | None = None, *, data:
     """
     from edgecv.calibration.fallback import guarded_emit
 
+    check_quantize_options(method, target)
     console = console or Console()
     onnx_path = Path(onnx_path)
     out_path = Path(out_path) if out_path else default_int8_path(onnx_path, target)

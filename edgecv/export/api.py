@@ -79,8 +79,10 @@ def export_variants(name: str = "yolo", weights: str | Path | None = None, out: 
     """
     console = console or Console()
     if int8 is not None:  # seconds to check here, instead of failing after the whole fp32 export
+        from edgecv.calibration.api import check_quantize_options
         from edgecv.calibration.sources import check_calibration_data
 
+        check_quantize_options(int8.get("method", "percentile"), int8.get("target", "onnxruntime"))
         check_calibration_data(int8.get("data", "shapes"), samples=int8.get("samples", 256),
                                seed=int8.get("seed", 0), every=int8.get("every", 10))
     if engine:  # fail before the export and calibration, not after them
