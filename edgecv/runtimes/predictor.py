@@ -108,7 +108,9 @@ class Predictor:
         metadata: the artifact's :class:`~edgecv.metadata.ArtifactMetadata`.
         backend: the opened :class:`~edgecv.runtimes.backends.Backend`.
         batch_size: the artifact's fixed batch size, or ``None`` if the batch axis is dynamic.
-        last_timing: ``{"preprocess_ms", "infer_ms", "postprocess_ms", "total_ms", "images"}`` of the last call.
+
+    Timing is per call, never shared state (two threads may use one predictor):
+    :meth:`predict_timed` returns it beside the results.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, backend: str = "auto", device: str | None = None,
@@ -133,7 +135,6 @@ class Predictor:
         self.class_names: tuple[str, ...] = tuple(self.metadata.class_names)
         batch = int(self.metadata.input_shape[0])
         self.batch_size: int | None = batch if batch > 0 else None
-        self.last_timing: dict[str, float] = {}
         self._notes = ConversionNotes()
         self._warned_conf = False
         self._warn_if_conf_ineffective(self.conf)
@@ -158,6 +159,12 @@ class Predictor:
 
     def predict_batch(self, images: Sequence[ImageInput], *, conf: float | None = None) -> list[Detections]:
         """The list form of :meth:`__call__`."""
+        return self.predict_timed(images, conf=conf)[0]
+
+    def predict_timed(self, images: Sequence[ImageInput], *, conf: float | None = None
+                      ) -> tuple[list[Detections], dict[str, float]]:
+        """:meth:`predict_batch` plus this call's timing: ``{"preprocess_ms", "infer_ms",
+        "postprocess_ms", "total_ms", "images"}`` (milliseconds, summed over the call's batches)."""
         conf = self.conf if conf is None else check_conf(conf)
         self._warn_if_conf_ineffective(conf)
         start = time.perf_counter()
@@ -179,8 +186,7 @@ class Predictor:
             timing["postprocess_ms"] += (t3 - t2) * 1e3
         timing["total_ms"] = (time.perf_counter() - start) * 1e3
         timing["images"] = float(len(frames))
-        self.last_timing = timing
-        return results
+        return results, timing
 
     def _prepare(self, image: ImageInput) -> np.ndarray:
         if isinstance(image, (str, os.PathLike)):
@@ -196,6 +202,19 @@ class Predictor:
             warnings.warn(f"edgecv: conf {conf} is below the threshold {baked} baked into {self.path.name}; "
                           f"scores below {baked} were already dropped in the graph (re-export to lower it)",
                           UserWarning, stacklevel=4)
+
+    def stream(self, source: Any, **options: Any) -> Any:
+        """Run this predictor over a live or file source in a pipelined stream: see
+        :func:`edgecv.runtimes.streams.pipeline.stream` for ``source`` and the options
+        (``policy``, ``track``, ``sinks``, ``max_frames``, ``conf``).
+
+            with predictor.stream("clip.mp4", sinks=[JsonlSink("out.jsonl")]) as results:
+                for result in results:      # StreamResult: .image, .detections, .index, .timing
+                    ...
+        """
+        from edgecv.runtimes.streams.pipeline import stream
+
+        return stream(self, source, **options)
 
     def close(self) -> None:
         """Release the backend (idempotent)."""
