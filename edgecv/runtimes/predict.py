@@ -45,7 +45,6 @@ from edgecv.runtimes.streams.sinks.jsonl import JsonlSink
 from edgecv.runtimes.streams.sinks.video import VideoSink
 
 JSONL_NAME = "predictions.jsonl"
-DEFAULT_FPS = 30.0
 
 
 @dataclass
@@ -215,9 +214,9 @@ def _output_sinks(source: StreamSource, out_dir: Path, summary: PredictSummary) 
         raise WriteError(f"cannot create the output folder {out_dir}: {exc.strerror or exc}") from exc
     summary.jsonl = out_dir / JSONL_NAME
     video = video_output_path(source, out_dir)
-    # a file is tagged with its container's rate; a live source with its measured one
-    annotated: Sink = ImagesSink(out_dir) if video is None else VideoSink(video, None if source.live else
-                                                                           source.fps or DEFAULT_FPS)
+    # a file is tagged with its container's rate; a live source (or an iterable) with its measured one
+    fps = source.fps if source.fps and not source.live else None
+    annotated: Sink = ImagesSink(out_dir) if video is None else VideoSink(video, fps)
     return [annotated, JsonlSink(summary.jsonl)]
 
 
