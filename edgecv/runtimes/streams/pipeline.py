@@ -117,7 +117,7 @@ class _SigtermAsInterrupt:
             return False
         with cls._lock:
             if cls._open == 0:
-                if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+                if signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, cls._handler):
                     return False  # the application handles SIGTERM itself: leave it alone
                 cls._previous = signal.signal(signal.SIGTERM, cls._handler)
             cls._open += 1
@@ -290,6 +290,8 @@ class _Pipeline:
         for thread in self.threads:
             if thread is not threading.current_thread():
                 thread.join(JOIN_TIMEOUT_S)
+        if not any(thread.is_alive() for thread in self.threads[:1]):  # not mid-read in the capture thread
+            self.frames.close()  # the reader's own cleanup (a VideoCapture released) runs now, not at GC
         error: BaseException | None = None
         for sink in self.sinks:
             try:
