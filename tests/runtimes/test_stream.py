@@ -166,3 +166,19 @@ def test_bad_options_name_expected_and_found(toy_artifact: Path, toy_video: Path
         with pytest.raises(SourceError, match="expected a BGR uint8 array"):
             list(predictor.stream(["not a frame"]))
     assert stream_threads() == []
+
+
+def test_fixed_batch_artifact_streams_every_frame_in_order(toy_artifact_b2: Path, toy_video: Path) -> None:
+    with Predictor(toy_artifact_b2) as predictor:
+        assert predictor.batch_size == 2
+        got = list(predictor.stream(toy_video))
+        direct = [predictor(frame) for frame in moving_frames(toy_video)]
+    assert [r.index for r in got] == list(range(12))
+    for result, dets in zip(got, direct):
+        np.testing.assert_allclose(result.detections.boxes, dets.boxes, atol=1e-4)
+
+
+def test_latest_policy_with_max_frames_stops_exactly(toy_artifact: Path) -> None:
+    with Predictor(toy_artifact) as predictor:
+        got = list(predictor.stream(moving_square(500), policy="latest", max_frames=4))
+    assert len(got) == 4 and stream_threads() == []
