@@ -40,6 +40,7 @@ from edgecv.runtimes.sources import FrameSource, SkippedFile, SourceLike
 from edgecv.runtimes.streams.pipeline import Stream, check_max_frames, stream
 from edgecv.runtimes.streams.readers import StreamSource, check_policy, open_source
 from edgecv.runtimes.streams.result import Sink, StreamResult
+from edgecv.runtimes.streams.sinks.callback import CallbackSink
 from edgecv.runtimes.streams.sinks.images import ImagesSink
 from edgecv.runtimes.streams.sinks.jsonl import JsonlSink
 from edgecv.runtimes.streams.sinks.video import VideoSink
@@ -92,6 +93,11 @@ class PredictSummary:
             lines.append(f"wrote {shown}")
         lines += [f"skipped {s.path}: {s.reason}" for s in self.skipped]
         return "\n".join(lines)
+
+    def add_result(self, result: StreamResult) -> None:
+        """Count one stream result (its detections and the frames dropped before it)."""
+        self.add(result.detections)
+        self.dropped += result.dropped
 
     def add(self, detections: Detections) -> None:
         """Count one frame's detections."""
@@ -189,7 +195,8 @@ def predict_source(predictor: Predictor, source: SourceLike | Iterable[np.ndarra
     except BaseException:
         opened.close()
         raise
-    with stream(predictor, opened, policy=policy, track=track, sinks=outputs + list(sinks),
+    counter = CallbackSink(summary.add_result)  # in the sink thread: the summary counts what the outputs hold
+    with stream(predictor, opened, policy=policy, track=track, sinks=[counter, *outputs, *sinks],
                 max_frames=max_frames, conf=conf) as results:
         start = time.perf_counter()
         completed = False
@@ -227,11 +234,9 @@ def _consume(results: Stream, summary: PredictSummary, show_progress: bool, max_
     with _progress(show_progress) as progress:
         task = progress.add_task(results.source.label, total=min(known) if known else None, dets=0)
         for result in results:
-            summary.add(result.detections)
-            summary.dropped += result.dropped
             if on_result is not None:
                 on_result(result)
-            progress.update(task, advance=1, dets=summary.detections)
+            progress.update(task, completed=summary.frames, dets=summary.detections)
 
 
 def _finish(results: Stream, outputs: list[Sink], summary: PredictSummary, completed: bool, start: float) -> None:

@@ -81,6 +81,7 @@ def test_sigterm_mid_recording_finalises_video_and_jsonl(tmp_path: Path, toy_art
     lines = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert 10 <= len(lines) < 400
     assert count_frames(out / "clip.mp4") == len(lines)  # every recorded result is in the playable file
+    assert stdout.split() == ["interrupted", str(len(lines))]  # the summary counts what the files hold
 
 
 NEVER_CLOSED = """
