@@ -6,8 +6,9 @@ With ``save_dir``:
 * video / camera / stream sources: one annotated ``.mp4`` (``mp4v``), named after the video
   file (``clip.avi`` -> ``clip.mp4``), ``camera0.mp4`` or ``stream.mp4``;
 * always ``predictions.jsonl``: one line per frame, ``StreamResult.to_dict()`` (``name``,
-  ``frame_index``, ``timestamp`` and the ``edgecv.result/1`` document, boxes in original-image pixels). It is a live output: opened when the first frame's result
-  is ready and flushed after every frame, so a crash keeps every line written so far, and a run
+  ``frame_index``, ``timestamp`` and the ``edgecv.result/1`` document, boxes in original-image
+  pixels). It is a live output: opened when the first frame's result is ready and flushed after
+  every frame, so a crash keeps every line written so far, and a run
   that fails before its first frame leaves the previous file untouched.
 
 Every option is validated (:class:`~edgecv.errors.OptionError`) and the source opened
@@ -22,7 +23,6 @@ loop itself is :mod:`edgecv.runtimes.streams.pipeline`'s.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass, field
