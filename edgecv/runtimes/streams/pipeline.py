@@ -286,6 +286,18 @@ class _Pipeline:
             if self.closed:
                 return
             self.closed = True
+        # a second Ctrl-C / SIGTERM must not cut the finalisation short: hold them until it is done
+        main = threading.current_thread() is threading.main_thread() and hasattr(signal, "pthread_sigmask")
+        held = {signal.SIGINT, signal.SIGTERM} if main else set()
+        if held:
+            signal.pthread_sigmask(signal.SIG_BLOCK, held)
+        try:
+            self._shut_down()
+        finally:
+            if held:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
+
+    def _shut_down(self) -> None:
         self.stop.set()
         for thread in self.threads:
             if thread is not threading.current_thread():
