@@ -2,7 +2,8 @@
 
 Frame rate tag: the container's rate for files (``fps=`` given). For live sources the rate is
 *measured* from the capture timestamps of the first frames that reach the sink (up to
-:data:`MEASURE_FRAMES` frames or :data:`MEASURE_S` seconds, held in memory meanwhile): those
+:data:`MEASURE_FRAMES` frames, :data:`MEASURE_BYTES` of them or :data:`MEASURE_S` seconds, held
+in memory meanwhile): those
 are the frames recorded, after any the ``latest`` policy dropped, so a 10 fps camera, or a
 30 fps camera processed at 8 frames/s, plays back at real speed.
 """
@@ -21,6 +22,7 @@ from edgecv.runtimes.streams.result import StreamResult
 
 MEASURE_FRAMES = 20
 MEASURE_S = 2.0
+MEASURE_BYTES = 128 * 2**20  # at most this much frame memory held while measuring (~21 1080p frames)
 FALLBACK_FPS = 30.0  # a stream that ended before two frames: nothing to measure
 FOURCC = "mp4v"
 
@@ -55,11 +57,16 @@ class VideoSink:
         if self._writer is None and self.fps is None:
             self._held.append((result.timestamp, image))
             span = result.timestamp - self._held[0][0]
-            if len(self._held) < MEASURE_FRAMES and span < MEASURE_S:
+            if len(self._held) < self._measure_frames(image) and span < MEASURE_S:
                 return
             self._release_held()
             return
         self._append(image)
+
+    @staticmethod
+    def _measure_frames(image: np.ndarray) -> int:
+        """How many frames to measure the rate over: MEASURE_FRAMES, fewer for large frames (>= 3)."""
+        return int(np.clip(MEASURE_BYTES // max(1, image.nbytes), 3, MEASURE_FRAMES))
 
     def _release_held(self) -> None:
         self.fps = measured_fps([stamp for stamp, _ in self._held])
