@@ -30,7 +30,7 @@ from edgecv.runtimes.image import DEFAULT_MAX_PIXELS, ConversionNotes, check_max
 from edgecv.runtimes.onnx_graph import nms_class_count
 from edgecv.runtimes.lineage import warn_if_stale
 from edgecv.runtimes.postprocess import to_detections
-from edgecv.runtimes.preprocess import check_rect, input_hw, normalisation, preprocess_batch
+from edgecv.runtimes.preprocess import LetterboxInfo, check_rect, input_hw, normalisation, preprocess_batch
 
 #: What one input may be: an image array (see :func:`~edgecv.runtimes.image.to_bgr_uint8`) or an image file path.
 ImageInput = np.ndarray | str | os.PathLike
@@ -176,17 +176,36 @@ class Predictor:
             t0 = time.perf_counter()
             tensor, infos = preprocess_batch(frames[first:first + step], self.metadata, self.batch_size,
                                             rect=self.rect)
-            t1 = time.perf_counter()
-            outputs = self.backend.infer(tensor)
-            t2 = time.perf_counter()
-            results.extend(to_detections(outputs, infos, self.class_names, conf))
-            t3 = time.perf_counter()
-            timing["preprocess_ms"] += (t1 - t0) * 1e3
-            timing["infer_ms"] += (t2 - t1) * 1e3
-            timing["postprocess_ms"] += (t3 - t2) * 1e3
+            timing["preprocess_ms"] += (time.perf_counter() - t0) * 1e3
+            detections, run = self.run_tensor(tensor, infos, conf=conf)
+            results.extend(detections)
+            timing["infer_ms"] += run["infer_ms"]
+            timing["postprocess_ms"] += run["postprocess_ms"]
         timing["total_ms"] = (time.perf_counter() - start) * 1e3
         timing["images"] = float(len(frames))
         return results, timing
+
+    def prepare_tensor(self, images: Sequence[ImageInput]) -> tuple[np.ndarray, list[LetterboxInfo]]:
+        """First half of a prediction, for pipelines that pre-process in another thread: up to
+        ``batch_size`` images -> the input tensor ``[B, 3, H, W]`` (padded to a fixed batch) and
+        one :class:`~edgecv.runtimes.preprocess.LetterboxInfo` per image. Give both to :meth:`run_tensor`."""
+        if self.batch_size is not None and len(images) > self.batch_size:
+            raise OptionError(f"images: expected at most {self.batch_size} (the artifact's batch) per tensor, "
+                              f"found {len(images)}")
+        frames = [self._prepare(image) for image in images]
+        return preprocess_batch(frames, self.metadata, self.batch_size, rect=self.rect)
+
+    def run_tensor(self, tensor: np.ndarray, infos: Sequence[LetterboxInfo], *, conf: float | None = None
+                   ) -> tuple[list[Detections], dict[str, float]]:
+        """Second half: infer ``tensor`` and post-process into :class:`Detections` in original
+        pixels (one per ``infos`` entry); timing ``{"infer_ms", "postprocess_ms"}`` of this call."""
+        conf = self.conf if conf is None else check_conf(conf)
+        t1 = time.perf_counter()
+        outputs = self.backend.infer(tensor)
+        t2 = time.perf_counter()
+        detections = to_detections(outputs, infos, self.class_names, conf)
+        t3 = time.perf_counter()
+        return detections, {"infer_ms": (t2 - t1) * 1e3, "postprocess_ms": (t3 - t2) * 1e3}
 
     def _prepare(self, image: ImageInput) -> np.ndarray:
         if isinstance(image, (str, os.PathLike)):

@@ -5,8 +5,12 @@ Three stages overlap in three threads, joined by small bounded channels, so thro
 approaches the slowest stage rather than the sum (decoding, ONNX Runtime and OpenCV's drawing
 and encoding release the GIL)::
 
-    capture (read + decode) ─[policy channel]─► infer (pre + infer + post) ─[2]─► sinks (track,
-    sinks in order, one thread) ─[2]─► the caller's ``for result in stream``
+    capture (read + decode [+ pre]) ─[policy channel]─► infer ([pre +] infer + post) ─[2]─► sinks
+    (track, sinks in order, one thread) ─[2]─► the caller's ``for result in stream``
+
+With the ``every`` policy and a batch of one, pre-processing (letterbox resize + normalise) runs
+in the capture thread, ahead of inference; with ``latest`` it runs in the infer thread, so no
+frame is pre-processed only to be dropped.
 
 The capture channel follows the frame policy: ``every`` (a queue of 2, the reader waits: files)
 or ``latest`` (a slot of 1 where a new frame replaces an unprocessed one, counted in
@@ -151,8 +155,22 @@ class _Pipeline:
 
     # -- the three stages, shared by the threaded and the in-caller forms -------------------------
 
+    def prepare(self, captured: Captured) -> None:
+        """Pre-process one frame ahead, in the capture thread, when the infer stage would take it
+        as a batch of one anyway (``every`` policy: no frame is pre-processed only to be dropped)."""
+        if self.policy == "every" and (self.predictor.batch_size or 1) == 1:
+            start = time.perf_counter()
+            captured.tensor, captured.infos = self.predictor.prepare_tensor([captured.image])
+            captured.pre_ms = (time.perf_counter() - start) * 1e3
+
     def infer(self, batch: list[Captured]) -> list[tuple[Captured, Detections, dict[str, float]]]:
         """Pre-process + infer + post-process ``batch``; each frame gets its share of the timing."""
+        if len(batch) == 1 and batch[0].tensor is not None:
+            done = batch[0]
+            detections, run = self.predictor.run_tensor(done.tensor, done.infos, conf=self.conf)
+            done.tensor = None  # the tensor is not needed past inference
+            return [(done, detections[0], {"read": done.read_ms, "pre": done.pre_ms, "infer": run["infer_ms"],
+                                           "post": run["postprocess_ms"]})]
         detections, timing = self.predictor.predict_timed([c.image for c in batch], conf=self.conf)
         share = {"pre": timing["preprocess_ms"], "infer": timing["infer_ms"], "post": timing["postprocess_ms"]}
         share = {k: v / len(batch) for k, v in share.items()}
@@ -194,6 +212,7 @@ class _Pipeline:
         end = _End()
         try:
             for count, captured in enumerate(self.frames, 1):
+                self.prepare(captured)
                 if not self.captured.put(captured, self._upstream_stopped):
                     return
                 if self.policy == "every" and count == self.max_frames:

@@ -36,6 +36,10 @@ class Captured:
     read_ms: float = 0.0  # time spent reading + decoding it
     dropped: int = 0  # frames the ``latest`` policy skipped before this one (set by the pipeline)
     gap: Gap | None = None
+    # pre-processed in the capture thread (``every`` policy): the network tensor, letterbox info, ms
+    tensor: np.ndarray | None = None
+    infos: list[Any] | None = None
+    pre_ms: float = 0.0
 
 
 class StreamSource:
