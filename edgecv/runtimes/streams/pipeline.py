@@ -38,6 +38,7 @@ from edgecv.runtimes.detections import Detections
 from edgecv.runtimes.predictor import Predictor, check_conf
 from edgecv.runtimes.streams.readers import Captured, StreamSource, check_policy, open_source
 from edgecv.runtimes.streams.result import Sink, StreamResult
+from edgecv.runtimes.streams.signals import SigtermAsInterrupt
 
 JOIN_TIMEOUT_S = 10.0  # per thread at close: an inference call or a blocking read finishes well within
 _POLL_S = 0.05  # how often blocked stages look at the stop flag
@@ -102,37 +103,6 @@ def _make_tracker(track: Any) -> Any:
         raise OptionError("track: expected edgecv.runtimes.streams.tracking in this install, found none "
                           "(tracking is not part of this build)") from None
     return Tracker()
-
-
-class _SigtermAsInterrupt:
-    """While any stream is open in the main thread, SIGTERM raises KeyboardInterrupt there."""
-
-    _lock = threading.Lock()
-    _open = 0
-    _previous: Any = None
-
-    @classmethod
-    def _handler(cls, signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    @classmethod
-    def enter(cls) -> bool:
-        if threading.current_thread() is not threading.main_thread():
-            return False
-        with cls._lock:
-            if cls._open == 0:
-                if signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, cls._handler):
-                    return False  # the application handles SIGTERM itself: leave it alone
-                cls._previous = signal.signal(signal.SIGTERM, cls._handler)
-            cls._open += 1
-        return True
-
-    @classmethod
-    def leave(cls) -> None:
-        with cls._lock:
-            cls._open -= 1
-            if cls._open == 0 and threading.current_thread() is threading.main_thread():
-                signal.signal(signal.SIGTERM, cls._previous)
 
 
 class _Pipeline:
@@ -331,7 +301,7 @@ class _Pipeline:
                 error = error or exc
         self.source.close()
         if self.sigterm:
-            _SigtermAsInterrupt.leave()
+            SigtermAsInterrupt.leave()
         if error is not None:
             raise error
 
@@ -353,7 +323,7 @@ class Stream:
         self._pipeline = pipeline
         self.source, self.policy = pipeline.source, pipeline.policy
         self._next = pipeline.next_threaded if threaded else pipeline.next_inline
-        pipeline.sigterm = _SigtermAsInterrupt.enter()
+        pipeline.sigterm = SigtermAsInterrupt.enter()
         self._finalizer = weakref.finalize(self, pipeline.close)
         if threaded:
             pipeline.start()
