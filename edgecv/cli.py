@@ -111,7 +111,7 @@ def predict(
     max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Stop after this many frames."),
     policy: Optional[str] = typer.Option(None, help="latest (keep only the newest frame; default for cameras and "
                                          "streams) or every (every frame in order; default for files)."),
-    track: bool = typer.Option(False, "--track", help="Persistent track ids (needs the [track] extra)."),
+    track: bool = typer.Option(False, "--track", help="Persistent track ids (needs the 'track' extra)."),
     quiet: bool = typer.Option(False, "--quiet", help="Without --save: do not print one line per frame."),
 ) -> None:
     """Run an exported model over images, a folder, a video, a camera or a stream; save annotated output.
