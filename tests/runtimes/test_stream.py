@@ -163,7 +163,7 @@ def test_bad_options_name_expected_and_found(toy_artifact: Path, toy_video: Path
             predictor.stream(toy_video, policy="newest")
         with pytest.raises(OptionError, match="max_frames"):
             predictor.stream(toy_video, max_frames=0)
-        with pytest.raises(SourceError, match="expected a BGR uint8 array"):
+        with pytest.raises(SourceError, match=r"expected a BGR uint8 array \[H, W, 3\], \(array, timestamp\)"):
             list(predictor.stream(["not a frame"]))
     assert stream_threads() == []
 
@@ -182,3 +182,21 @@ def test_latest_policy_with_max_frames_stops_exactly(toy_artifact: Path) -> None
     with Predictor(toy_artifact) as predictor:
         got = list(predictor.stream(moving_square(500), policy="latest", max_frames=4))
     assert len(got) == 4 and stream_threads() == []
+
+
+def test_live_reader_seam_carries_gaps_and_names(toy_artifact: Path) -> None:
+    """What a resilient capture hands the pipeline: (frame, timestamp[, gap]) items plus a closer."""
+    from edgecv.runtimes.streams.readers import StreamSource
+    from edgecv.runtimes.streams.result import Gap
+
+    gap = Gap(start=10.0, end=11.5, reason="read failed", reconnects=2)
+    frames = list(moving_square(3))
+    items = [(frames[0], 10.0), (frames[1], 11.5, gap), (frames[2], 11.6)]
+    closed: list[bool] = []
+    live = StreamSource("camera", "camera0", items, closer=lambda: closed.append(True))
+    assert live.live and live.default_policy() == "latest"
+    with Predictor(toy_artifact) as predictor:
+        got = list(predictor.stream(live, policy="every"))
+    assert [r.name for r in got] == ["camera0#000000", "camera0#000001", "camera0#000002"]
+    assert [r.gap for r in got] == [None, gap, None] and got[1].gap.seconds == 1.5
+    assert closed == [True]

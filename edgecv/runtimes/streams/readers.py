@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -55,10 +55,12 @@ class StreamSource:
     """
 
     def __init__(self, kind: str, label: str, frames: Iterable[Any], fps: float | None = None,
-                 total: int | None = None, frame_source: FrameSource | None = None) -> None:
+                 total: int | None = None, frame_source: FrameSource | None = None,
+                 closer: Callable[[], object] | None = None) -> None:
         self.kind, self.label, self.fps, self.total = kind, label, fps, total
         self.frame_source = frame_source
         self._frames = frames
+        self._closer = closer  # releases a reader that is not a FrameSource (e.g. a resilient capture)
 
     @property
     def live(self) -> bool:
@@ -78,27 +80,32 @@ class StreamSource:
             if named:
                 name, image = item
                 stamp = time.time()
+                gap = None
             else:
-                image, stamp = _frame_and_time(item, index)
-                name = f"frame#{index:06d}"
+                image, stamp, gap = _frame_and_time(item, index)
+                name = f"{self.label if self.kind != 'frames' else 'frame'}#{index:06d}"
             media = index / self.fps if self.fps and self.kind == "video" else None
-            yield Captured(image, name, index, stamp, media, (done - start) * 1e3)
+            yield Captured(image, name, index, stamp, media, (done - start) * 1e3, gap=gap)
             start = time.perf_counter()
 
     def close(self) -> None:
         """Release the device / file (idempotent)."""
         if self.frame_source is not None:
             self.frame_source.close()
+        if self._closer is not None:
+            self._closer()
 
 
-def _frame_and_time(item: Any, index: int) -> tuple[np.ndarray, float]:
-    """``item`` of an iterable source: a frame, or ``(frame, timestamp)``."""
-    if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], np.ndarray):
-        return item[0], float(item[1])
+def _frame_and_time(item: Any, index: int) -> tuple[np.ndarray, float, Gap | None]:
+    """``item`` of an iterable source: a frame, ``(frame, timestamp)`` or ``(frame, timestamp, gap)``
+    (a live capture reports the :class:`Gap` before a frame that follows a reconnect)."""
+    if isinstance(item, tuple) and len(item) in (2, 3) and isinstance(item[0], np.ndarray):
+        gap = item[2] if len(item) == 3 else None
+        return item[0], float(item[1]), gap
     if isinstance(item, np.ndarray):
-        return item, time.time()
-    raise SourceError(f"frame {index} of the iterable: expected a BGR uint8 array [H, W, 3] or "
-                      f"(array, timestamp), found {type(item).__name__}")
+        return item, time.time(), None
+    raise SourceError(f"frame {index} of the iterable: expected a BGR uint8 array [H, W, 3], "
+                      f"(array, timestamp) or (array, timestamp, gap), found {type(item).__name__}")
 
 
 def open_source(source: SourceLike | Iterable[Any], max_pixels: int | None) -> StreamSource:
@@ -112,7 +119,8 @@ def open_source(source: SourceLike | Iterable[Any], max_pixels: int | None) -> S
     if isinstance(source, (FrameSource, int, str)) or hasattr(source, "__fspath__"):
         frames = iter_source(source, max_pixels=max_pixels)
         # TODO(capture): camera / URL sources switch to streams/capture.py's resilient reader here
-        # (reconnect, watchdog); it yields (frame, timestamp) pairs like the iterable branch below.
+        # (reconnect, watchdog): StreamSource(kind, label, <its (frame, timestamp[, gap]) iterator>,
+        # fps, None, closer=<its close>) -- names become "camera0#000012", policy "latest".
         return StreamSource(frames.kind, frames.label, frames, frames.fps, frames.total, frames)
     if isinstance(source, np.ndarray):
         raise SourceError("expected a source or an iterable of frames, found one array: "
