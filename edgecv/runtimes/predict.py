@@ -39,7 +39,7 @@ from edgecv.runtimes.predictor import Predictor, check_conf
 from edgecv.runtimes.sources import FrameSource, SkippedFile, SourceLike
 from edgecv.runtimes.streams.pipeline import Stream, check_max_frames, stream
 from edgecv.runtimes.streams.readers import StreamSource, check_policy, open_source
-from edgecv.runtimes.streams.result import Sink, StreamResult
+from edgecv.runtimes.streams.result import Gap, Sink, StreamResult
 from edgecv.runtimes.streams.sinks.callback import CallbackSink
 from edgecv.runtimes.streams.sinks.images import ImagesSink
 from edgecv.runtimes.streams.sinks.jsonl import JsonlSink
@@ -63,6 +63,7 @@ class PredictSummary:
     elapsed_s: float = 0.0
     interrupted: bool = False
     dropped: int = 0  # frames the ``latest`` policy skipped (live sources)
+    gaps: list[Gap] = field(default_factory=list)  # stretches without frames a live capture reported
 
     @property
     def fps(self) -> float:
@@ -77,6 +78,8 @@ class PredictSummary:
             "outputs": [str(p) for p in self.outputs], "jsonl": None if self.jsonl is None else str(self.jsonl),
             "elapsed_s": round(self.elapsed_s, 3), "fps": round(self.fps, 2), "interrupted": self.interrupted,
             "dropped": self.dropped,
+            "gaps": [{"start": g.start, "end": g.end, "reason": g.reason, "reconnects": g.reconnects}
+                     for g in self.gaps],
         }
 
     def __str__(self) -> str:
@@ -92,12 +95,15 @@ class PredictSummary:
             shown = ", ".join(written[:3]) + (f" and {len(written) - 3} more" if len(written) > 3 else "")
             lines.append(f"wrote {shown}")
         lines += [f"skipped {s.path}: {s.reason}" for s in self.skipped]
+        lines += [f"gap of {g.seconds:.1f} s ({g.reason}, {g.reconnects} reconnects)" for g in self.gaps]
         return "\n".join(lines)
 
     def add_result(self, result: StreamResult) -> None:
         """Count one stream result (its detections and the frames dropped before it)."""
         self.add(result.detections)
         self.dropped += result.dropped
+        if result.gap is not None:
+            self.gaps.append(result.gap)
 
     def add(self, detections: Detections) -> None:
         """Count one frame's detections."""

@@ -200,3 +200,16 @@ def test_live_reader_seam_carries_gaps_and_names(toy_artifact: Path) -> None:
     assert [r.name for r in got] == ["camera0#000000", "camera0#000001", "camera0#000002"]
     assert [r.gap for r in got] == [None, gap, None] and got[1].gap.seconds == 1.5
     assert closed == [True]
+
+
+def test_summary_reports_the_gaps_of_a_live_source(toy_artifact: Path) -> None:
+    from edgecv.runtimes.streams.readers import StreamSource
+    from edgecv.runtimes.streams.result import Gap
+
+    frames = list(moving_square(2))
+    gap = Gap(start=1.0, end=3.0, reason="stalled 2.0 s", reconnects=1)
+    live = StreamSource("stream", "rtsp://127.0.0.1/x", [(frames[0], 1.0), (frames[1], 3.0, gap)])
+    with Predictor(toy_artifact) as predictor:
+        summary = predict_source(predictor, live, show_progress=False, policy="every")
+    assert summary.gaps == [gap] and summary.to_dict()["gaps"][0]["reconnects"] == 1
+    assert "gap of 2.0 s (stalled 2.0 s, 1 reconnects)" in str(summary)
