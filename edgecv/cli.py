@@ -108,16 +108,44 @@ def predict(
                               "(a 640x480 frame runs at 480x640); needs an artifact exported with --dynamic."),
     max_pixels: Optional[int] = typer.Option(None, "--max-pixels", help="Refuse images (and video frames) larger "
                                              "than this many pixels, before decoding; default 100000000; 0: no limit."),
+    max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Stop after this many frames."),
+    policy: Optional[str] = typer.Option(None, help="latest (keep only the newest frame; default for cameras and "
+                                         "streams) or every (every frame in order; default for files)."),
+    track: bool = typer.Option(False, "--track", help="Persistent track ids (needs the 'track' extra)."),
+    quiet: bool = typer.Option(False, "--quiet", help="Without --save: do not print one line per frame."),
 ) -> None:
-    """Run an exported model over images, a folder or a video; save annotated output."""
+    """Run an exported model over images, a folder, a video, a camera or a stream; save annotated output.
+
+    Ctrl-C / SIGTERM end the run normally (outputs finalised, summary printed, exit 0); a source
+    error prints the summary and the files written, then exits 2.
+    """
     from edgecv.runtimes import Predictor, predict_source
     from edgecv.runtimes.image import DEFAULT_MAX_PIXELS
 
     limit = DEFAULT_MAX_PIXELS if max_pixels is None else (max_pixels or None)
+    per_frame = None if save or quiet else _print_result
     with Predictor(artifact, backend=backend, device=device, threads=threads, rect=rect,
                    max_pixels=limit) as predictor:
-        summary = predict_source(predictor, int(source) if source.isdigit() else source, save, conf=conf)
+        try:
+            summary = predict_source(predictor, int(source) if source.isdigit() else source, save, conf=conf,
+                                     max_frames=max_frames, policy=policy, track=track,
+                                     show_progress=per_frame is None, on_result=per_frame)
+        except EdgecvError as exc:
+            if getattr(exc, "summary", None) is not None:  # what ran and what was written, then the error
+                console.print(escape(str(exc.summary)), highlight=False)
+            raise
     console.print(escape(str(summary)), highlight=False)
+
+
+def _print_result(result) -> None:
+    """One short line per frame: name, detections per class, latency."""
+    counts: dict[str, int] = {}
+    for label in result.detections.labels:
+        counts[label] = counts.get(label, 0) + 1
+    found = ", ".join(f"{n} {name}" for name, n in sorted(counts.items())) or "nothing"
+    ms = sum(result.timing.get(k, 0.0) for k in ("pre", "infer", "post"))
+    dropped = f", {result.dropped} dropped" if result.dropped else ""
+    console.print(escape(f"{result.name}: {found} ({ms:.1f} ms{dropped})"), highlight=False)
 
 
 @app.command("eval")

@@ -8,6 +8,8 @@ first use, so ``import edgecv.runtimes`` itself loads nothing heavy.
     with Predictor("model.onnx") as predictor:
         detections = predictor(frame_bgr)          # Detections, boxes in frame pixels
         summary = predict_source(predictor, "clips/", save_dir="runs/predict")
+        with predictor.stream(0) as results:       # or stream(predictor, 0): pipelined, latest frame
+            for result in results: ...             # StreamResult: .image, .detections, .timing, .age
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ if TYPE_CHECKING:
     from edgecv.runtimes.preprocess import LetterboxInfo, preprocess_batch, scale_boxes_back
     from edgecv.runtimes.sources import FrameSource, iter_source
     from edgecv.runtimes.info import artifact_info
+    from edgecv.runtimes.streams.pipeline import Stream, stream
+    from edgecv.runtimes.streams.result import StreamResult
 
 #: public name -> module that defines it
 _EXPORTS = {
@@ -37,12 +41,15 @@ _EXPORTS = {
     "scale_boxes_back": "edgecv.runtimes.preprocess",
     "LetterboxInfo": "edgecv.runtimes.preprocess",
     "artifact_info": "edgecv.runtimes.info",
+    "stream": "edgecv.runtimes.streams.pipeline",
+    "Stream": "edgecv.runtimes.streams.pipeline",
+    "StreamResult": "edgecv.runtimes.streams.result",
 }
 
 __all__ = [
-    "Detections", "FrameSource", "LetterboxInfo", "PredictSummary", "Predictor",
+    "Detections", "FrameSource", "LetterboxInfo", "PredictSummary", "Predictor", "Stream", "StreamResult",
     "annotate", "artifact_info", "iter_source", "predict_source", "preprocess_batch",
-    "scale_boxes_back",
+    "scale_boxes_back", "stream",
 ]
 
 

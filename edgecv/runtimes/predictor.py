@@ -30,7 +30,7 @@ from edgecv.runtimes.image import DEFAULT_MAX_PIXELS, ConversionNotes, check_max
 from edgecv.runtimes.onnx_graph import nms_class_count
 from edgecv.runtimes.lineage import warn_if_stale
 from edgecv.runtimes.postprocess import to_detections
-from edgecv.runtimes.preprocess import check_rect, input_hw, normalisation, preprocess_batch
+from edgecv.runtimes.preprocess import LetterboxInfo, check_rect, input_hw, normalisation, preprocess_batch
 
 #: What one input may be: an image array (see :func:`~edgecv.runtimes.image.to_bgr_uint8`) or an image file path.
 ImageInput = np.ndarray | str | os.PathLike
@@ -108,7 +108,9 @@ class Predictor:
         metadata: the artifact's :class:`~edgecv.metadata.ArtifactMetadata`.
         backend: the opened :class:`~edgecv.runtimes.backends.Backend`.
         batch_size: the artifact's fixed batch size, or ``None`` if the batch axis is dynamic.
-        last_timing: ``{"preprocess_ms", "infer_ms", "postprocess_ms", "total_ms", "images"}`` of the last call.
+
+    Timing is per call, never shared state (two threads may use one predictor):
+    :meth:`predict_timed` returns it beside the results.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, backend: str = "auto", device: str | None = None,
@@ -133,7 +135,6 @@ class Predictor:
         self.class_names: tuple[str, ...] = tuple(self.metadata.class_names)
         batch = int(self.metadata.input_shape[0])
         self.batch_size: int | None = batch if batch > 0 else None
-        self.last_timing: dict[str, float] = {}
         self._notes = ConversionNotes()
         self._warned_conf = False
         self._warn_if_conf_ineffective(self.conf)
@@ -158,6 +159,12 @@ class Predictor:
 
     def predict_batch(self, images: Sequence[ImageInput], *, conf: float | None = None) -> list[Detections]:
         """The list form of :meth:`__call__`."""
+        return self.predict_timed(images, conf=conf)[0]
+
+    def predict_timed(self, images: Sequence[ImageInput], *, conf: float | None = None
+                      ) -> tuple[list[Detections], dict[str, float]]:
+        """:meth:`predict_batch` plus this call's timing: ``{"preprocess_ms", "infer_ms",
+        "postprocess_ms", "total_ms", "images"}`` (milliseconds, summed over the call's batches)."""
         conf = self.conf if conf is None else check_conf(conf)
         self._warn_if_conf_ineffective(conf)
         start = time.perf_counter()
@@ -169,18 +176,36 @@ class Predictor:
             t0 = time.perf_counter()
             tensor, infos = preprocess_batch(frames[first:first + step], self.metadata, self.batch_size,
                                             rect=self.rect)
-            t1 = time.perf_counter()
-            outputs = self.backend.infer(tensor)
-            t2 = time.perf_counter()
-            results.extend(to_detections(outputs, infos, self.class_names, conf))
-            t3 = time.perf_counter()
-            timing["preprocess_ms"] += (t1 - t0) * 1e3
-            timing["infer_ms"] += (t2 - t1) * 1e3
-            timing["postprocess_ms"] += (t3 - t2) * 1e3
+            timing["preprocess_ms"] += (time.perf_counter() - t0) * 1e3
+            detections, run = self.run_tensor(tensor, infos, conf=conf)
+            results.extend(detections)
+            timing["infer_ms"] += run["infer_ms"]
+            timing["postprocess_ms"] += run["postprocess_ms"]
         timing["total_ms"] = (time.perf_counter() - start) * 1e3
         timing["images"] = float(len(frames))
-        self.last_timing = timing
-        return results
+        return results, timing
+
+    def prepare_tensor(self, images: Sequence[ImageInput]) -> tuple[np.ndarray, list[LetterboxInfo]]:
+        """First half of a prediction, for pipelines that pre-process in another thread: up to
+        ``batch_size`` images -> the input tensor ``[B, 3, H, W]`` (padded to a fixed batch) and
+        one :class:`~edgecv.runtimes.preprocess.LetterboxInfo` per image. Give both to :meth:`run_tensor`."""
+        if self.batch_size is not None and len(images) > self.batch_size:
+            raise OptionError(f"images: expected at most {self.batch_size} (the artifact's batch) per tensor, "
+                              f"found {len(images)}")
+        frames = [self._prepare(image) for image in images]
+        return preprocess_batch(frames, self.metadata, self.batch_size, rect=self.rect)
+
+    def run_tensor(self, tensor: np.ndarray, infos: Sequence[LetterboxInfo], *, conf: float | None = None
+                   ) -> tuple[list[Detections], dict[str, float]]:
+        """Second half: infer ``tensor`` and post-process into :class:`Detections` in original
+        pixels (one per ``infos`` entry); timing ``{"infer_ms", "postprocess_ms"}`` of this call."""
+        conf = self.conf if conf is None else check_conf(conf)
+        t1 = time.perf_counter()
+        outputs = self.backend.infer(tensor)
+        t2 = time.perf_counter()
+        detections = to_detections(outputs, infos, self.class_names, conf)
+        t3 = time.perf_counter()
+        return detections, {"infer_ms": (t2 - t1) * 1e3, "postprocess_ms": (t3 - t2) * 1e3}
 
     def _prepare(self, image: ImageInput) -> np.ndarray:
         if isinstance(image, (str, os.PathLike)):
@@ -196,6 +221,19 @@ class Predictor:
             warnings.warn(f"edgecv: conf {conf} is below the threshold {baked} baked into {self.path.name}; "
                           f"scores below {baked} were already dropped in the graph (re-export to lower it)",
                           UserWarning, stacklevel=4)
+
+    def stream(self, source: Any, **options: Any) -> Any:
+        """Run this predictor over a live or file source in a pipelined stream: see
+        :func:`edgecv.runtimes.streams.pipeline.stream` for ``source`` and the options
+        (``policy``, ``track``, ``sinks``, ``max_frames``, ``conf``).
+
+            with predictor.stream("clip.mp4", sinks=[JsonlSink("out.jsonl")]) as results:
+                for result in results:      # StreamResult: .image, .detections, .index, .timing
+                    ...
+        """
+        from edgecv.runtimes.streams.pipeline import stream
+
+        return stream(self, source, **options)
 
     def close(self) -> None:
         """Release the backend (idempotent)."""

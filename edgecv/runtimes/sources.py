@@ -15,9 +15,9 @@ source                         kind        names
 
 Opening problems raise :class:`~edgecv.errors.SourceError` at ``iter_source`` time. In a
 folder, files that cannot be decoded are skipped and listed in ``FrameSource.skipped``. A
-video file ends cleanly when its frames run out; a camera, or a stream that reports no frame
-count (a live one), that stops delivering frames raises :class:`~edgecv.errors.SourceError`
-(a live source has no natural end). A URL to a finite video (a frame count) ends cleanly.
+video file ends cleanly when its frames run out, and so does a stream URL (OpenCV cannot tell a
+server's end of stream from a drop; reconnecting is the resilient capture's job); a camera that
+stops delivering frames raises :class:`~edgecv.errors.SourceError` (it has no natural end).
 Grayscale / BGRA / 16-bit images are converted (one ``ImageConversionWarning`` per kind).
 
 ``max_pixels`` bounds the decoded size (see :func:`~edgecv.runtimes.image.read_image`): an image
@@ -181,7 +181,7 @@ class VideoFrames(FrameSource):
             capture.release()
             if self._capture is capture:
                 self._capture = None  # the next loop opens a fresh capture
-        if self.kind == "camera" or (self.kind == "stream" and self.total is None):
+        if self.kind == "camera":  # a stream URL's end (server EOS) is a normal end; a camera has none
             raise SourceError(f"{self.kind} {self.label} stopped delivering frames after {index} frames")
 
     def close(self) -> None:

@@ -1,0 +1,403 @@
+"""The stream pipeline: the one frame loop of edgecv (``Predictor.stream``, ``predict_source``,
+``edgecv predict`` all run on it).
+
+Three stages overlap in three threads, joined by small bounded channels, so throughput
+approaches the slowest stage rather than the sum (decoding, ONNX Runtime and OpenCV's drawing
+and encoding release the GIL)::
+
+    capture (read + decode [+ pre]) ─[policy channel]─► infer ([pre +] infer + post) ─[2]─► sinks
+    (track, sinks in order, one thread) ─[2]─► the caller's ``for result in stream``
+
+With the ``every`` policy and a batch of one, pre-processing (letterbox resize + normalise) runs
+in the capture thread, ahead of inference; with ``latest`` it runs in the infer thread, so no
+frame is pre-processed only to be dropped.
+
+The capture channel follows the frame policy: ``every`` (a queue of 2, the reader waits: files)
+or ``latest`` (a slot of 1 where a new frame replaces an unprocessed one, counted in
+``StreamResult.dropped``: live sources never lag behind). Image and folder sources run the same
+stages one after another in the caller's thread (``threaded=False``): every finished image's
+line is then on disk before the next image is read.
+
+Shutdown: ``close()`` (also on leaving ``with``, on garbage collection and at interpreter exit)
+stops every thread, joins them (none is left inside ONNX Runtime at exit), closes every sink and
+the source. While a stream is open in the main thread, SIGTERM is handled like Ctrl-C (a
+``KeyboardInterrupt`` in the main thread), so ``docker stop`` finalises outputs too.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+import weakref
+from collections import deque
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+from edgecv.errors import OptionError
+from edgecv.runtimes.detections import Detections
+from edgecv.runtimes.predictor import Predictor, check_conf
+from edgecv.runtimes.streams.readers import Captured, StreamSource, check_policy, open_source
+from edgecv.runtimes.streams.result import Sink, StreamResult
+from edgecv.runtimes.streams.signals import SigtermAsInterrupt
+
+JOIN_TIMEOUT_S = 10.0  # per thread at close: an inference call or a blocking read finishes well within
+_POLL_S = 0.05  # how often blocked stages look at the stop flag
+
+
+class _End:
+    """The last item through a channel: the stage before ended (``error`` is None) or failed."""
+
+    def __init__(self, error: BaseException | None = None) -> None:
+        self.error = error
+
+
+class _Channel:
+    """A bounded hand-over between two threads; ``latest`` drops the oldest item instead of waiting."""
+
+    def __init__(self, size: int, latest: bool = False) -> None:
+        self._items: deque[Any] = deque()
+        self._size, self._latest = size, latest
+        self._cond = threading.Condition()
+        self._dropped = 0
+
+    def put(self, item: Any, stopped: Callable[[], bool]) -> bool:
+        """Hand ``item`` over; False if the pipeline stopped first."""
+        with self._cond:
+            while len(self._items) >= self._size:
+                if self._latest and not isinstance(item, _End):
+                    self._items.popleft()  # a newer frame makes the waiting one stale
+                    self._dropped += 1
+                    break
+                if stopped():
+                    return False
+                self._cond.wait(_POLL_S)
+            self._items.append(item)
+            self._cond.notify_all()
+            return True
+
+    def get(self, stopped: Callable[[], bool]) -> Any:
+        """The next item (a :class:`Captured` carries the drops before it); None if stopped first."""
+        with self._cond:
+            while not self._items:
+                if stopped():
+                    return None
+                self._cond.wait(_POLL_S)
+            item = self._items.popleft()
+            if isinstance(item, Captured):
+                item.dropped, self._dropped = self._dropped, 0
+            self._cond.notify_all()
+            return item
+
+
+def _make_tracker(track: Any) -> Any:
+    """``None``, a tracker object (anything with ``update(detections, timestamp)``) or a new ``Tracker``."""
+    if not track:
+        return None
+    if hasattr(track, "update"):
+        return track
+    try:
+        from edgecv.runtimes.streams.tracking import Tracker
+    except ModuleNotFoundError as exc:
+        if exc.name != "edgecv.runtimes.streams.tracking":
+            raise
+        raise OptionError("track: expected edgecv.runtimes.streams.tracking in this install, found none "
+                          "(tracking is not part of this build)") from None
+    return Tracker()
+
+
+class _Pipeline:
+    """The stages and their threads; holds no reference to the :class:`Stream` facade, so a
+    forgotten stream is collected and its finalizer can stop the threads."""
+
+    def __init__(self, predictor: Predictor, source: StreamSource, policy: str, tracker: Any,
+                 sinks: Sequence[Sink], max_frames: int | None, conf: float | None) -> None:
+        self.predictor, self.source, self.policy, self.tracker = predictor, source, policy, tracker
+        self.sinks, self.max_frames, self.conf = list(sinks), max_frames, conf
+        self.stop = threading.Event()  # everything stops now (close, error downstream)
+        self.enough = threading.Event()  # max_frames reached: capture and infer stop
+        self.frames = source.read()
+        self.emitted = 0
+        self.threads: list[threading.Thread] = []
+        self.closed = False
+        self.sigterm = False
+        self._close_lock = threading.Lock()
+        self._pending: deque[StreamResult] = deque()  # threaded=False: results of the last batch
+
+    # -- the three stages, shared by the threaded and the in-caller forms -------------------------
+
+    def prepare(self, captured: Captured) -> None:
+        """Pre-process one frame ahead, in the capture thread, when the infer stage would take it
+        as a batch of one anyway (``every`` policy: no frame is pre-processed only to be dropped)."""
+        if self.policy == "every" and (self.predictor.batch_size or 1) == 1:
+            start = time.perf_counter()
+            captured.tensor, captured.infos = self.predictor.prepare_tensor([captured.image])
+            captured.pre_ms = (time.perf_counter() - start) * 1e3
+
+    def infer(self, batch: list[Captured]) -> list[tuple[Captured, Detections, dict[str, float]]]:
+        """Pre-process + infer + post-process ``batch``; each frame gets its share of the timing."""
+        if len(batch) == 1 and batch[0].tensor is not None:
+            done = batch[0]
+            detections, run = self.predictor.run_tensor(done.tensor, done.infos, conf=self.conf)
+            done.tensor = None  # the tensor is not needed past inference
+            return [(done, detections[0], {"read": done.read_ms, "pre": done.pre_ms, "infer": run["infer_ms"],
+                                           "post": run["postprocess_ms"]})]
+        detections, timing = self.predictor.predict_timed([c.image for c in batch], conf=self.conf)
+        share = {"pre": timing["preprocess_ms"], "infer": timing["infer_ms"], "post": timing["postprocess_ms"]}
+        share = {k: v / len(batch) for k, v in share.items()}
+        return [(c, d, {"read": c.read_ms, **share}) for c, d in zip(batch, detections)]
+
+    def emit(self, captured: Captured, detections: Detections, timing: dict[str, float]) -> StreamResult:
+        """Track, build the result, hand it to every sink in order."""
+        if self.tracker is not None:
+            start = time.perf_counter()
+            detections = self.tracker.update(detections, captured.timestamp)
+            timing["track"] = (time.perf_counter() - start) * 1e3
+        result = StreamResult(image=captured.image, detections=detections, index=captured.index,
+                              name=captured.name, timestamp=captured.timestamp, media_time=captured.media_time,
+                              timing=timing, dropped=captured.dropped, gap=captured.gap)
+        start = time.perf_counter()
+        for sink in self.sinks:
+            sink.write(result)
+        timing["sinks"] = (time.perf_counter() - start) * 1e3
+        result.age = time.time() - captured.timestamp
+        self.emitted += 1
+        return result
+
+    # -- threaded form ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.captured = _Channel(1 if self.policy == "latest" else 2, latest=self.policy == "latest")
+        self.inferred = _Channel(2)
+        self.results = _Channel(2)
+        for name, target in (("capture", self._capture), ("infer", self._infer), ("sinks", self._sink)):
+            # daemon + joined at close / exit: a non-daemon thread would block exit before atexit runs
+            thread = threading.Thread(target=target, name=f"edgecv-stream-{name}", daemon=True)
+            self.threads.append(thread)
+            thread.start()
+
+    def _upstream_stopped(self) -> bool:
+        return self.stop.is_set() or self.enough.is_set()
+
+    def _capture(self) -> None:
+        end = _End()
+        try:
+            for count, captured in enumerate(self.frames, 1):
+                self.prepare(captured)
+                if not self.captured.put(captured, self._upstream_stopped):
+                    return
+                if self.policy == "every" and count == self.max_frames:
+                    break
+        except BaseException as exc:  # handed to the caller's thread, in order after the frames
+            end = _End(exc)
+        self.captured.put(end, self.stop.is_set)
+
+    def _infer(self) -> None:
+        batch_size = self.predictor.batch_size or 1
+        while True:
+            item = self.captured.get(self._upstream_stopped)
+            if item is None:
+                return
+            batch = [item] if isinstance(item, Captured) else []
+            while batch and len(batch) < batch_size and self.policy == "every":
+                more = self.captured.get(lambda: True)  # only what is already waiting
+                if more is None:
+                    break
+                if isinstance(more, _End):
+                    item = more
+                    break
+                batch.append(more)
+            try:
+                for out in self.infer(batch) if batch else []:
+                    if not self.inferred.put(out, self._upstream_stopped):
+                        return
+            except BaseException as exc:
+                item = _End(exc)
+            if isinstance(item, _End):
+                self.inferred.put(item, self.stop.is_set)
+                return
+
+    def _sink(self) -> None:
+        while True:
+            item = self.inferred.get(self.stop.is_set)
+            if item is None:
+                return
+            if not isinstance(item, _End):
+                try:
+                    result = self.emit(*item)
+                except BaseException as exc:
+                    item = _End(exc)
+                else:
+                    if not self.results.put(result, self.stop.is_set):
+                        return
+                    if self.emitted != self.max_frames:
+                        continue
+                    self.enough.set()
+                    item = _End()
+            self.results.put(item, self.stop.is_set)
+            return
+
+    def next_threaded(self) -> StreamResult:
+        item = self.results.get(self.stop.is_set)
+        if item is None:
+            raise StopIteration
+        if isinstance(item, _End):
+            self.close()
+            if item.error is not None:
+                raise item.error
+            raise StopIteration
+        return item
+
+    # -- in-caller form ---------------------------------------------------------------------------
+
+    def next_inline(self) -> StreamResult:
+        if not self._pending:
+            if self.closed or self.emitted == self.max_frames:
+                raise StopIteration
+            batch: list[Captured] = []
+            limit = self.predictor.batch_size or 1
+            if self.max_frames is not None:
+                limit = min(limit, self.max_frames - self.emitted)
+            for captured in self.frames:
+                batch.append(captured)
+                if len(batch) == limit:
+                    break
+            if not batch:
+                raise StopIteration
+            self._pending.extend(self.emit(*out) for out in self.infer(batch))
+        return self._pending.popleft()
+
+    # -- shutdown ---------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop and join every thread, then close the sinks (in order) and the source. Idempotent;
+        the first sink error is raised after everything else was closed."""
+        with self._close_lock:
+            if self.closed:
+                return
+            self.closed = True
+        # a second Ctrl-C / SIGTERM must not cut the finalisation short: hold them until it is done
+        main = threading.current_thread() is threading.main_thread() and hasattr(signal, "pthread_sigmask")
+        held = {signal.SIGINT, signal.SIGTERM} if main else set()
+        if held:
+            signal.pthread_sigmask(signal.SIG_BLOCK, held)
+        try:
+            self._shut_down()
+        finally:
+            if held:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
+
+    def _shut_down(self) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            if thread is not threading.current_thread():
+                thread.join(JOIN_TIMEOUT_S)
+        if not any(thread.is_alive() for thread in self.threads[:1]):  # not mid-read in the capture thread
+            self.frames.close()  # the reader's own cleanup (a VideoCapture released) runs now, not at GC
+        error: BaseException | None = None
+        for sink in self.sinks:
+            try:
+                sink.close()
+            except Exception as exc:  # close the others first, then report the first failure
+                error = error or exc
+        self.source.close()
+        if self.sigterm:
+            SigtermAsInterrupt.leave()
+        if error is not None:
+            raise error
+
+
+class Stream:
+    """A running stream: an iterator of :class:`StreamResult` and a context manager.
+
+    ``close()`` (or leaving ``with``) stops it; a stream that is never closed is stopped when it
+    is garbage collected or at interpreter exit. Errors of any stage (a camera that vanished, a
+    sink that cannot write) are raised by the iteration after the results before them.
+
+    Attributes:
+        source: the opened :class:`~edgecv.runtimes.streams.readers.StreamSource` (``kind``,
+            ``label``, ``fps``, ``total``, ``live``).
+        policy: ``latest`` or ``every``.
+    """
+
+    def __init__(self, pipeline: _Pipeline, threaded: bool) -> None:
+        self._pipeline = pipeline
+        self.source, self.policy = pipeline.source, pipeline.policy
+        self._next = pipeline.next_threaded if threaded else pipeline.next_inline
+        pipeline.sigterm = SigtermAsInterrupt.enter()
+        self._finalizer = weakref.finalize(self, pipeline.close)
+        if threaded:
+            pipeline.start()
+
+    @property
+    def frames(self) -> int:
+        """Results produced so far."""
+        return self._pipeline.emitted
+
+    def __iter__(self) -> Iterator[StreamResult]:
+        return self
+
+    def __next__(self) -> StreamResult:
+        try:
+            return self._next()
+        except BaseException:
+            self.close()
+            raise
+
+    def run(self) -> int:
+        """Consume the whole stream (for sinks-only use); returns the number of results."""
+        for _ in self:
+            pass
+        return self.frames
+
+    def close(self) -> None:
+        """Stop every thread, finalise every sink, release the source (idempotent)."""
+        self._finalizer()
+
+    def __enter__(self) -> Stream:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+
+def check_max_frames(max_frames: int | None) -> int | None:
+    """``max_frames`` unchanged; :class:`OptionError` unless a positive int or None."""
+    if max_frames is not None and (isinstance(max_frames, bool) or not isinstance(max_frames, int)
+                                   or max_frames < 1):
+        raise OptionError(f"max_frames: expected a positive int or None, found {max_frames!r}")
+    return max_frames
+
+
+def stream(predictor: Predictor, source: Any, policy: str | None = None, track: Any = False,
+           sinks: Iterable[Sink] = (), max_frames: int | None = None, *, conf: float | None = None,
+           threaded: bool | None = None) -> Stream:
+    """Run ``predictor`` over ``source`` frame by frame; returns a :class:`Stream` to iterate.
+
+    Args:
+        source: an image, a folder, a video file, a camera index, a URL, a
+            :class:`~edgecv.runtimes.sources.FrameSource`, or an iterable of BGR uint8 frames
+            ``[H, W, 3]`` (or of ``(frame, time.time() stamp)`` pairs).
+        policy: ``"latest"`` (keep only the newest frame; the default for cameras and URLs
+            without a frame count) or ``"every"`` (every frame in order; the default otherwise).
+        track: ``True`` for persistent ``track_ids`` (``streams/tracking.py``), or a tracker object.
+        sinks: objects with ``write(result)`` / ``close()``, called in order from one thread.
+        max_frames: stop after this many results.
+        conf: extra score threshold (see :class:`~edgecv.runtimes.predictor.Predictor`).
+        threaded: run the stages in threads; default: yes, except for image and folder sources.
+
+    Raises:
+        OptionError: a bad option; SourceError / ImageError: the source cannot be opened.
+    """
+    conf = check_conf(conf)
+    check_max_frames(max_frames)
+    opened = open_source(source, predictor.max_pixels)
+    try:
+        chosen = check_policy(policy, opened)
+        tracker = _make_tracker(track)
+    except BaseException:
+        opened.close()
+        raise
+    if threaded is None:
+        threaded = opened.kind not in ("image", "folder")
+    pipeline = _Pipeline(predictor, opened, chosen, tracker, list(sinks), max_frames, conf)
+    return Stream(pipeline, threaded)
