@@ -64,6 +64,7 @@ class PredictSummary:
     interrupted: bool = False
     dropped: int = 0  # frames the ``latest`` policy skipped (live sources)
     gaps: list[Gap] = field(default_factory=list)  # stretches without frames a live capture reported
+    problems: list[str] = field(default_factory=list)  # the source's own, e.g. "ended at frame 45 of 90"
 
     @property
     def fps(self) -> float:
@@ -80,6 +81,7 @@ class PredictSummary:
             "dropped": self.dropped,
             "gaps": [{"start": g.start, "end": g.end, "reason": g.reason, "reconnects": g.reconnects}
                      for g in self.gaps],
+            "problems": list(self.problems),
         }
 
     def __str__(self) -> str:
@@ -96,6 +98,7 @@ class PredictSummary:
             lines.append(f"wrote {shown}")
         lines += [f"skipped {s.path}: {s.reason}" for s in self.skipped]
         lines += [f"gap of {g.seconds:.1f} s ({g.reason}, {g.reconnects} reconnects)" for g in self.gaps]
+        lines += [f"source problem: {p}" for p in self.problems]
         return "\n".join(lines)
 
     def add_result(self, result: StreamResult) -> None:
@@ -126,7 +129,7 @@ def video_output_path(frames: FrameSource | StreamSource, save_dir: Path) -> Pat
     return None
 
 
-def check_no_overwrite(frames: FrameSource, save_dir: Path) -> None:
+def check_no_overwrite(frames: FrameSource | StreamSource, save_dir: Path) -> None:
     """Refuse a ``save_dir`` whose outputs would overwrite the source's own files."""
     if frames.root is None or save_dir.resolve() != frames.root.resolve():
         return
@@ -194,8 +197,8 @@ def predict_source(predictor: Predictor, source: SourceLike | Iterable[np.ndarra
     opened = open_source(source, predictor.max_pixels)
     try:
         policy = check_policy(policy, opened)
-        if out_dir is not None and opened.frame_source is not None:
-            check_no_overwrite(opened.frame_source, out_dir)
+        if out_dir is not None:
+            check_no_overwrite(opened, out_dir)
         summary = PredictSummary(source=opened.label, kind=opened.kind)
         outputs = [] if out_dir is None else _output_sinks(opened, out_dir, summary)
     except BaseException:
@@ -259,4 +262,5 @@ def _finish(results: Stream, outputs: list[Sink], summary: PredictSummary, compl
                 summary.outputs.append(sink.path)
         if results.source.frame_source is not None:
             summary.skipped = list(results.source.frame_source.skipped)
+        summary.problems = results.source.problems
         summary.elapsed_s = time.perf_counter() - start

@@ -168,3 +168,21 @@ def test_capture_imports_neither_torch_nor_onnx():
               % str(root))
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and result.stdout.strip() == "[]", result.stderr[-2000:]
+
+
+def test_edgecv_predict_reports_a_half_corrupt_mp4_and_reads_past_it(tmp_path, toy_artifact):
+    """Through the stream pipeline and the CLI: damage is in the summary, frames after it are predicted."""
+    from typer.testing import CliRunner
+
+    from edgecv.cli import app
+
+    path = _write_video(tmp_path / "clip.mp4")
+    _corrupt(path, 0.40, 0.55)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["predict", str(toy_artifact), "--source", str(path), "--save", str(out)])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "source problem: frames" in text and f"of {FRAMES} undecodable, resumed at frame" in text
+    names = [line.split('"name": "')[1].split('"')[0] for line in (out / "predictions.jsonl").read_text().splitlines()]
+    # read on past the damage: stopping at it would leave ~40 % of the frames
+    assert 0.7 * FRAMES < len(names) < FRAMES

@@ -3,21 +3,22 @@
 A reader is any iterator of :class:`Captured` (one decoded frame and when it was read).
 :func:`open_source` builds one from every source :func:`~edgecv.runtimes.sources.iter_source`
 accepts (images, folders, video files, camera indices, URLs) or from a Python iterable of BGR
-frames (``np.ndarray``) or of ``(frame, timestamp)`` pairs. The pairs form is the seam for a
-resilient live capture (``streams/capture.py``): it yields ``(frame, time.time())`` and the
-pipeline needs nothing else from it.
+frames (``np.ndarray``) or of ``(frame, timestamp)`` pairs. Cameras, URLs and video files are
+read through the resilient capture (``streams/capture.py``), as ``(frame, time, gap)`` triples.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
 from edgecv.errors import OptionError, SourceError
 from edgecv.runtimes.sources import FrameSource, SourceLike, iter_source
+from edgecv.runtimes.streams.capture import capture_kind, open_capture
 from edgecv.runtimes.streams.result import POLICIES, Gap
 
 #: source kinds whose frames arrive in real time (the capture thread must keep up with them)
@@ -50,14 +51,18 @@ class StreamSource:
         label: printable name (no URL credentials).
         fps: the container's / device's stated frame rate, or ``None``.
         total: frames expected, or ``None`` (live sources, iterables).
+        root: the folder holding the input files (``None`` for cameras, streams, iterables).
         frame_source: the underlying :class:`FrameSource` (``None`` for iterables): its
             ``skipped`` lists folder files that could not be decoded.
     """
 
     def __init__(self, kind: str, label: str, frames: Iterable[Any], fps: float | None = None,
                  total: int | None = None, frame_source: FrameSource | None = None,
-                 closer: Callable[[], object] | None = None) -> None:
+                 closer: Callable[[], object] | None = None,
+                 problems: Callable[[], list[str]] | None = None, root: Path | None = None) -> None:
         self.kind, self.label, self.fps, self.total = kind, label, fps, total
+        self.root = root if frame_source is None else frame_source.root  # folder of input files
+        self._problems = problems  # e.g. a damaged file's "ended at frame 45 of 90"
         self.frame_source = frame_source
         self._frames = frames
         self._closer = closer  # releases a reader that is not a FrameSource (e.g. a resilient capture)
@@ -88,6 +93,11 @@ class StreamSource:
             yield Captured(image, name, index, stamp, media, (done - start) * 1e3, gap=gap)
             start = time.perf_counter()
 
+    @property
+    def problems(self) -> list[str]:
+        """What the reader reported about the source itself (damage, early end); empty if none."""
+        return self._problems() if self._problems is not None else []
+
     def close(self) -> None:
         """Release the device / file (idempotent)."""
         if self.frame_source is not None:
@@ -116,11 +126,10 @@ def open_source(source: SourceLike | Iterable[Any], max_pixels: int | None) -> S
     """
     if isinstance(source, StreamSource):
         return source
+    if not isinstance(source, FrameSource) and capture_kind(source) is not None:
+        return _resilient(source, max_pixels)
     if isinstance(source, (FrameSource, int, str)) or hasattr(source, "__fspath__"):
         frames = iter_source(source, max_pixels=max_pixels)
-        # TODO(capture): camera / URL sources switch to streams/capture.py's resilient reader here
-        # (reconnect, watchdog): StreamSource(kind, label, <its (frame, timestamp[, gap]) iterator>,
-        # fps, None, closer=<its close>) -- names become "camera0#000012", policy "latest".
         return StreamSource(frames.kind, frames.label, frames, frames.fps, frames.total, frames)
     if isinstance(source, np.ndarray):
         raise SourceError("expected a source or an iterable of frames, found one array: "
@@ -129,6 +138,16 @@ def open_source(source: SourceLike | Iterable[Any], max_pixels: int | None) -> S
         return StreamSource("frames", "frames", source)
     raise SourceError(f"expected an image, folder, video, camera index, URL or iterable of frames, "
                       f"found {type(source).__name__}")
+
+
+def _resilient(source: Any, max_pixels: int | None) -> StreamSource:
+    """Cameras, URLs and video files through :mod:`.capture`: reconnect with backoff, stall
+    watchdog, gaps reported on the next frame, damaged files reported and read past."""
+    capture = open_capture(source, max_pixels=max_pixels)
+    frames = ((f.image, f.timestamp, f.gap) for f in capture)
+    return StreamSource(capture.kind, capture.label, frames, capture.fps, None if capture.live else capture.total,
+                        closer=capture.close, problems=lambda: list(capture.damage),
+                        root=Path(capture.target).parent if capture.kind == "video" else None)
 
 
 def check_policy(policy: str | None, source: StreamSource) -> str:
