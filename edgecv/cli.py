@@ -113,6 +113,10 @@ def predict(
                                          "streams) or every (every frame in order; default for files)."),
     track: bool = typer.Option(False, "--track", help="Persistent track ids (needs the 'track' extra)."),
     quiet: bool = typer.Option(False, "--quiet", help="Without --save: do not print one line per frame."),
+    show: bool = typer.Option(False, "--show", help="Show the annotated stream in a window (needs a display "
+                              "and a GUI OpenCV; says what is missing)."),
+    serve: Optional[str] = typer.Option(None, help="Serve the annotated stream + stats to a browser at HOST:PORT "
+                                        "(e.g. 127.0.0.1:8080; needs the 'serve-view' extra)."),
 ) -> None:
     """Run an exported model over images, a folder, a video, a camera or a stream; save annotated output.
 
@@ -123,18 +127,39 @@ def predict(
     from edgecv.runtimes.image import DEFAULT_MAX_PIXELS
 
     limit = DEFAULT_MAX_PIXELS if max_pixels is None else (max_pixels or None)
-    per_frame = None if save or quiet else _print_result
-    with Predictor(artifact, backend=backend, device=device, threads=threads, rect=rect,
-                   max_pixels=limit) as predictor:
-        try:
-            summary = predict_source(predictor, int(source) if source.isdigit() else source, save, conf=conf,
-                                     max_frames=max_frames, policy=policy, track=track,
-                                     show_progress=per_frame is None, on_result=per_frame)
-        except EdgecvError as exc:
-            if getattr(exc, "summary", None) is not None:  # what ran and what was written, then the error
-                console.print(escape(str(exc.summary)), highlight=False)
-            raise
+    per_frame = None if save or quiet or show or serve else _print_result
+    views = _views(show, serve)  # checked (display, free port) before the model is opened
+    try:
+        with Predictor(artifact, backend=backend, device=device, threads=threads, rect=rect,
+                       max_pixels=limit) as predictor:
+            try:
+                summary = predict_source(predictor, int(source) if source.isdigit() else source, save, conf=conf,
+                                         max_frames=max_frames, policy=policy, track=track, sinks=views,
+                                         show_progress=per_frame is None, on_result=per_frame)
+            except EdgecvError as exc:
+                if getattr(exc, "summary", None) is not None:  # what ran and what was written, then the error
+                    console.print(escape(str(exc.summary)), highlight=False)
+                raise
+    finally:
+        for view in views:  # idempotent: the stream closes them too when it ran
+            view.close()
     console.print(escape(str(summary)), highlight=False)
+
+
+def _views(show: bool, serve: str | None) -> list:
+    """The window and browser-view sinks asked for (edgecv.runtimes.streams.sinks)."""
+    views = []
+    if show:
+        from edgecv.runtimes.streams.sinks.window import WindowView
+
+        views.append(WindowView())
+    if serve:
+        from edgecv.runtimes.streams.sinks.browser import BrowserView, parse_address
+
+        view = BrowserView(*parse_address(serve))
+        console.print(f"[green]watch at[/] {view.url}")
+        views.append(view)
+    return views
 
 
 def _print_result(result) -> None:

@@ -1,0 +1,34 @@
+"""`edgecv predict --serve` / `--show`: the view sinks wired into the CLI's stream."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from edgecv.cli import app
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_serve_runs_the_stream_and_releases_the_port(toy_artifact: Path, toy_video: Path) -> None:
+    port = _free_port()
+    result = CliRunner().invoke(app, ["predict", str(toy_artifact), "--source", str(toy_video),
+                                      "--serve", f"127.0.0.1:{port}"])
+    assert result.exit_code == 0, result.output
+    assert f"watch at http://127.0.0.1:{port}" in result.output and "12 frames" in result.output
+    with socket.socket() as sock:  # the server is gone: the port binds again
+        sock.bind(("127.0.0.1", port))
+
+
+def test_show_without_a_display_says_what_is_missing(toy_artifact: Path, toy_video: Path, monkeypatch) -> None:
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    result = CliRunner().invoke(app, ["predict", str(toy_artifact), "--source", str(toy_video), "--show"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "display" in result.output.lower()
