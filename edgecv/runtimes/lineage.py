@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import os
 import warnings
 from pathlib import Path
