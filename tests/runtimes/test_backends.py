@@ -105,3 +105,13 @@ def test_threads_reach_the_session(toy_artifact: Path) -> None:
         assert backend.session.get_session_options().intra_op_num_threads == 2
         level = backend.session.get_session_options().graph_optimization_level
         assert level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+
+
+def test_spinning_option_reaches_the_session(toy_artifact: Path) -> None:
+    from edgecv.runtimes import Predictor
+
+    key = "session.intra_op.allow_spinning"
+    with Predictor(toy_artifact, backend_options={"spinning": False}) as quiet, Predictor(toy_artifact) as default:
+        assert quiet.backend.session.get_session_options().get_session_config_entry(key) == "0"
+        with pytest.raises(Exception, match=key):  # ORT's default (spinning): no entry at all
+            default.backend.session.get_session_options().get_session_config_entry(key)

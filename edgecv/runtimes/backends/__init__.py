@@ -41,7 +41,7 @@ def _checked(name: str, options: dict[str, Any], allowed: set[str]) -> dict[str,
 def _load_onnxruntime(path: Path, device: str | None, threads: int | None, **options: Any) -> Backend:
     from edgecv.runtimes.backends.onnxruntime import OnnxRuntimeBackend
 
-    options = _checked("onnxruntime", options, {"graph_optimization", "io_binding"})
+    options = _checked("onnxruntime", options, {"graph_optimization", "io_binding", "spinning"})
     return OnnxRuntimeBackend.open(path, device=device or "cpu", threads=threads, **options)
 
 

@@ -77,7 +77,7 @@ GRAPH_OPTIMIZATION = {
 }
 
 
-def _session_options(threads: int | None, graph_optimization: str = "all") -> ort.SessionOptions:
+def _session_options(threads: int | None, graph_optimization: str = "all", spinning: bool = True) -> ort.SessionOptions:
     level = GRAPH_OPTIMIZATION.get(str(graph_optimization).strip().lower())
     if level is None:
         raise BackendError(f"graph_optimization: expected one of {list(GRAPH_OPTIMIZATION)}, "
@@ -87,6 +87,10 @@ def _session_options(threads: int | None, graph_optimization: str = "all") -> or
     options.log_severity_level = 3  # errors only: QDQ graphs make ORT log one warning per unused initializer
     if threads is not None:
         options.intra_op_num_threads = threads
+    if not spinning:  # idle intra-op threads sleep instead of busy-waiting: they leave the cores to
+        # the decode / draw / encode threads of a stream (and to a robot's own loop)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
     return options
 
 
@@ -135,10 +139,13 @@ class OnnxRuntimeBackend(ClosesOnExit):
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, device: str = "cpu", threads: int | None = None,
-             graph_optimization: str = "all", io_binding: bool | None = None) -> OnnxRuntimeBackend:
+             graph_optimization: str = "all", io_binding: bool | None = None,
+             spinning: bool = True) -> OnnxRuntimeBackend:
         """Load the artifact at ``path`` for ``device``.
 
         ``io_binding=None`` turns IO binding on for CUDA devices only (see the module docstring).
+        ``spinning=False`` stops idle intra-op threads busy-waiting (ONNX Runtime spins by default:
+        fastest for a bare inference loop, but it takes the cores other threads need).
 
         Raises:
             ArtifactError: missing file, not an ONNX model, or an ONNX model without edgecv metadata.
@@ -149,7 +156,7 @@ class OnnxRuntimeBackend(ClosesOnExit):
         check_threads(threads)
         providers = providers_for(device, ort.get_available_providers())
         check_artifact_file(file)
-        options = _session_options(threads, graph_optimization)
+        options = _session_options(threads, graph_optimization, bool(spinning))
         session = _create_session(file, options, providers)
         if io_binding is None:
             io_binding = parse_device(device)[0] == "cuda"
