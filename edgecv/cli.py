@@ -115,6 +115,10 @@ def predict(
     quiet: bool = typer.Option(False, "--quiet", help="Without --save: do not print one line per frame."),
     show: bool = typer.Option(False, "--show", help="Show the annotated stream in a window (needs a display "
                               "and a GUI OpenCV; says what is missing)."),
+    stall_timeout: float = typer.Option(2.0, help="Cameras / streams: seconds without a frame before the "
+                                        "source is reopened (with backoff up to 1 s)."),
+    give_up_after: Optional[float] = typer.Option(None, help="Cameras / streams: end with an error after this "
+                                                  "many seconds without frames; default: keep reconnecting."),
     serve: Optional[str] = typer.Option(None, help="Serve the annotated stream + stats to a browser at HOST:PORT "
                                         "(e.g. 127.0.0.1:8080; needs the 'serve-view' extra)."),
 ) -> None:
@@ -139,6 +143,7 @@ def predict(
             try:
                 summary = predict_source(predictor, int(source) if source.isdigit() else source, save, conf=conf,
                                          max_frames=max_frames, policy=policy, track=track, sinks=views,
+                                         capture={"stall_timeout": stall_timeout, "give_up_after": give_up_after},
                                          show_progress=per_frame is None, on_result=per_frame)
             except EdgecvError as exc:
                 if getattr(exc, "summary", None) is not None:  # what ran and what was written, then the error

@@ -162,7 +162,8 @@ def predict_source(predictor: Predictor, source: SourceLike | Iterable[np.ndarra
                    save_dir: str | os.PathLike[str] | None = None, *, conf: float | None = None,
                    show_progress: bool = True, max_frames: int | None = None, policy: str | None = None,
                    track: Any = False, sinks: Sequence[Sink] = (),
-                   on_result: Callable[[StreamResult], object] | None = None) -> PredictSummary:
+                   on_result: Callable[[StreamResult], object] | None = None,
+                   capture: dict[str, Any] | None = None) -> PredictSummary:
     """Run ``predictor`` over every frame of ``source``; optionally save annotated outputs + JSONL.
 
     A thin user of :func:`~edgecv.runtimes.streams.pipeline.stream` (the one frame loop).
@@ -180,6 +181,7 @@ def predict_source(predictor: Predictor, source: SourceLike | Iterable[np.ndarra
         track: persistent track ids (see ``stream``).
         sinks: more sinks, after the video / images and jsonl ones.
         on_result: called with every :class:`StreamResult`, in the caller's thread.
+        capture: options for cameras, URLs and video files (see :func:`~edgecv.runtimes.stream`).
 
     Image files larger than ``predictor.max_pixels`` are refused before decoding (skipped in a folder).
     Ctrl-C (and SIGTERM while running in the main thread) ends the run normally: outputs are
@@ -194,7 +196,7 @@ def predict_source(predictor: Predictor, source: SourceLike | Iterable[np.ndarra
     """
     out_dir = None if save_dir is None else Path(save_dir)
     conf = check_options(out_dir, conf, max_frames)
-    opened = open_source(source, predictor.max_pixels)
+    opened = open_source(source, predictor.max_pixels, capture)
     try:
         policy = check_policy(policy, opened)
         if out_dir is not None:

@@ -32,3 +32,12 @@ def test_show_without_a_display_says_what_is_missing(toy_artifact: Path, toy_vid
     result = CliRunner().invoke(app, ["predict", str(toy_artifact), "--source", str(toy_video), "--show"])
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "display" in result.output.lower()
+
+
+def test_capture_options_reach_the_live_capture(toy_artifact: Path) -> None:
+    """--give-up-after / --stall-timeout go to open_capture, which checks them before connecting."""
+    url = f"http://127.0.0.1:{_free_port()}/stream.mjpg"
+    for option, value in (("--give-up-after", "-1"), ("--stall-timeout", "0")):
+        result = CliRunner().invoke(app, ["predict", str(toy_artifact), "--source", url, option, value])
+        assert result.exit_code == 2 and "Traceback" not in result.output
+        assert option.strip("-").replace("-", "_") in result.output, result.output

@@ -370,7 +370,7 @@ def check_max_frames(max_frames: int | None) -> int | None:
 
 def stream(predictor: Predictor, source: Any, policy: str | None = None, track: Any = False,
            sinks: Iterable[Sink] = (), max_frames: int | None = None, *, conf: float | None = None,
-           threaded: bool | None = None) -> Stream:
+           threaded: bool | None = None, capture: dict[str, Any] | None = None) -> Stream:
     """Run ``predictor`` over ``source`` frame by frame; returns a :class:`Stream` to iterate.
 
     Args:
@@ -384,13 +384,15 @@ def stream(predictor: Predictor, source: Any, policy: str | None = None, track: 
         max_frames: stop after this many results.
         conf: extra score threshold (see :class:`~edgecv.runtimes.predictor.Predictor`).
         threaded: run the stages in threads; default: yes, except for image and folder sources.
+        capture: options of :func:`~edgecv.runtimes.streams.capture.open_capture` for cameras, URLs
+            and video files, e.g. ``{"give_up_after": 30, "stall_timeout": 2.0}``.
 
     Raises:
         OptionError: a bad option; SourceError / ImageError: the source cannot be opened.
     """
     conf = check_conf(conf)
     check_max_frames(max_frames)
-    opened = open_source(source, predictor.max_pixels)
+    opened = open_source(source, predictor.max_pixels, capture)
     try:
         chosen = check_policy(policy, opened)
         tracker = _make_tracker(track)

@@ -118,8 +118,11 @@ def _frame_and_time(item: Any, index: int) -> tuple[np.ndarray, float, Gap | Non
                       f"(array, timestamp) or (array, timestamp, gap), found {type(item).__name__}")
 
 
-def open_source(source: SourceLike | Iterable[Any], max_pixels: int | None) -> StreamSource:
-    """Open ``source`` for streaming (see the module docstring).
+def open_source(source: SourceLike | Iterable[Any], max_pixels: int | None,
+                capture: dict[str, Any] | None = None) -> StreamSource:
+    """Open ``source`` for streaming (see the module docstring). ``capture``: keyword options of
+    :func:`~edgecv.runtimes.streams.capture.open_capture` for cameras, URLs and video files
+    (``open_timeout``, ``stall_timeout``, ``give_up_after``, ``reconnect``, ...).
 
     Raises:
         SourceError / ImageError / OptionError: as :func:`~edgecv.runtimes.sources.iter_source`.
@@ -127,7 +130,7 @@ def open_source(source: SourceLike | Iterable[Any], max_pixels: int | None) -> S
     if isinstance(source, StreamSource):
         return source
     if not isinstance(source, FrameSource) and capture_kind(source) is not None:
-        return _resilient(source, max_pixels)
+        return _resilient(source, max_pixels, capture or {})
     if isinstance(source, (FrameSource, int, str)) or hasattr(source, "__fspath__"):
         frames = iter_source(source, max_pixels=max_pixels)
         return StreamSource(frames.kind, frames.label, frames, frames.fps, frames.total, frames)
@@ -140,10 +143,10 @@ def open_source(source: SourceLike | Iterable[Any], max_pixels: int | None) -> S
                       f"found {type(source).__name__}")
 
 
-def _resilient(source: Any, max_pixels: int | None) -> StreamSource:
+def _resilient(source: Any, max_pixels: int | None, options: dict[str, Any]) -> StreamSource:
     """Cameras, URLs and video files through :mod:`.capture`: reconnect with backoff, stall
     watchdog, gaps reported on the next frame, damaged files reported and read past."""
-    capture = open_capture(source, max_pixels=max_pixels)
+    capture = open_capture(source, max_pixels=max_pixels, **options)
     frames = ((f.image, f.timestamp, f.gap) for f in capture)
     return StreamSource(capture.kind, capture.label, frames, capture.fps, None if capture.live else capture.total,
                         closer=capture.close, problems=lambda: list(capture.damage),
