@@ -213,3 +213,27 @@ def test_summary_reports_the_gaps_of_a_live_source(toy_artifact: Path) -> None:
         summary = predict_source(predictor, live, show_progress=False, policy="every")
     assert summary.gaps == [gap] and summary.to_dict()["gaps"][0]["reconnects"] == 1
     assert "gap of 2.0 s (stalled 2.0 s, 1 reconnects)" in str(summary)
+
+
+class _StopAfter:
+    """A sink that asks the stream to stop after ``n`` results (as a window does on q / Esc)."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.seen, self.stop_requested, self.closed = n, 0, False, False
+
+    def write(self, result) -> None:
+        self.seen += 1
+        self.stop_requested = self.seen >= self.n
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.mark.parametrize("threaded", [True, False])
+def test_a_sink_that_asks_to_stop_ends_the_stream_normally(toy_artifact, threaded) -> None:
+    frames = [np.full((120, 160, 3), i, np.uint8) for i in range(20)]
+    sink = _StopAfter(3)
+    with Predictor(toy_artifact) as predictor:
+        with predictor.stream(frames, sinks=[sink], threaded=threaded) as results:
+            got = [r.index for r in results]
+    assert got == [0, 1, 2] and sink.closed

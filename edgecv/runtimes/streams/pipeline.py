@@ -163,6 +163,10 @@ class _Pipeline:
         self.emitted += 1
         return result
 
+    def sink_asked_to_stop(self) -> bool:
+        """A sink that sets ``stop_requested`` (a window closed with q / Esc) ends the stream normally."""
+        return any(getattr(sink, "stop_requested", False) for sink in self.sinks)
+
     # -- threaded form ----------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -229,7 +233,7 @@ class _Pipeline:
                 else:
                     if not self.results.put(result, self.stop.is_set):
                         return
-                    if self.emitted != self.max_frames:
+                    if self.emitted != self.max_frames and not self.sink_asked_to_stop():
                         continue
                     self.enough.set()
                     item = _End()
@@ -251,7 +255,7 @@ class _Pipeline:
 
     def next_inline(self) -> StreamResult:
         if not self._pending:
-            if self.closed or self.emitted == self.max_frames:
+            if self.closed or self.emitted == self.max_frames or self.sink_asked_to_stop():
                 raise StopIteration
             batch: list[Captured] = []
             limit = self.predictor.batch_size or 1

@@ -70,7 +70,9 @@ class Sink(Protocol):
 
     ``write`` is called from the pipeline's sink thread, once per result, in order; it must not
     keep a reference to ``result.image`` beyond the call unless it copies it. ``close`` flushes
-    and finalises (called once, also on Ctrl-C / SIGTERM).
+    and finalises (called once, also on Ctrl-C / SIGTERM). A sink may also have a
+    ``stop_requested`` attribute: once true (a window closed with q / Esc), the stream ends normally
+    after the current result.
     """
 
     def write(self, result: StreamResult) -> None: ...
