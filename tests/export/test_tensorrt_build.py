@@ -198,19 +198,8 @@ def test_every_tensorrt_name_edgecv_uses_exists_in_every_supported_version() -> 
 # they claim nothing about TensorRT itself (tests/trt_standin.py).
 
 
-def load_standin():  # type: ignore[no-untyped-def]
-    import importlib.util
-
-    name = "edgecv_tests_trt_standin"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, REPO / "tests" / "trt_standin.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-standin = load_standin()
+sys.path.insert(0, str(REPO / "tests"))  # tests/ is not a package (pytest importlib mode)
+import trt_standin as standin  # noqa: E402
 
 
 def sha256(path: Path) -> str:

@@ -6,7 +6,6 @@ real cuda-bindings."""
 from __future__ import annotations
 
 import ctypes
-import importlib.util
 import json
 import shutil
 import sys
@@ -27,17 +26,8 @@ from edgecv.runtimes.backends.tensorrt_plugins import PLUGIN_PATH_ENV, resolve_p
 REPO = Path(__file__).resolve().parents[2]
 
 
-def load_standin():  # type: ignore[no-untyped-def]
-    name = "edgecv_tests_trt_standin"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, REPO / "tests" / "trt_standin.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-standin = load_standin()
+sys.path.insert(0, str(REPO / "tests"))  # tests/ is not a package (pytest importlib mode)
+import trt_standin as standin  # noqa: E402
 
 
 def tiny_onnx(path: Path) -> Path:
