@@ -1,4 +1,5 @@
-"""Writing finished files atomically: the one place edgecv opens an output path for writing.
+"""Writing finished files atomically (the one place edgecv opens an output path for writing),
+and hashing files.
 
 Every finished artifact (ONNX graphs of every precision, calibration caches, engines and their
 JSON, reports, annotated images) is written to a temporary file in the destination folder and
@@ -11,6 +12,7 @@ instead; they are not finished files. Stdlib only: the runtime imports this modu
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -18,6 +20,15 @@ from pathlib import Path
 from typing import IO, Any, Callable, Iterator
 
 from edgecv.errors import EdgecvError
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks (weights, graphs, plugin libraries)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 class WriteError(EdgecvError):

@@ -22,7 +22,7 @@ import zipfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from trt_api_names import extract_names, python_names  # noqa: E402
+from trt_api_names import extract_names, python_names, write_fixture  # noqa: E402
 
 
 def wheel_names(wheel: Path) -> tuple[str, list[str]]:
@@ -49,10 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="text fixture to write")
     args = parser.parse_args(argv)
     member, names = wheel_names(args.wheel)
-    header = f"# identifier-like strings of {member} (+ cuda/bindings/utils) in {args.wheel.name} (tools/cuda_api_names.py)\n"
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(header + "\n".join(names) + "\n")
-    print(f"{args.out}: {len(names)} names, {args.out.stat().st_size // 1024} KB")
+    write_fixture(args.out, f"# identifier-like strings of {member} (+ cuda/bindings/utils) in {args.wheel.name} "
+                  "(tools/cuda_api_names.py)", names)
     return 0
 
 

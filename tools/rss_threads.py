@@ -5,7 +5,7 @@
 Without ``--model`` the demo YOLO is exported at ``--imgsz`` into a temporary folder (needs
 torch). A few warm-up calls (main thread and a first wave of threads) come before the first
 reading, so the figure is what the threads themselves add. ``--concurrent`` threads run at a
-time (each calls the predictor once and ends). RSS is read from ``/proc/self/statm`` (Linux).
+time (each calls the predictor once and ends). RSS is read from ``/proc/self/statm`` (Linux, MiB).
 """
 
 from __future__ import annotations
@@ -26,13 +26,7 @@ if str(REPO) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(REPO))
 
 from edgecv.runtimes import Predictor  # noqa: E402
-
-
-def rss_mb() -> float:
-    """Resident set size of this process in MB (second field of /proc/self/statm, in pages)."""
-    with open("/proc/self/statm", encoding="ascii") as handle:
-        pages = int(handle.read().split()[1])
-    return pages * os.sysconf("SC_PAGE_SIZE") / 1e6
+from edgecv.runtimes.benchmark import current_rss_mb as rss_mb  # noqa: E402
 
 
 def call_from_threads(predictor: Predictor, frame: np.ndarray, count: int, concurrent: int) -> None:

@@ -73,6 +73,13 @@ def module_bytes(wheel: Path) -> tuple[str, bytes, str]:
         return members[0], archive.read(members[0]), text
 
 
+def write_fixture(out: Path, header: str, names: list[str]) -> None:
+    """Write ``names`` one a line under the ``header`` comment (a tests/data name-list fixture)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(header + "\n" + "\n".join(names) + "\n")
+    print(f"{out}: {len(names)} names, {out.stat().st_size // 1024} KB")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("wheel", type=Path, help="a tensorrt-cu12-bindings wheel (pip download --no-deps)")
@@ -80,10 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     member, blob, init = module_bytes(args.wheel)
     names = sorted(set(extract_names(blob)) | set(python_names(init)))
-    header = f"# identifier-like strings of {member} in {args.wheel.name} (tools/trt_api_names.py)\n"
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(header + "\n".join(names) + "\n")
-    print(f"{args.out}: {len(names)} names, {args.out.stat().st_size // 1024} KB")
+    write_fixture(args.out, f"# identifier-like strings of {member} in {args.wheel.name} (tools/trt_api_names.py)",
+                  names)
     return 0
 
 

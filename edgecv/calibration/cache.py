@@ -17,7 +17,6 @@ The cache is written atomically (:mod:`edgecv.fileio`), so edgecv itself never l
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -27,7 +26,7 @@ from pathlib import Path
 
 from edgecv.calibration.ranges import TensorStats
 from edgecv.errors import CalibrationError
-from edgecv.fileio import write_json
+from edgecv.fileio import sha256_file, write_json
 
 CACHE_VERSION = 1
 
@@ -122,7 +121,7 @@ class CalibrationCache:
 
 def model_sha256(path: str | Path) -> str:
     """SHA-256 of the model file (hex)."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return sha256_file(path)
 
 
 def default_cache_path(onnx_path: str | Path) -> Path:

@@ -8,7 +8,6 @@ Layout::
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 import zipfile
 from pathlib import Path
@@ -21,15 +20,6 @@ from edgecv.fileio import write_with
 
 FORMAT = "edgecv"
 VERSION = 1
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex SHA-256 of a file (recorded in artifact metadata as the weights' identity)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def save_checkpoint(path: str | Path, *, family: str, config: dict, class_names: list[str], imgsz: int,

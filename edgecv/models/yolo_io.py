@@ -15,7 +15,8 @@ from torch import nn
 
 from edgecv.errors import MissingDependencyError, WeightsError
 from edgecv.models.base import LoadedDetector
-from edgecv.models.checkpoint import check_header, load_raw, sha256_file
+from edgecv.fileio import sha256_file
+from edgecv.models.checkpoint import check_header, load_raw
 from edgecv.models.yolo import SIZES, Yolo, YoloConfig, YoloDecoded
 
 DEMO_WEIGHTS = "yolo_shapes_n.pt"

@@ -20,12 +20,12 @@ graph alone. Torch-free; ``onnx`` is imported lazily, only to scan sibling ``.on
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 import warnings
 from pathlib import Path
 
 from edgecv.errors import ArtifactError
+from edgecv.fileio import sha256_file
 from edgecv.metadata import METADATA_KEY, ArtifactMetadata
 
 
@@ -34,7 +34,7 @@ class StaleArtifactWarning(UserWarning):
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
-    """SHA-256 (hex) of a file, read in 1 MiB chunks."""
+    """SHA-256 (hex) of a file (:func:`edgecv.fileio.sha256_file`), cached per path, mtime and size."""
     file = Path(path)
     stat = file.stat()
     return _sha256(str(file.resolve()), stat.st_mtime_ns, stat.st_size)
@@ -44,11 +44,7 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
 def _sha256(path: str, mtime_ns: int, size: int) -> str:
     # Keyed by mtime and size too: opening many predictors on one artifact hashes it once,
     # while a re-exported file (new mtime) is hashed again.
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return sha256_file(path)
 
 
 def parent_record(parent_path: str | os.PathLike[str], derived_path: str | os.PathLike[str],

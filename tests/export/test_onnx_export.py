@@ -10,7 +10,7 @@ from edgecv.errors import ExportError
 from edgecv.export.api import export_torch_detector
 from edgecv.export.onnx_export import ExportOptions
 from edgecv.metadata import METADATA_KEY, ArtifactMetadata
-from edgecv.models.checkpoint import sha256_file
+from edgecv.fileio import sha256_file
 from edgecv.models.yolo_io import demo_weights_path
 
 

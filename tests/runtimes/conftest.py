@@ -215,6 +215,24 @@ def write_video(path: Path, frames: int = 12, size: tuple[int, int] = (320, 240)
     return path
 
 
+def decoded_frames(path: Path) -> list[np.ndarray]:
+    """Every frame OpenCV decodes from the video at ``path`` (BGR uint8), in order."""
+    capture, frames = cv2.VideoCapture(str(path)), []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    capture.release()
+    return frames
+
+
+@pytest.fixture(scope="session")
+def read_frames() -> Callable[[Path], list[np.ndarray]]:
+    """:func:`decoded_frames`: ``read_frames(path)`` -> every decoded frame of a video."""
+    return decoded_frames
+
+
 @pytest.fixture
 def toy_video(tmp_path: Path) -> Path:
     """``tmp_path/clips/clip.mp4``: 12 frames, 320x240, 10 fps."""

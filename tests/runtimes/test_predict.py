@@ -48,20 +48,13 @@ def test_folder_with_corrupt_image(tmp_path: Path, chelsea_bgr: np.ndarray, arti
     assert "corrupt.jpg" in text.splitlines()[-1] and "and 1 more" in text
 
 
-def test_video_to_annotated_mp4(tmp_path: Path, toy_artifact: Path, toy_video: Path) -> None:
+def test_video_to_annotated_mp4(tmp_path: Path, toy_artifact: Path, toy_video: Path, read_frames) -> None:
     with Predictor(toy_artifact) as predictor:
         summary = predict_source(predictor, toy_video, tmp_path / "out", show_progress=True)
     assert summary.kind == "video" and summary.frames == 12 and summary.detections > 0
     assert summary.outputs == [tmp_path / "out" / "clip.mp4"]
-    capture = cv2.VideoCapture(str(summary.outputs[0]))
-    assert capture.isOpened()
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    capture.release()
+    assert cv2.VideoCapture(str(summary.outputs[0])).isOpened()
+    frames = read_frames(summary.outputs[0])
     assert len(frames) == 12 and frames[0].shape == (240, 320, 3)
     rows = read_jsonl(tmp_path / "out" / JSONL_NAME)
     assert [row["name"] for row in rows] == [f"clip.mp4#{i:06d}" for i in range(12)]

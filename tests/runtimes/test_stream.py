@@ -41,13 +41,13 @@ def moving_square(count: int, size: tuple[int, int] = (320, 240)) -> Iterator[np
         yield frame
 
 
-def test_video_every_frame_in_order_with_timing(toy_artifact: Path, toy_video: Path) -> None:
+def test_video_every_frame_in_order_with_timing(toy_artifact: Path, toy_video: Path, read_frames) -> None:
     seen: list[int] = []
     with Predictor(toy_artifact) as predictor:
         with predictor.stream(toy_video, sinks=[CallbackSink(lambda r: seen.append(r.index))]) as results:
             assert results.policy == "every" and results.source.kind == "video" and not results.source.live
             got = list(results)
-        direct = [predictor(frame) for frame in moving_frames(toy_video)]
+        direct = [predictor(frame) for frame in read_frames(toy_video)]
     assert [r.index for r in got] == list(range(12)) == seen  # the sink saw every result, in order
     assert [r.name for r in got][:2] == ["clip.mp4#000000", "clip.mp4#000001"]
     assert all(r.dropped == 0 for r in got)
@@ -58,17 +58,6 @@ def test_video_every_frame_in_order_with_timing(toy_artifact: Path, toy_video: P
         np.testing.assert_allclose(result.detections.boxes, dets.boxes, atol=1e-4)
     assert sum(len(r.detections) for r in got) > 0
     assert stream_threads() == []
-
-
-def moving_frames(path: Path) -> list[np.ndarray]:
-    capture, frames = cv2.VideoCapture(str(path)), []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    capture.release()
-    return frames
 
 
 def test_latest_policy_drops_and_counts_for_a_slow_consumer(toy_artifact: Path) -> None:
@@ -168,11 +157,12 @@ def test_bad_options_name_expected_and_found(toy_artifact: Path, toy_video: Path
     assert stream_threads() == []
 
 
-def test_fixed_batch_artifact_streams_every_frame_in_order(toy_artifact_b2: Path, toy_video: Path) -> None:
+def test_fixed_batch_artifact_streams_every_frame_in_order(toy_artifact_b2: Path, toy_video: Path,
+                                                          read_frames) -> None:
     with Predictor(toy_artifact_b2) as predictor:
         assert predictor.batch_size == 2
         got = list(predictor.stream(toy_video))
-        direct = [predictor(frame) for frame in moving_frames(toy_video)]
+        direct = [predictor(frame) for frame in read_frames(toy_video)]
     assert [r.index for r in got] == list(range(12))
     for result, dets in zip(got, direct):
         np.testing.assert_allclose(result.detections.boxes, dets.boxes, atol=1e-4)

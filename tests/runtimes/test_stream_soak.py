@@ -9,14 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from edgecv.runtimes import Predictor
+from edgecv.runtimes.benchmark import current_rss_mb
 from edgecv.runtimes.streams.sinks import JsonlSink, VideoSink
 
 FRAMES, WARMUP = 3000, 300
-
-
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * 4096 / 2**20
 
 
 def test_3000_frames_keep_memory_and_threads_flat(toy_artifact: Path, tmp_path: Path) -> None:
@@ -30,7 +26,7 @@ def test_3000_frames_keep_memory_and_threads_flat(toy_artifact: Path, tmp_path: 
         with predictor.stream(frames, sinks=sinks) as results:
             for result in results:
                 if result.index in (WARMUP, FRAMES - 1):
-                    rss[result.index] = _rss_mb()
+                    rss[result.index] = current_rss_mb()
     assert result.index == FRAMES - 1
     growth = rss[FRAMES - 1] - rss[WARMUP]
     print(f"RSS growth {growth:.1f} MB over {FRAMES - WARMUP} frames")

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import socket
+import sys
 from pathlib import Path
 
 from typer.testing import CliRunner
 
-from edgecv.cli import app
+sys.path.insert(0, str(Path(__file__).resolve().parent / "servers"))
+from server_process import free_port as _free_port  # noqa: E402
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from edgecv.cli import app  # noqa: E402
 
 
 def test_serve_runs_the_stream_and_releases_the_port(toy_artifact: Path, toy_video: Path) -> None:

@@ -34,7 +34,6 @@ Stdlib only (plus the caller's ``tensorrt`` module object): the runtime imports 
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import os
 import threading
 import warnings
@@ -42,6 +41,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from edgecv.errors import ArtifactError, EdgecvError
+from edgecv.fileio import sha256_file
 
 #: Environment variable holding extra plugin folders (``os.pathsep``-separated, like ``PATH``).
 PLUGIN_PATH_ENV = "EDGECV_TRT_PLUGIN_PATH"
@@ -50,15 +50,6 @@ REGISTRY_ENTRY_POINTS = ("getPluginCreators", "getCreators")
 
 _loaded: dict[Path, Any] = {}  # resolved path -> ctypes handle (kept alive: unloading would drop creators)
 _load_lock = threading.Lock()
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def plugin_record(path: str | os.PathLike[str]) -> dict[str, str]:
