@@ -1,9 +1,15 @@
-"""A sink recording annotated frames into a video file (mp4v) that grows while the stream runs.
+"""A sink recording annotated frames into a video file that grows while the stream runs.
+
+Format: a fragmented MP4 (H.264, a key frame and a fragment every second) written with PyAV, so
+the file plays at any moment, also after a hard kill (SIGKILL, OOM, crash), which loses at most
+the last second; without PyAV (``pip install 'edgecv[record]'``) OpenCV's ``mp4v``, which a hard
+kill leaves unplayable (a warning says so). Ctrl-C, SIGTERM and ``close()`` lose nothing.
+Details and measurements: :mod:`edgecv.runtimes.streams.sinks.video_writers`.
 
 Frame rate tag: the container's rate for files (``fps=`` given). For live sources the rate is
 *measured* from the capture timestamps of the first frames that reach the sink (up to
 :data:`MEASURE_FRAMES` frames, :data:`MEASURE_BYTES` of them or :data:`MEASURE_S` seconds, held
-in memory meanwhile): those
+in memory meanwhile, so a hard kill in those first seconds loses them): those
 are the frames recorded, after any the ``latest`` policy dropped, so a 10 fps camera, or a
 30 fps camera processed at 8 frames/s, plays back at real speed.
 """
@@ -16,15 +22,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edgecv.fileio import WriteError
 from edgecv.runtimes.draw import annotate
 from edgecv.runtimes.streams.result import StreamResult
+from edgecv.runtimes.streams.sinks.video_writers import FrameWriter, import_av, open_writer
 
 MEASURE_FRAMES = 20
 MEASURE_S = 2.0
 MEASURE_BYTES = 128 * 2**20  # at most this much frame memory held while measuring (~21 1080p frames)
 FALLBACK_FPS = 30.0  # a stream that ended before two frames: nothing to measure
-FOURCC = "mp4v"
 
 
 def measured_fps(timestamps: list[float]) -> float:
@@ -41,14 +46,25 @@ class VideoSink:
     Args:
         path: the video file (``.mp4``); opened at the first frame.
         fps: the rate to tag; ``None`` measures it (see the module docstring).
+        fragmented: ``None`` (default): a fragmented MP4 when PyAV is installed, else ``mp4v`` with a
+            warning; ``True``: PyAV required (``MissingDependencyError`` here if it is missing);
+            ``False``: OpenCV's ``mp4v``.
+
+    Attributes:
+        frames: frames written. codec: the encoder used (``libx264``, ``mpeg4``, ``mp4v``), once open.
     """
 
-    def __init__(self, path: str | os.PathLike[str], fps: float | None = None, draw: bool = True) -> None:
+    def __init__(self, path: str | os.PathLike[str], fps: float | None = None, draw: bool = True,
+                 fragmented: bool | None = None) -> None:
         self.path = Path(path)
         self.fps = fps
         self.draw = draw
+        self.fragmented = fragmented
         self.frames = 0
-        self._writer: cv2.VideoWriter | None = None
+        self.codec: str | None = None
+        self._writer: FrameWriter | None = None
+        if fragmented:
+            import_av()  # say now, not at the first frame, that the extra is missing
         self._size = (0, 0)
         self._held: list[tuple[float, np.ndarray]] = []  # (capture time, frame) while measuring the rate
 
@@ -77,10 +93,8 @@ class VideoSink:
     def _append(self, image: np.ndarray) -> None:
         if self._writer is None:
             h, w = image.shape[:2]
-            writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*FOURCC), float(self.fps), (w, h))
-            if not writer.isOpened():
-                raise WriteError(f"cannot write an {FOURCC} video to {self.path}")
-            self._writer, self._size = writer, (w, h)
+            self._writer = open_writer(self.path, float(self.fps), (w, h), self.fragmented)
+            self._size, self.codec = (w, h), self._writer.codec
         if (image.shape[1], image.shape[0]) != self._size:  # a stream changed resolution: keep the first
             image = cv2.resize(image, self._size, interpolation=cv2.INTER_AREA)
         self._writer.write(image)
@@ -96,5 +110,5 @@ class VideoSink:
         if self._held:
             self._release_held()
         if self._writer is not None:
-            self._writer.release()
-            self._writer = None
+            writer, self._writer = self._writer, None
+            writer.close()
