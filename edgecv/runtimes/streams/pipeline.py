@@ -63,6 +63,8 @@ class _Channel:
     def put(self, item: Any, stopped: Callable[[], bool]) -> bool:
         """Hand ``item`` over; False if the pipeline stopped first."""
         with self._cond:
+            if stopped():  # checked first: with ``latest`` the loop below never waits, so never looks
+                return False
             while len(self._items) >= self._size:
                 if self._latest and not isinstance(item, _End):
                     self._items.popleft()  # a newer frame makes the waiting one stale

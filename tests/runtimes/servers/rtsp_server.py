@@ -1,14 +1,16 @@
 """RTSP test server (Debian's GStreamer RTSP server) on 127.0.0.1, run as a separate process.
 
     /usr/bin/python3 rtsp_server.py --port 8554 [--fps 25] [--size 320x240] [--codec h264|jpeg]
-                                    [--stall-after N]
+                                    [--stall-after N] [--end-after N]
 
 Serves ``rtsp://127.0.0.1:PORT/stream``: frames made by ``frame_stamp.py`` (global frame index and send
 time in the pixels) pushed into an ``appsrc`` at ``--fps``, encoded with x264 (zero-latency, a key
 frame every second so a reconnecting client decodes quickly) or JPEG. Needs ``python3-gi``,
 ``gir1.2-gst-rtsp-server-1.0`` and the GStreamer plugins (see .ci/run): run it with the system
 python, which has ``gi``. ``--stall-after N``: each client's stream goes silent after N frames
-(the RTSP session stays up), the stall a watchdog must notice. Prints ``READY <port>`` once listening.
+(the RTSP session stays up), the stall a watchdog must notice. ``--end-after N``: each client's stream
+ends normally after N frames (end-of-stream into the ``appsrc``: the server sends RTCP BYE, the way a
+camera or a media server ends a stream). Prints ``READY <port>`` once listening.
 """
 
 from __future__ import annotations
@@ -38,8 +40,10 @@ ENCODERS = {
 class Feeder:
     """Pushes stamped frames into every configured ``appsrc`` at the stream's frame rate."""
 
-    def __init__(self, fps: int, width: int, height: int, stall_after: int | None) -> None:
+    def __init__(self, fps: int, width: int, height: int, stall_after: int | None,
+                 end_after: int | None = None) -> None:
         self.fps, self.width, self.height, self.stall_after = fps, width, height, stall_after
+        self.end_after = end_after
         self.sources: dict[Gst.Element, int] = {}  # appsrc -> frames pushed into it
         self.lock = threading.Lock()
         self.start = time.monotonic()
@@ -64,8 +68,11 @@ class Feeder:
                 with self.lock:
                     if appsrc.emit("push-buffer", buffer) != Gst.FlowReturn.OK:  # client gone: forget it
                         del self.sources[appsrc]
-                    else:
-                        self.sources[appsrc] += 1
+                        continue
+                    self.sources[appsrc] += 1
+                    if self.sources[appsrc] == self.end_after:  # a normal end of this client's stream
+                        appsrc.emit("end-of-stream")
+                        del self.sources[appsrc]
 
 
 def main() -> None:
@@ -75,10 +82,11 @@ def main() -> None:
     parser.add_argument("--size", default="320x240")
     parser.add_argument("--codec", choices=sorted(ENCODERS), default="h264")
     parser.add_argument("--stall-after", type=int, default=None)
+    parser.add_argument("--end-after", type=int, default=None)
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
     Gst.init(None)
-    feeder = Feeder(args.fps, width, height, args.stall_after)
+    feeder = Feeder(args.fps, width, height, args.stall_after, args.end_after)
     launch = (f"( appsrc name=src is-live=true do-timestamp=true format=time "
               f"caps=video/x-raw,format=BGR,width={width},height={height},framerate={args.fps}/1 "
               f"! queue leaky=downstream max-size-buffers=2 ! videoconvert ! video/x-raw,format=I420 ! "
