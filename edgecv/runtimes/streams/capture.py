@@ -28,8 +28,18 @@ and returns a :class:`ResilientCapture`; iterating it yields :class:`CapturedFra
   the end, so there the frame count comes up short and "ended at frame N of M" is all we know.)
   The normal end of a file is an end, not an error.
 
-A finite stream (one that states a frame count) ends like a file. A live stream has no natural
-end: when its server ends it, it is reconnected like a drop (``give_up_after`` bounds that).
+**The end of a network stream.** A finite stream (one that states its length, e.g. a media server
+playing a recording over RTSP: its SDP range gives FFmpeg a duration, OpenCV a frame count) ends
+like a file when its frames are all there (exit 0 in the CLI); one that ends more than
+:data:`SHORT_END_TOLERANCE` short of its stated count lost its server or network: ``SourceError``
+("ended at frame 40 of 75"), which the CLI prints after the summary and the files written.
+A live stream (no stated length) has no such yardstick, and OpenCV cannot tell its server's normal
+end from a drop: checked with Debian's GStreamer RTSP server, an end-of-stream (RTCP BYE) and a
+SIGKILLed server both make ``read()`` return False within the same millisecond, and OpenCV does not
+expose FFmpeg's ``AVERROR_EOF`` apart from network errors. So a live stream that ends is
+reconnected like a drop (a server that still runs serves it again, a gap is reported), and
+``give_up_after`` ends the run: a ``SourceError`` ("gave up on ... after 30.0 s without frames"),
+exit 2 in the CLI, after the summary and the files written (the recording and jsonl are complete).
 
 Measured (``benchmarks/bench_reconnect.py``, server SIGKILLed, down 1.5 s, default options):
 frames flow again 0.5-0.8 s (MJPEG) / 1.9 s (RTSP, H.264) after the server listens again: the rest
@@ -66,6 +76,9 @@ DEFAULT_OPEN_TIMEOUT = 1.0  # s; FFmpeg's own default is 30 s
 DEFAULT_STALL_TIMEOUT = 2.0  # s without a frame before the watchdog reopens the source (and FFmpeg's read timeout)
 DEFAULT_BACKOFF_CAP = 1.0  # s, longest pause between two reopen attempts
 OPEN_SLACK = 1.0  # s the watchdog adds to open_timeout: FFmpeg's probe may run a little past it
+# A finite stream's frame count is FFmpeg's duration x rate: allow this share (at least 2 frames) of
+# slack before an early end counts as a lost connection.
+SHORT_END_TOLERANCE = 0.02
 
 CaptureSource = Union[int, str, os.PathLike]
 
@@ -177,6 +190,7 @@ class ResilientCapture:
                 elif kind == "damaged":
                     pending = self._damaged(*payload, since=last_time)
                 elif not self.live:
+                    self._check_finite_end()
                     return  # "ended": the end of a file or of a finite stream
                 else:
                     pending = self._recover(self._reason(kind, last_time), since=last_time, gap=pending)
@@ -184,6 +198,16 @@ class ResilientCapture:
                         return  # closed while reconnecting
         finally:
             self._drop(self._session)
+
+    def _check_finite_end(self) -> None:
+        """A finite network stream that ended short of its stated frame count: SourceError.
+
+        (Files report their own early ends as damage; see ``capture_reader``.)"""
+        if self.kind != "stream" or self.total is None:
+            return
+        if self.total - self.frames > max(2, round(SHORT_END_TOLERANCE * self.total)):
+            raise SourceError(f"stream {self.label} ended at frame {self.frames} of {self.total} it stated "
+                              "(server or network lost)")
 
     def _reason(self, kind: str, last_time: float) -> str:
         """Why a live source is being reopened: the watchdog, FFmpeg's read timeout, or a failed read."""

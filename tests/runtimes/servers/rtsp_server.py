@@ -1,7 +1,7 @@
 """RTSP test server (Debian's GStreamer RTSP server) on 127.0.0.1, run as a separate process.
 
     /usr/bin/python3 rtsp_server.py --port 8554 [--fps 25] [--size 320x240] [--codec h264|jpeg]
-                                    [--stall-after N] [--end-after N]
+                                    [--stall-after N] [--end-after N] [--file clip.mp4]
 
 Serves ``rtsp://127.0.0.1:PORT/stream``: frames made by ``frame_stamp.py`` (global frame index and send
 time in the pixels) pushed into an ``appsrc`` at ``--fps``, encoded with x264 (zero-latency, a key
@@ -10,7 +10,9 @@ frame every second so a reconnecting client decodes quickly) or JPEG. Needs ``py
 python, which has ``gi``. ``--stall-after N``: each client's stream goes silent after N frames
 (the RTSP session stays up), the stall a watchdog must notice. ``--end-after N``: each client's stream
 ends normally after N frames (end-of-stream into the ``appsrc``: the server sends RTCP BYE, the way a
-camera or a media server ends a stream). Prints ``READY <port>`` once listening.
+camera or a media server ends a stream). ``--file clip.mp4``: serve a recorded H.264 MP4 instead, in
+real time, as a media server does a recording (its SDP states the duration, so the client knows the
+frame count). Prints ``READY <port>`` once listening.
 """
 
 from __future__ import annotations
@@ -83,26 +85,33 @@ def main() -> None:
     parser.add_argument("--codec", choices=sorted(ENCODERS), default="h264")
     parser.add_argument("--stall-after", type=int, default=None)
     parser.add_argument("--end-after", type=int, default=None)
+    parser.add_argument("--file", default=None)
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
     Gst.init(None)
     feeder = Feeder(args.fps, width, height, args.stall_after, args.end_after)
-    launch = (f"( appsrc name=src is-live=true do-timestamp=true format=time "
-              f"caps=video/x-raw,format=BGR,width={width},height={height},framerate={args.fps}/1 "
-              f"! queue leaky=downstream max-size-buffers=2 ! videoconvert ! video/x-raw,format=I420 ! "
-              f"{ENCODERS[args.codec].format(fps=args.fps)} )")
+    if args.file:
+        launch = (f"( filesrc location={args.file} ! qtdemux ! h264parse ! rtph264pay name=pay0 pt=96 "
+                  "config-interval=1 )")
+    else:
+        launch = (f"( appsrc name=src is-live=true do-timestamp=true format=time "
+                  f"caps=video/x-raw,format=BGR,width={width},height={height},framerate={args.fps}/1 "
+                  f"! queue leaky=downstream max-size-buffers=2 ! videoconvert ! video/x-raw,format=I420 ! "
+                  f"{ENCODERS[args.codec].format(fps=args.fps)} )")
     factory = GstRtspServer.RTSPMediaFactory()
     factory.set_launch(launch)
     factory.set_shared(False)  # each client its own pipeline: a reconnecting client starts clean
-    factory.connect("media-configure",
-                    lambda _f, media: feeder.add(media.get_element().get_by_name_recurse_up("src")))
+    if not args.file:
+        factory.connect("media-configure",
+                        lambda _f, media: feeder.add(media.get_element().get_by_name_recurse_up("src")))
     server = GstRtspServer.RTSPServer()
     server.set_address("127.0.0.1")
     server.set_service(str(args.port))
     server.get_mount_points().add_factory("/stream", factory)
     if server.attach(None) == 0:
         raise SystemExit(f"cannot listen on 127.0.0.1:{args.port}")
-    threading.Thread(target=feeder.run, daemon=True).start()
+    if not args.file:
+        threading.Thread(target=feeder.run, daemon=True).start()
     print(f"READY {args.port}", flush=True)
     GLib.MainLoop().run()
 
