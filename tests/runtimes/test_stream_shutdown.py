@@ -87,9 +87,9 @@ def test_sigterm_mid_recording_finalises_video_and_jsonl(tmp_path: Path, toy_art
 NEVER_CLOSED = """
     import sys
     from edgecv.runtimes import Predictor
-    from edgecv.runtimes.streams.sinks import JsonlSink
+    from edgecv.runtimes.streams.sinks import JsonlSink, VideoSink
     predictor = Predictor(sys.argv[1])
-    results = predictor.stream(sys.argv[2], sinks=[JsonlSink(sys.argv[3])])
+    results = predictor.stream(sys.argv[2], sinks=[VideoSink(sys.argv[4], fps=10.0), JsonlSink(sys.argv[3])])
     for count, result in enumerate(results, 1):
         if count == 5:
             break
@@ -100,9 +100,10 @@ NEVER_CLOSED = """
 
 def test_script_that_never_closes_exits_zero(tmp_path: Path, toy_artifact: Path) -> None:
     clip = write_clip(tmp_path / "clip.mp4", 400)
-    proc = start(NEVER_CLOSED, toy_artifact, clip, tmp_path / "s.jsonl")
+    proc = start(NEVER_CLOSED, toy_artifact, clip, tmp_path / "s.jsonl", tmp_path / "s.mp4")
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0, stderr
     assert "leaving with the stream running, heavy: []" in stdout and "Traceback" not in stderr  # torch-free
     lines = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text().splitlines()]
     assert 5 <= len(lines) < 400  # flushed and closed at exit, every line whole
+    assert count_frames(tmp_path / "s.mp4") == len(lines)  # the recording finalised at exit too

@@ -186,3 +186,25 @@ def test_live_rtsp_normal_end_is_reconnected_like_a_drop(tmp_path: Path, toy_art
         stdout, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 0, stderr
     assert f"{FPS + 10} frames" in stdout and "gap of" in stdout, stdout
+
+
+NEVER_CLOSED_LIVE = """
+import sys, time
+from edgecv.runtimes import Predictor
+stream = Predictor(sys.argv[1]).stream(sys.argv[2])  # a live stream (latest policy), never closed
+for count, result in enumerate(stream, 1):
+    if count == 5:
+        break
+print("leaving", time.monotonic(), flush=True)
+"""
+
+
+def test_script_leaving_a_live_stream_open_exits_zero_promptly(toy_artifact: Path,
+                                                               mjpeg_server: ServerProcess) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-c", NEVER_CLOSED_LIVE, str(toy_artifact), mjpeg_server.url], env=env,
+                          capture_output=True, text=True, timeout=60)
+    ended = time.monotonic()
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    left = float(proc.stdout.split()[1])
+    assert ended - left < 5.0  # the threads stopped at exit without waiting out a join timeout (10 s)
