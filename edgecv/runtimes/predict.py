@@ -3,7 +3,8 @@
 With ``save_dir``:
 
 * image / folder sources: one annotated image per input, same relative file name;
-* video / camera / stream sources: one annotated ``.mp4`` (``mp4v``), named after the video
+* video / camera / stream sources: one annotated ``.mp4`` (a fragmented MP4 that plays even after a
+  hard kill; see :mod:`~edgecv.runtimes.streams.sinks.video_writers`), named after the video
   file (``clip.avi`` -> ``clip.mp4``), ``camera0.mp4`` or ``stream.mp4``;
 * always ``predictions.jsonl``: one line per frame, ``StreamResult.to_dict()`` (``name``,
   ``frame_index``, ``timestamp`` and the ``edgecv.result/1`` document, boxes in original-image

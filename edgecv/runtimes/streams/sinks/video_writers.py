@@ -114,13 +114,14 @@ class FragmentedMp4Writer:
         frame = self._frame_type.from_ndarray(np.ascontiguousarray(image), format="bgr24")
         frame.pts = self._count  # in 1/fps units: the stream's time base follows its rate
         self._count += 1
-        self._mux(self._stream.encode(frame))
+        self._encode(self._container, frame)
 
-    def _mux(self, packets: list[Any]) -> None:
+    def _encode(self, container: Any, frame: Any | None) -> None:
+        """Encode ``frame`` (``None``: drain the encoder) and mux the packets; WriteError on failure."""
         try:
-            for packet in packets:
-                self._container.mux(packet)
-        except self._errors as exc:
+            for packet in self._stream.encode(frame):
+                container.mux(packet)
+        except self._errors as exc:  # disk full, file-size limit, a file removed under us
             raise WriteError(f"cannot write {self.path}: {exc}") from exc
 
     def close(self) -> None:
@@ -129,10 +130,7 @@ class FragmentedMp4Writer:
             return
         container, self._container = self._container, None
         try:
-            for packet in self._stream.encode():
-                container.mux(packet)
-        except self._errors as exc:
-            raise WriteError(f"cannot finish {self.path}: {exc}") from exc
+            self._encode(container, None)
         finally:
             container.close()
 

@@ -1,0 +1,78 @@
+"""The recording format of VideoSink: a fragmented MP4 whose finished fragments are on disk while
+it is still being written, odd frame sizes, and the OpenCV fallback without PyAV."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edgecv.errors import MissingDependencyError
+from edgecv.runtimes.detections import Detections
+from edgecv.runtimes.streams.result import StreamResult
+from edgecv.runtimes.streams.sinks import video_writers
+from edgecv.runtimes.streams.sinks.video import VideoSink
+
+av = pytest.importorskip("av")
+
+
+def result(index: int, size: tuple[int, int] = (320, 240)) -> StreamResult:
+    width, height = size
+    image = np.zeros((height, width, 3), np.uint8)
+    image[: height // 2, (index * 7) % (width // 2):(index * 7) % (width // 2) + width // 2] = (0, 0, 255)
+    return StreamResult(image=image, detections=Detections.empty(), index=index, name=f"f{index}",
+                        timestamp=index / 10.0)
+
+
+def decoded(path: Path) -> tuple[int, tuple[int, int]]:
+    """(frames OpenCV decodes, (width, height))."""
+    capture, count = cv2.VideoCapture(str(path)), 0
+    assert capture.isOpened(), f"{path} does not open"
+    size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+    while capture.read()[0]:
+        count += 1
+    capture.release()
+    return count, size
+
+
+def test_finished_fragments_are_on_disk_while_recording(tmp_path: Path) -> None:
+    sink = VideoSink(tmp_path / "rec.mp4", fps=10.0)  # a key frame, so a fragment, every 10 frames
+    for index in range(25):
+        sink.write(result(index))
+    snapshot = tmp_path / "snapshot.mp4"  # what a hard kill now would leave: the file as it is on disk
+    shutil.copyfile(tmp_path / "rec.mp4", snapshot)
+    assert sink.codec == "libx264" and decoded(snapshot) == (20, (320, 240))  # two finished 1 s fragments
+    sink.close()
+    sink.close()  # idempotent
+    assert decoded(tmp_path / "rec.mp4")[0] == sink.frames == 25
+    with av.open(str(tmp_path / "rec.mp4")) as container:  # H.264, tagged 10 fps
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == "h264" and float(stream.average_rate) == pytest.approx(10.0)
+
+
+def test_odd_frame_size_is_padded_to_even(tmp_path: Path) -> None:
+    sink = VideoSink(tmp_path / "odd.mp4", fps=10.0)
+    for index in range(4):
+        sink.write(result(index, (321, 241)))
+    sink.write(result(4, (640, 480)))  # another size: resized to the first frame's
+    sink.close()
+    assert decoded(tmp_path / "odd.mp4") == (5, (322, 242))
+
+
+def test_without_pyav(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setitem(sys.modules, "av", None)  # what `import av` does where PyAV is not installed
+    monkeypatch.setattr(video_writers, "_warned_fallback", False)
+    with pytest.raises(MissingDependencyError, match=r"pip install 'edgecv\[record\]'"):
+        VideoSink(tmp_path / "required.mp4", fragmented=True)
+    sink = VideoSink(tmp_path / "fallback.mp4", fps=10.0)
+    with caplog.at_level(logging.WARNING):
+        for index in range(3):
+            sink.write(result(index))
+    sink.close()
+    assert sink.codec == "mp4v" and decoded(tmp_path / "fallback.mp4")[0] == 3
+    assert "hard kill" in caplog.text and "edgecv[record]" in caplog.text
