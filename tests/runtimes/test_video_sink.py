@@ -4,7 +4,9 @@ it is still being written, odd frame sizes, and the OpenCV fallback without PyAV
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -76,3 +78,31 @@ def test_without_pyav(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: p
     sink.close()
     assert sink.codec == "mp4v" and decoded(tmp_path / "fallback.mp4")[0] == 3
     assert "hard kill" in caplog.text and "edgecv[record]" in caplog.text
+
+
+FULL_DISK = """
+import resource, signal, sys
+import numpy as np
+from edgecv.runtimes.detections import Detections
+from edgecv.runtimes.streams.result import StreamResult
+from edgecv.runtimes.streams.sinks.video import VideoSink
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails with EFBIG instead of killing us
+resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+sink, noise = VideoSink(sys.argv[1], fps=10.0, draw=False), np.random.default_rng(0)
+try:
+    for index in range(200):
+        image = noise.integers(0, 255, (240, 320, 3), dtype=np.uint8)  # incompressible: the limit comes fast
+        sink.write(StreamResult(image=image, detections=Detections.empty(), index=index, name="n", timestamp=0.0))
+except Exception as exc:
+    print(type(exc).__name__, exc)
+sink.close()
+"""
+
+
+def test_a_full_disk_is_a_write_error(tmp_path: Path) -> None:
+    """A real file-size limit (RLIMIT_FSIZE) in a child process: the encoder's failure is a WriteError."""
+    repo = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, "-c", FULL_DISK, str(tmp_path / "full.mp4")], capture_output=True,
+                          text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(repo)})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("WriteError cannot write") and "File too large" in proc.stdout, proc.stdout
