@@ -56,6 +56,7 @@ def export(out: Path, imgsz: int) -> Path:
 def naive(artifact: Path, clip: Path, out: Path, threads: int) -> float:
     """Read, predict, draw, write, one frame after another; returns frames/s."""
     from edgecv.runtimes import Predictor, annotate
+    from edgecv.runtimes.streams.sinks.video_writers import open_writer
 
     out.mkdir(parents=True, exist_ok=True)
     with Predictor(artifact, threads=threads) as predictor:
@@ -70,14 +71,13 @@ def naive(artifact: Path, clip: Path, out: Path, threads: int) -> float:
                     break
                 dets = predictor(frame)
                 image = annotate(frame, dets)
-                if writer is None:
-                    writer = cv2.VideoWriter(str(out / "clip.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), fps,
-                                             (frame.shape[1], frame.shape[0]))
+                if writer is None:  # the encoder VideoSink uses (fragmented MP4): the same work
+                    writer = open_writer(out / "clip.mp4", fps, (frame.shape[1], frame.shape[0]))
                 writer.write(image)
                 jsonl.write(json.dumps({"name": f"clip#{frames}", **dets.to_dict()}) + "\n")
                 jsonl.flush()
                 frames += 1
-            writer.release()
+            writer.close()
             elapsed = time.perf_counter() - start
         capture.release()
     return frames / elapsed

@@ -1,8 +1,8 @@
 """A sink recording annotated frames into a video file that grows while the stream runs.
 
-Format: a fragmented MP4 (H.264, a key frame and a fragment every second) written with PyAV, so
-the file plays at any moment, also after a hard kill (SIGKILL, OOM, crash), which loses at most
-the last second; without PyAV (``pip install 'edgecv[record]'``) OpenCV's ``mp4v``, which a hard
+Format: a fragmented MP4 (MPEG-4 Part 2, or H.264 with ``codec="libx264"``; a key frame and a
+fragment every second) written with PyAV, so the file plays at any moment, also after a hard kill
+(SIGKILL, OOM, crash), which loses at most the last second; without PyAV (``pip install 'edgecv[record]'``) OpenCV's ``mp4v``, which a hard
 kill leaves unplayable (a warning says so). Ctrl-C, SIGTERM and ``close()`` lose nothing.
 Details and measurements: :mod:`edgecv.runtimes.streams.sinks.video_writers`.
 
@@ -22,9 +22,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edgecv.errors import OptionError
 from edgecv.runtimes.draw import annotate
 from edgecv.runtimes.streams.result import StreamResult
-from edgecv.runtimes.streams.sinks.video_writers import FrameWriter, import_av, open_writer
+from edgecv.runtimes.streams.sinks.video_writers import DEFAULT_CODEC, ENCODERS, FrameWriter, import_av, open_writer
 
 MEASURE_FRAMES = 20
 MEASURE_S = 2.0
@@ -49,17 +50,21 @@ class VideoSink:
         fragmented: ``None`` (default): a fragmented MP4 when PyAV is installed, else ``mp4v`` with a
             warning; ``True``: PyAV required (``MissingDependencyError`` here if it is missing);
             ``False``: OpenCV's ``mp4v``.
+        codec: the fragmented MP4's encoder: ``"mpeg4"`` (default, cheapest) or ``"libx264"``
+            (H.264: plays in browsers too, about twice the encode cost); see ``video_writers``.
 
     Attributes:
-        frames: frames written. codec: the encoder used (``libx264``, ``mpeg4``, ``mp4v``), once open.
+        frames: frames written. codec: the encoder used (``mpeg4``, ``libx264``, ``mp4v``), once open.
     """
 
     def __init__(self, path: str | os.PathLike[str], fps: float | None = None, draw: bool = True,
-                 fragmented: bool | None = None) -> None:
+                 fragmented: bool | None = None, codec: str = DEFAULT_CODEC) -> None:
+        if codec not in ENCODERS:
+            raise OptionError(f"codec: expected one of {sorted(ENCODERS)}, found {codec!r}")
         self.path = Path(path)
         self.fps = fps
         self.draw = draw
-        self.fragmented = fragmented
+        self.fragmented, self._codec = fragmented, codec
         self.frames = 0
         self.codec: str | None = None
         self._writer: FrameWriter | None = None
@@ -93,7 +98,7 @@ class VideoSink:
     def _append(self, image: np.ndarray) -> None:
         if self._writer is None:
             h, w = image.shape[:2]
-            self._writer = open_writer(self.path, float(self.fps), (w, h), self.fragmented)
+            self._writer = open_writer(self.path, float(self.fps), (w, h), self.fragmented, self._codec)
             self._size, self.codec = (w, h), self._writer.codec
         if (image.shape[1], image.shape[0]) != self._size:  # a stream changed resolution: keep the first
             image = cv2.resize(image, self._size, interpolation=cv2.INTER_AREA)
