@@ -38,7 +38,8 @@ def encode_crop(crop: np.ndarray, x0: int, y0: int, image_hw: tuple[int, int]) -
     joined = np.flatnonzero(positions[1:] == positions[:-1])
     if joined.size:
         positions = np.delete(positions, np.concatenate([joined, joined + 1]))
-    return np.diff(np.concatenate([[0], positions, [total]]))
+    counts = np.diff(np.concatenate([[0], positions, [total]]))
+    return counts[:-1] if counts[-1] == 0 else counts  # a mask ending set ends on its run of 1s (as COCO)
 
 
 def decode_crop(counts: np.ndarray, image_hw: tuple[int, int]) -> tuple[np.ndarray, int, int]:
