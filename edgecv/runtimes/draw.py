@@ -148,14 +148,15 @@ def annotate(image: np.ndarray, detections: Detections | SemanticMap, *, line_wi
 def fill_masks(canvas: np.ndarray, masks: InstanceMasks, colors: Sequence[tuple[int, int, int]],
                alpha: float) -> None:
     """Blend each mask into ``canvas`` (BGR uint8, the masks' image size) in its colour, IN PLACE;
-    only each mask's crop is touched."""
+    only each mask's crop is touched (OpenCV blends the crop, the mask picks the pixels)."""
     for i, ((x0, y0), color) in enumerate(zip(masks.offsets.tolist(), colors)):
         crop = masks.crop(i)
         if not crop.any():
             continue
         region = canvas[y0:y0 + crop.shape[0], x0:x0 + crop.shape[1]]
-        blended = region[crop] * (1.0 - alpha) + np.array(color, np.float32) * alpha
-        region[crop] = blended.astype(np.uint8)
+        tint = tuple(float(v) * alpha for v in color) + (0.0,)
+        blended = cv2.add(cv2.convertScaleAbs(region, alpha=1.0 - alpha), tint)  # region * (1 - a) + colour * a
+        cv2.copyTo(blended, crop.view(np.uint8), region)  # in place into the canvas view, masked pixels only
 
 
 def _is_background(name: str) -> bool:
@@ -176,12 +177,12 @@ def annotate_semantic(image: np.ndarray, semantic: SemanticMap, *, alpha: float 
                          f"found {semantic.shape[0]}x{semantic.shape[1]}")
     area = semantic.area()
     present = [c for c in np.flatnonzero(area).tolist() if not _is_background(semantic.name_of(c))]
-    lut = np.zeros((len(area), 3), np.float32)
+    lut = np.zeros((len(area), 3), np.uint8)
     painted = np.zeros(len(area), bool)
     for c in present:
         lut[c], painted[c] = class_color(c), True
-    where = painted[semantic.labels]
-    canvas[where] = (canvas[where] * (1.0 - alpha) + lut[semantic.labels[where]] * alpha).astype(np.uint8)
+    blended = cv2.addWeighted(canvas, 1.0 - alpha, lut[semantic.labels], alpha, 0.0)
+    cv2.copyTo(blended, painted[semantic.labels].view(np.uint8), canvas)  # in place
     if show_legend and present:
         order = sorted(present, key=lambda c: -area[c])[:legend_rows]
         _draw_legend(canvas, [(semantic.name_of(c), class_color(c), area[c] / (h * w)) for c in order])
