@@ -141,6 +141,14 @@ def test_semantic_probs_on_request_and_batch(artifacts: dict[str, Path], backend
     assert empty.shape == (123, 77) and empty.counts() == {"background": 123 * 77}
 
 
+def test_benchmark_runs_segment_and_semantic_artifacts(artifacts: dict[str, Path]) -> None:
+    from edgecv.runtimes.benchmark import benchmark
+
+    for task in ("segment", "semantic"):
+        result = benchmark(artifacts[f"{task}-letterbox"], batch=2, warmup=1, iters=2)
+        assert result.whole.p50 > 0 and result.input_size == list(SEG_HW if task == "segment" else SEM_HW)
+
+
 def test_task_options_are_checked(artifacts: dict[str, Path]) -> None:
     with pytest.raises(OptionError, match=r"task_options: expected keys among \['probs'\] for task 'semantic', "
                                           r"found \['mask_threshold'\]"):
