@@ -272,3 +272,31 @@ def test_cli_predict_on_a_folder_with_segment_and_semantic_artifacts(artifacts: 
         else:
             assert isinstance(results["colours.png"], SemanticMap)
             assert float((results["colours.png"].labels == semantic_scene()[1]).mean()) > 0.99
+
+
+LIGHT = """
+import sys
+import numpy as np
+from edgecv.runtimes import Predictor, annotate, read_result
+import edgecv.runtimes.tasks.detect, edgecv.runtimes.tasks.segment, edgecv.runtimes.tasks.semantic
+for path in sys.argv[1:]:
+    with Predictor(path) as predictor:
+        result = predictor(np.zeros((48, 64, 3), np.uint8))
+    annotate(np.zeros((48, 64, 3), np.uint8), result)
+    read_result(result.to_dict())
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision", "onnx", "pycocotools"))
+print("HEAVY", heavy)
+"""
+
+
+def test_tasks_run_without_torch_onnx_or_pycocotools(artifacts: dict[str, Path]) -> None:
+    import os
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")])}
+    paths = [str(artifacts["segment-letterbox"]), str(artifacts["semantic-stretch"])]
+    run = subprocess.run([sys.executable, "-c", LIGHT, *paths], capture_output=True, text=True, env=env, cwd=repo,
+                         timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "HEAVY []" in run.stdout, run.stdout
