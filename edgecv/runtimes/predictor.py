@@ -37,7 +37,8 @@ from edgecv.runtimes.preprocess import LetterboxInfo, check_rect, input_hw, prep
 from edgecv.runtimes.semantic_map import SemanticMap
 from edgecv.runtimes.tasks import PostContext, task_for
 from edgecv.runtimes.tasks import task_options as resolve_task_options
-from edgecv.runtimes.tasks.detect import check_detection_artifact, graph_class_count  # noqa: F401 -- re-exported
+# the detect task's check, re-exported for callers of its old home
+from edgecv.runtimes.tasks.detect import check_detection_artifact, graph_class_count  # noqa: F401
 
 #: What one input may be: an image array (see :func:`~edgecv.runtimes.image.to_bgr_uint8`) or an image file path.
 ImageInput = np.ndarray | str | os.PathLike

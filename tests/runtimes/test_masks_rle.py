@@ -113,7 +113,8 @@ def test_100_masks_on_a_1080p_frame_stay_small() -> None:
     typical = SEGMENT.postprocess(segment_outputs(rng, 100, 640, 0.35), [info], context)[0]
     assert len(typical) == 100 and typical.masks.shape == (100, 1080, 1920)
     assert typical.masks.nbytes < 3 * 2**20, typical.masks.nbytes  # objects up to a third of the frame
-    huge = {"num_dets": np.array([[100]], np.int32), "boxes": np.tile([0, 140, 640, 500], (1, 100, 1)).astype(np.float32),
+    huge = {"num_dets": np.array([[100]], np.int32),
+            "boxes": np.tile([0, 140, 640, 500], (1, 100, 1)).astype(np.float32),
             "scores": np.full((1, 100), 0.5, np.float32), "classes": np.zeros((1, 100), np.int32),
             "masks": np.ones((1, 100, 28, 28), np.float32)}
     worst = SEGMENT.postprocess(huge, [info], context)[0]  # 100 full-frame boxes: 1 bit per pixel
@@ -169,7 +170,8 @@ def test_semantic_map_area_document_and_errors() -> None:
     assert semantic.counts() == {"background": 700, "cat": 400, "dog": 100}
     assert np.array_equal(semantic.mask("dog"), labels == 2)
     doc = json.loads(semantic.to_json())
-    assert check_result(doc) == [] and doc["boxes"] == [] and [c["label"] for c in doc["semantic"]["classes"]] == list(NAMES)
+    assert check_result(doc) == [] and doc["boxes"] == []
+    assert [c["label"] for c in doc["semantic"]["classes"]] == list(NAMES)
     for entry in doc["semantic"]["classes"]:  # each class is a COCO-stuff style RLE pycocotools reads
         coco = {"size": entry["rle"]["size"], "counts": entry["rle"]["counts"].encode()}
         assert np.array_equal(mask_util.decode(coco), labels == entry["class_id"])

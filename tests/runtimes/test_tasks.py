@@ -176,7 +176,8 @@ def test_contract_breaks_are_one_line_artifact_errors(graphs: dict[str, onnx.Mod
     del no_masks.graph.output[4]
     cases = [
         (no_masks, tg.task_metadata("segment", tg.SEGMENT_NAMES, SEG_HW),
-         r"expected segment outputs \['num_dets', 'boxes', 'scores', 'classes', 'masks'\], found .*missing \['masks'\]"),
+         r"expected segment outputs \['num_dets', 'boxes', 'scores', 'classes', 'masks'\], "
+         r"found .*missing \['masks'\]"),
         (graphs["segment"], tg.task_metadata("semantic", tg.SEMANTIC_NAMES, SEG_HW),
          r"expected semantic outputs \['labels'\], found \['num_dets'.*missing \['labels'\]"),
         (_labels_graph(True), tg.task_metadata("semantic", tg.SEMANTIC_NAMES, SEM_HW),

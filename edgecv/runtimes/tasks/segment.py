@@ -79,7 +79,8 @@ def paste_masks(grids: np.ndarray, boxes: np.ndarray, info: LetterboxInfo,
 def check_mask_output(outputs: Mapping[str, np.ndarray], boxes: np.ndarray) -> np.ndarray:
     """The ``masks`` output, checked against ``boxes [B, K, 4]``: float ``[B, K, M, M']``."""
     if "masks" not in outputs:
-        raise ArtifactError(f"expected segment outputs num_dets, boxes, scores, classes, masks, found {sorted(outputs)}")
+        raise ArtifactError(f"expected segment outputs num_dets, boxes, scores, classes, masks, "
+                            f"found {sorted(outputs)}")
     masks = np.asarray(outputs["masks"])
     if masks.ndim != 4 or masks.shape[:2] != boxes.shape[:2] or min(masks.shape[2:]) < 1:
         raise ArtifactError(f"output 'masks': expected shape [{boxes.shape[0]}, {boxes.shape[1]}, M, M] "
