@@ -87,10 +87,15 @@ SEGMENT_OUTPUTS = ["num_dets", "boxes", "scores", "classes", "masks"]
 SEMANTIC_OUTPUTS = ["labels", "probs"]
 
 
-def export_task_graph(module: nn.Module, outputs: list[str], hw: tuple[int, int]) -> onnx.ModelProto:
-    """``module`` exported (TorchScript exporter, opset 17) with a dynamic batch axis."""
+def export_task_graph(module: nn.Module, outputs: list[str], hw: tuple[int, int],
+                      dynamic_hw: bool = False) -> onnx.ModelProto:
+    """``module`` exported (TorchScript exporter, opset 17) with a dynamic batch axis (and dynamic
+    height and width: ``dynamic_hw``, for the label map's last two axes too)."""
     buffer = io.BytesIO()
-    axes = {"images": {0: "batch"}, **{name: {0: "batch"} for name in outputs}}
+    size = {-2: "height", -1: "width"} if dynamic_hw else {}
+    axes = {"images": {0: "batch", **{k + 4: v for k, v in size.items()}},
+            **{name: {0: "batch", **({1: "height", 2: "width"} if dynamic_hw and name == "labels" else {}),
+                      **({2: "height", 3: "width"} if dynamic_hw and name == "probs" else {})} for name in outputs}}
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about Python values: the toys' shapes are fixed
         torch.onnx.export(module.eval(), (torch.rand(2, 3, *hw),), buffer, dynamo=False, input_names=["images"],

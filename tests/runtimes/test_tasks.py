@@ -149,6 +149,20 @@ def test_benchmark_runs_segment_and_semantic_artifacts(artifacts: dict[str, Path
         assert result.whole.p50 > 0 and result.input_size == list(SEG_HW if task == "segment" else SEM_HW)
 
 
+def test_semantic_rect_letterbox(tmp_path: Path) -> None:
+    """A dynamic-size artifact with rect=True runs a 400x300 image at 256x320 instead of 320x320:
+    the label map follows the tensor actually run."""
+    model = tg.export_task_graph(tg.ColourLabeller(), tg.SEMANTIC_OUTPUTS, (320, 320), dynamic_hw=True)
+    meta = tg.task_metadata("semantic", tg.SEMANTIC_NAMES, (320, 320), input_shape=[-1, 3, -1, -1])
+    path = tg.save_artifact(model, meta, tmp_path / "dynamic.onnx")
+    image, truth = semantic_scene()
+    with Predictor(path, rect=True) as predictor:
+        tensor, _ = predictor.prepare_tensor([image])
+        semantic = predictor(image)
+    assert tensor.shape[2:] == (256, 320) and semantic.shape == (300, 400)
+    assert float((semantic.labels == truth).mean()) > 0.995
+
+
 def test_task_options_are_checked(artifacts: dict[str, Path]) -> None:
     with pytest.raises(OptionError, match=r"task_options: expected keys among \['probs'\] for task 'semantic', "
                                           r"found \['mask_threshold'\]"):
@@ -301,3 +315,33 @@ def test_tasks_run_without_torch_onnx_or_pycocotools(artifacts: dict[str, Path])
                          timeout=120)
     assert run.returncode == 0, run.stderr
     assert "HEAVY []" in run.stdout, run.stdout
+
+
+def test_browser_view_shows_the_label_map(artifacts: dict[str, Path]) -> None:
+    """The browser sink draws a semantic result like every sink: the served JPEG is the overlay."""
+    pytest.importorskip("aiohttp")
+    import time
+    import urllib.request
+
+    from edgecv.runtimes.streams.result import StreamResult
+    from edgecv.runtimes.streams.sinks.browser import BrowserView
+
+    image, _ = semantic_scene()
+    with Predictor(artifacts["semantic-letterbox"]) as predictor:
+        semantic = predictor(image)
+    result = StreamResult(image=image, detections=Detections.empty(semantic.class_names), index=0, name="frame",
+                          timestamp=time.time(), semantic=semantic)
+    with BrowserView("127.0.0.1", 0) as view, urllib.request.urlopen(view.url + "stream.mjpg", timeout=10) as reader:
+        deadline = time.monotonic() + 10
+        while view.viewers == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        view.write(result)
+        while not reader.readline().startswith(b"--"):
+            pass
+        headers = {}
+        while (line := reader.readline().strip()):
+            key, _, value = line.decode().partition(":")
+            headers[key.lower()] = value.strip()
+        shown = cv2.imdecode(np.frombuffer(reader.read(int(headers["content-length"])), np.uint8), cv2.IMREAD_COLOR)
+    expected = annotate(image, semantic).astype(np.float32)
+    assert np.abs(shown - expected).mean() < 4 < np.abs(shown - image.astype(np.float32)).mean()
