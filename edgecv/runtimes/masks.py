@@ -11,7 +11,7 @@ integer x0, y0, x1, y1 with exclusive x1, y1). Pixels outside the crop are not i
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -123,6 +123,11 @@ class InstanceMasks:
             (x0, y0), (h, w) = self._offsets[i], self._sizes[i]
             out[i, y0:y0 + h, x0:x0 + w] = self.crop(i)
         return out
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        """Each mask at full image size, bool ``[H, W]``, one at a time (as iterating the dense array)."""
+        for i in range(len(self)):
+            yield self[i].dense()[0]
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         dense = self.dense()

@@ -103,7 +103,7 @@ class Predictor:
             self.metadata: ArtifactMetadata = self.backend.metadata
             self.task = task_for(self.metadata, str(path))
             self.task_options = resolve_task_options(self.task, task_options)
-            self.task.check_artifact(self.metadata, self.backend)
+            self.task.check_artifact(self.metadata, self.backend, self.task_options)
             if rect:
                 check_rect(self.metadata)
         except BaseException:

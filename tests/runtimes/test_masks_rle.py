@@ -82,6 +82,7 @@ def test_instance_masks_index_dense_and_area() -> None:
                         (np.array([], np.intp), [])):
         assert np.array_equal(masks[index].dense(), dense[rows])
     assert np.array_equal(InstanceMasks.from_rle(masks.to_rle()).dense(), dense)
+    assert all(np.array_equal(a, b) for a, b in zip(masks, dense)) and len(list(masks)) == 6
     with pytest.raises(ValueError, match="inside the 20x30 image"):
         InstanceMasks([np.ones((5, 5))], [[18, 0]], (30, 20))
 

@@ -169,6 +169,16 @@ def test_task_options_are_checked(artifacts: dict[str, Path]) -> None:
         Predictor(artifacts["semantic-letterbox"], task_options={"mask_threshold": 0.5})
     with pytest.raises(OptionError, match=r"task_options\['mask_threshold'\]: expected a number in \(0, 1\)"):
         Predictor(artifacts["segment-letterbox"], task_options={"mask_threshold": 2})
+    no_probs = onnx.ModelProto()
+    no_probs.CopyFrom(onnx.load(artifacts["semantic-letterbox"]))
+    del no_probs.graph.output[1]
+    path = artifacts["semantic-letterbox"].with_name("no_probs.onnx")
+    onnx.save(no_probs, path)
+    with Predictor(path) as predictor:
+        assert predictor(np.zeros((20, 30, 3), np.uint8)).probs is None
+    with pytest.raises(OptionError, match=r"task option probs: expected an artifact with a 'probs' output, "
+                                          r"found outputs \['labels'\]"):
+        Predictor(path, task_options={"probs": True})
 
 
 # --- graphs that break the contract ----------------------------------------------------------------

@@ -42,8 +42,9 @@ class Task(Protocol):
     options: Mapping[str, Any]  # option name -> default (``Predictor(task_options=...)``)
     uses_conf: bool  # whether ``conf`` means anything for its results
 
-    def check_artifact(self, metadata: ArtifactMetadata, backend: Backend) -> None:
-        """Raise :class:`ArtifactError` unless the artifact honours this task's output contract."""
+    def check_artifact(self, metadata: ArtifactMetadata, backend: Backend, options: Mapping[str, Any]) -> None:
+        """Raise :class:`ArtifactError` unless the artifact honours this task's output contract, and
+        :class:`~edgecv.errors.OptionError` for ``options`` (resolved) it cannot serve."""
 
     def postprocess(self, outputs: Mapping[str, np.ndarray], infos: Sequence[LetterboxInfo],
                     context: PostContext) -> list[Any]:

@@ -58,7 +58,7 @@ class DetectTask:
     options: Mapping[str, Any] = {}
     uses_conf = True
 
-    def check_artifact(self, metadata: ArtifactMetadata, backend: Backend) -> None:
+    def check_artifact(self, metadata: ArtifactMetadata, backend: Backend, options: Mapping[str, Any]) -> None:
         check_detection_artifact(metadata, backend)
 
     def postprocess(self, outputs: Mapping[str, np.ndarray], infos: Sequence[LetterboxInfo],

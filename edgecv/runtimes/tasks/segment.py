@@ -100,7 +100,7 @@ class SegmentTask:
     options: Mapping[str, Any] = {"mask_threshold": MASK_THRESHOLD}
     uses_conf = True
 
-    def check_artifact(self, metadata: ArtifactMetadata, backend: Backend) -> None:
+    def check_artifact(self, metadata: ArtifactMetadata, backend: Backend, options: Mapping[str, Any]) -> None:
         check_detection_artifact(metadata, backend)
         check_output_names("segment", ("num_dets", "boxes", "scores", "classes", "masks"), backend)
         check_declared_rank(backend, declared_shapes(backend.path), "masks", "[B, K, M, M]")

@@ -66,8 +66,11 @@ class SemanticTask:
     options: Mapping[str, Any] = {"probs": False}
     uses_conf = False
 
-    def check_artifact(self, metadata: ArtifactMetadata, backend: Backend) -> None:
+    def check_artifact(self, metadata: ArtifactMetadata, backend: Backend, options: Mapping[str, Any]) -> None:
         check_input(metadata, backend)
+        if options.get("probs") and "probs" not in backend.output_names:
+            raise OptionError(f"task option probs: expected an artifact with a 'probs' output, found outputs "
+                              f"{backend.output_names}")
         check_output_names("semantic", ("labels",), backend)
         shapes = declared_shapes(backend.path)
         check_declared_rank(backend, shapes, "labels", "[B, H, W]")
