@@ -355,3 +355,10 @@ def test_browser_view_shows_the_label_map(artifacts: dict[str, Path]) -> None:
         shown = cv2.imdecode(np.frombuffer(reader.read(int(headers["content-length"])), np.uint8), cv2.IMREAD_COLOR)
     expected = annotate(image, semantic).astype(np.float32)
     assert np.abs(shown - expected).mean() < 4 < np.abs(shown - image.astype(np.float32)).mean()
+
+
+def test_eval_refuses_a_semantic_artifact_in_one_line(artifacts: dict[str, Path]) -> None:
+    from edgecv.evaluation import evaluate_model
+
+    with pytest.raises(ArtifactError, match="expected a detect or segment artifact for box mAP, found task 'semantic'"):
+        evaluate_model(artifacts["semantic-letterbox"], count=2)
