@@ -163,6 +163,21 @@ def test_semantic_rect_letterbox(tmp_path: Path) -> None:
     assert float((semantic.labels == truth).mean()) > 0.995
 
 
+def test_fixed_batch_artifact_pads_and_chunks(graphs: dict[str, onnx.ModelProto], tmp_path: Path) -> None:
+    """A batch-2 artifact: one image is padded to 2 (the padding's outputs ignored), three run as 2 + 1."""
+    image, truth = semantic_scene()
+    meta = tg.task_metadata("semantic", tg.SEMANTIC_NAMES, SEM_HW, input_shape=[2, 3, *SEM_HW], dynamic=False)
+    with Predictor(tg.save_artifact(graphs["semantic"], meta, tmp_path / "b2.onnx")) as predictor:
+        assert predictor.batch_size == 2
+        single, many = predictor(image), predictor([image, image[:100], image[::2, ::2]])
+    assert isinstance(single, SemanticMap) and [m.shape for m in many] == [(300, 400), (100, 400), (150, 200)]
+    assert float((many[2].labels == truth[::2, ::2]).mean()) > 0.99
+    seg_meta = tg.task_metadata("segment", tg.SEGMENT_NAMES, SEG_HW, input_shape=[2, 3, *SEG_HW], dynamic=False)
+    with Predictor(tg.save_artifact(graphs["segment"], seg_meta, tmp_path / "seg_b2.onnx")) as predictor:
+        results = predictor([segment_scene()[0]] * 3)
+    assert [r.labels for r in results] == [["red", "blue"]] * 3
+
+
 def test_task_options_are_checked(artifacts: dict[str, Path]) -> None:
     with pytest.raises(OptionError, match=r"task_options: expected keys among \['probs'\] for task 'semantic', "
                                           r"found \['mask_threshold'\]"):
