@@ -172,11 +172,14 @@ def _views(show: bool, serve: str | None) -> list:
 
 
 def _print_result(result) -> None:
-    """One short line per frame: name, detections per class, latency."""
+    """One short line per frame: name, detections per class (label maps: share of pixels per class), latency."""
     counts: dict[str, int] = {}
     for label in result.detections.labels:
         counts[label] = counts.get(label, 0) + 1
     found = ", ".join(f"{n} {name}" for name, n in sorted(counts.items())) or "nothing"
+    if result.semantic is not None:
+        pixels = max(1, result.semantic.labels.size)
+        found = ", ".join(f"{name} {n / pixels:.0%}" for name, n in result.semantic.counts().items())
     ms = sum(result.timing.get(k, 0.0) for k in ("pre", "infer", "post"))
     dropped = f", {result.dropped} dropped" if result.dropped else ""
     console.print(escape(f"{result.name}: {found} ({ms:.1f} ms{dropped})"), highlight=False)

@@ -20,7 +20,7 @@ import numpy as np
 from rich.console import Console
 from rich.progress import Progress
 
-from edgecv.errors import DatasetError, MissingDependencyError, OptionError
+from edgecv.errors import ArtifactError, DatasetError, MissingDependencyError, OptionError
 
 Predict = Callable[[Sequence[np.ndarray]], list]
 
@@ -226,6 +226,10 @@ def evaluate_model(model: str | Path, data: str | Path = "shapes", *, count: int
         from edgecv.runtimes import Predictor
 
         predictor = Predictor(model)
+        if predictor.task.name == "semantic":  # a SemanticMap has no boxes to score
+            predictor.close()
+            raise ArtifactError(f"{model}: expected a detect or segment artifact for box mAP, found task 'semantic' "
+                                "(label maps need mIoU, which this evaluation does not compute)")
         meta = predictor.metadata
         if meta.conf_threshold > 0.01:
             console.print(f"[yellow]note:[/] the artifact filters scores below {meta.conf_threshold}; mAP is "

@@ -6,7 +6,7 @@ first use, so ``import edgecv.runtimes`` itself loads nothing heavy.
 
     from edgecv.runtimes import Predictor, predict_source
     with Predictor("model.onnx") as predictor:
-        detections = predictor(frame_bgr)          # Detections, boxes in frame pixels
+        detections = predictor(frame_bgr)          # Detections, boxes in frame pixels (semantic: SemanticMap)
         summary = predict_source(predictor, "clips/", save_dir="runs/predict")
         with predictor.stream(0) as results:       # or stream(predictor, 0): pipelined, latest frame
             for result in results: ...             # StreamResult: .image, .detections, .timing, .age
@@ -19,6 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from edgecv.runtimes.detections import Detections
+    from edgecv.runtimes.masks import InstanceMasks
+    from edgecv.runtimes.results import read_result
+    from edgecv.runtimes.semantic_map import SemanticMap
     from edgecv.runtimes.draw import annotate
     from edgecv.runtimes.predict import PredictSummary, predict_source
     from edgecv.runtimes.predictor import Predictor
@@ -32,6 +35,9 @@ if TYPE_CHECKING:
 _EXPORTS = {
     "Predictor": "edgecv.runtimes.predictor",
     "Detections": "edgecv.runtimes.detections",
+    "InstanceMasks": "edgecv.runtimes.masks",
+    "SemanticMap": "edgecv.runtimes.semantic_map",
+    "read_result": "edgecv.runtimes.results",
     "predict_source": "edgecv.runtimes.predict",
     "PredictSummary": "edgecv.runtimes.predict",
     "iter_source": "edgecv.runtimes.sources",
@@ -47,8 +53,9 @@ _EXPORTS = {
 }
 
 __all__ = [
-    "Detections", "FrameSource", "LetterboxInfo", "PredictSummary", "Predictor", "Stream", "StreamResult",
-    "annotate", "artifact_info", "iter_source", "predict_source", "preprocess_batch",
+    "Detections", "FrameSource", "InstanceMasks", "LetterboxInfo", "PredictSummary", "Predictor", "SemanticMap",
+    "Stream", "StreamResult", "annotate", "artifact_info", "iter_source", "predict_source", "preprocess_batch",
+    "read_result",
     "scale_boxes_back", "stream",
 ]
 

@@ -35,6 +35,7 @@ from rich.table import Table
 from edgecv import fileio
 from edgecv.errors import OptionError
 from edgecv.runtimes.cpu import cpu_features
+from edgecv.runtimes.detections import Detections
 from edgecv.runtimes.preprocess import preprocess_batch
 
 
@@ -161,7 +162,8 @@ def benchmark(artifact: str | os.PathLike[str], *, backend: str = "auto", device
             for which in (("whole", "bare") if i % 2 == 0 else ("bare", "whole")):
                 t0 = time.perf_counter()
                 if which == "whole":
-                    detections = sum(len(d) for d in predictor(frames))
+                    # a semantic artifact's SemanticMap has no detections to count
+                    detections = sum(len(d) for d in predictor(frames) if isinstance(d, Detections))
                 else:
                     infer(tensor)
                 times[which].append((time.perf_counter() - t0) * 1e3)

@@ -8,7 +8,10 @@ objects, no adapters. It is validated on construction so that every instance has
 * ``class_ids``  int32 ``[N]``;
 * ``class_names`` the artifact's full list of class names (``tuple[str, ...]``),
   indexed by ``class_ids``;
-* ``masks``      optional bool ``[N, H, W]`` (instance segmentation);
+* ``masks``      optional :class:`~edgecv.runtimes.masks.InstanceMasks` (instance segmentation):
+  ``N`` masks in original-image pixels, each cropped to its box and bit-packed;
+  ``masks.dense()`` gives bool ``[N, H, W]``. A dense ``[N, H, W]`` array given here is
+  converted (cropped to each mask's set pixels);
 * ``track_ids``  optional int64 ``[N]``: persistent object ids from a tracker
   (:class:`~edgecv.runtimes.streams.tracking.Tracker`), ``-1`` for a detection the tracker
   has not (yet) confirmed. ``None`` when tracking is off.
@@ -33,8 +36,14 @@ key             required   value
 ``timestamp``   no         finite number, seconds on the source's clock (streams)
 ``track_ids``   no         ``N`` integers >= 0, or null for an untracked detection (tracking;
                            ``Detections.track_ids`` holds -1 where the document has null)
-``masks``       no         ``N`` entries, one mask per detection (instance segmentation; the
-                           entry format is fixed by the issue that adds it)
+``masks``       no         ``N`` COCO RLE documents ``{"size": [H, W], "counts": "..."}``, one per
+                           detection, full-image, column-major, COMPRESSED counts string
+                           (:mod:`edgecv.runtimes.rle`; pycocotools reads them as they are)
+``semantic``    no         a label map (task ``semantic``; then ``boxes`` etc. are empty lists):
+                           ``{"size": [H, W], "classes": [{"class_id", "label", "area",
+                           "rle": {"size", "counts"}}, ...]}``, one COCO RLE per class present
+                           (COCO-stuff style), the classes' masks covering every pixel once;
+                           :meth:`edgecv.runtimes.semantic_map.SemanticMap.from_dict` reads it
 =============== ========== =====================================================================
 
 Extending it: a later feature adds its key to :data:`RESULT_KEYS` (with its check) and to
@@ -55,6 +64,8 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from edgecv.errors import ResultError
+from edgecv.runtimes.masks import InstanceMasks
+from edgecv.runtimes.rle import rle_problem
 
 #: What ``Detections[...]`` accepts: an int, a slice, a boolean mask ``[N]`` or an index array.
 IndexLike = int | slice | Sequence[int] | Sequence[bool] | np.ndarray
@@ -97,7 +108,7 @@ class Detections:
     scores: np.ndarray
     class_ids: np.ndarray
     class_names: tuple[str, ...] = ()
-    masks: np.ndarray | None = None
+    masks: InstanceMasks | None = None
     track_ids: np.ndarray | None = None
 
     def __post_init__(self) -> None:
@@ -122,11 +133,15 @@ class Detections:
             self.track_ids = track_ids
 
     @staticmethod
-    def _validated_masks(masks: Any, n: int) -> np.ndarray:
-        array = np.asarray(masks)
-        if array.ndim != 3 or array.shape[0] != n:
-            raise ValueError(f"masks: expected shape [{n}, H, W], found {tuple(array.shape)}")
-        return array if array.dtype == np.bool_ else array.astype(bool)
+    def _validated_masks(masks: Any, n: int) -> InstanceMasks:
+        if not isinstance(masks, InstanceMasks):
+            array = np.asarray(masks)
+            if array.ndim != 3 or array.shape[0] != n:
+                raise ValueError(f"masks: expected shape [{n}, H, W], found {tuple(array.shape)}")
+            masks = InstanceMasks.from_dense(array)
+        if len(masks) != n:
+            raise ValueError(f"masks: expected {n} masks (one per box), found {len(masks)}")
+        return masks
 
     @classmethod
     def empty(cls, class_names: Sequence[str] = ()) -> Detections:
@@ -164,8 +179,8 @@ class Detections:
         """The result document (schema :data:`RESULT_SCHEMA`, see the module docstring):
         ``{"schema", "boxes": [[x1, y1, x2, y2], ...], "scores", "class_ids", "labels"}``.
 
-        Boxes are rounded to 3 decimals and scores to 5 (float32 noise only). Masks are not
-        included (they would dwarf the rest); read ``.masks`` directly. With ``track_ids``,
+        Boxes are rounded to 3 decimals and scores to 5 (float32 noise only). With masks, the
+        document has ``"masks"``: one COCO RLE per detection (compressed counts). With ``track_ids``,
         the document has ``"track_ids"``: the ids, null where a detection is untracked (-1).
         """
         doc: dict[str, Any] = {
@@ -177,6 +192,8 @@ class Detections:
         }
         if self.track_ids is not None:
             doc["track_ids"] = [None if i < 0 else i for i in self.track_ids.tolist()]
+        if self.masks is not None:
+            doc["masks"] = self.masks.to_rle()
         return doc
 
     def to_json(self) -> str:
@@ -214,11 +231,17 @@ class Detections:
         track_ids = doc.get("track_ids")
         if track_ids is not None:
             track_ids = np.asarray([-1 if i is None else i for i in track_ids], np.int64)
+        masks = None
+        if doc.get("masks") is not None:
+            try:
+                masks = InstanceMasks.from_rle(doc["masks"])
+            except ValueError as exc:
+                raise ResultError(f"result document: masks: {exc}") from exc
         return cls(boxes, np.asarray(doc["scores"], np.float32), np.asarray(ids, np.int32), names,
-                   track_ids=track_ids)
+                   masks=masks, track_ids=track_ids)
 
     def __repr__(self) -> str:
-        extra = "" if self.masks is None else f", masks={tuple(self.masks.shape)}"
+        extra = "" if self.masks is None else f", masks={self.masks.shape} ({self.masks.nbytes} bytes)"
         if self.track_ids is not None:
             extra += f", track_ids={self.track_ids[:5].tolist()}{'...' if len(self) > 5 else ''}"
         return f"Detections(n={len(self)}, labels={self.labels[:5]}{'...' if len(self) > 5 else ''}{extra})"
@@ -264,8 +287,29 @@ RESULT_KEYS: dict[str, tuple[bool, Callable[[Any, int], str | None]]] = {
     "timestamp": (False, _single(_finite, "a finite number (seconds)")),
     "track_ids": (False, _per_detection(lambda v: v is None or (_integer(v) and v >= 0),
                                             "integers or null (ids >= 0; null: untracked)")),
-    "masks": (False, _per_detection(lambda v: True, "entries")),
+    "masks": (False, _per_detection(lambda v: rle_problem(v) is None,
+                                    'COCO RLE objects {"size": [H, W], "counts": ...}')),
+    "semantic": (False, lambda v, n: _semantic_problem(v)),
 }
+
+
+def _semantic_problem(value: Any) -> str | None:
+    """None when ``value`` is a ``semantic`` entry (module docstring), else what was expected."""
+    expected = ('{"size": [H, W], "classes": [{"class_id": int >= 0, "label": str, "area": int >= 0, '
+                '"rle": COCO RLE}, ...]}')
+    if not isinstance(value, dict) or set(value) != {"size", "classes"} or not isinstance(value["classes"], list):
+        return expected
+    size = value["size"]
+    if not (isinstance(size, list) and len(size) == 2 and all(_integer(v) and v > 0 for v in size)):
+        return expected
+    for entry in value["classes"]:
+        ok = (isinstance(entry, dict) and set(entry) == {"class_id", "label", "area", "rle"}
+              and _integer(entry["class_id"]) and entry["class_id"] >= 0 and isinstance(entry["label"], str)
+              and _integer(entry["area"]) and entry["area"] >= 0 and rle_problem(entry["rle"]) is None
+              and entry["rle"]["size"] == size)
+        if not ok:
+            return expected
+    return None
 
 
 def check_result(doc: Any, *, strict: bool = True) -> list[str]:

@@ -1,4 +1,9 @@
-"""Draw :class:`~edgecv.runtimes.detections.Detections` and a stats overlay on BGR images with OpenCV.
+"""Draw results (:class:`~edgecv.runtimes.detections.Detections` with their instance masks, or a
+:class:`~edgecv.runtimes.semantic_map.SemanticMap`) and a stats overlay on BGR images with OpenCV.
+
+Instance masks are translucent fills in their detection's colour, under the box and label; a
+label map is a translucent colour overlay (class colours, a class named ``background`` left
+clear) with a small legend of the classes present, largest first.
 
 Readable at any resolution: line width and text size follow the image's short side
 (:meth:`DrawStyle.for_image`), so a 320x240 frame and a 1080p frame carry labels of the same
@@ -16,6 +21,8 @@ import numpy as np
 
 from edgecv.runtimes.detections import Detections
 from edgecv.runtimes.image import to_bgr_uint8
+from edgecv.runtimes.masks import InstanceMasks
+from edgecv.runtimes.semantic_map import SemanticMap
 
 #: BGR colours, one per class id (cycled). Distinct, saturated, readable with black or white text.
 PALETTE: tuple[tuple[int, int, int], ...] = (
@@ -106,25 +113,27 @@ def detection_label(label: str, score: float, track_id: int | None = None) -> st
     return text if track_id is None or track_id < 0 else f"#{track_id} {text}"
 
 
-def annotate(image: np.ndarray, detections: Detections, *, line_width: int | None = None,
+def annotate(image: np.ndarray, detections: Detections | SemanticMap, *, line_width: int | None = None,
              show_labels: bool = True, mask_alpha: float = 0.4) -> np.ndarray:
-    """Return a BGR uint8 copy of ``image`` with boxes, labels and masks drawn.
+    """Return a BGR uint8 copy of ``image`` with the result drawn.
 
     ``image`` is anything :func:`~edgecv.runtimes.image.to_bgr_uint8` accepts; boxes are xyxy
     in its pixels (as a predictor returns them). Labels read ``"name score"``, prefixed with
     ``#id`` for tracked detections (``detections.track_ids`` >= 0), whose box and label take the
     track's colour; untracked ones take their class colour. ``line_width`` defaults to
-    :meth:`DrawStyle.for_image`. Masks, when present and of the image's size, are blended in.
+    :meth:`DrawStyle.for_image`. Instance masks of the image's size are filled in the detection's
+    colour with ``mask_alpha``; a :class:`SemanticMap` goes to :func:`annotate_semantic`.
     """
+    if isinstance(detections, SemanticMap):
+        return annotate_semantic(image, detections, alpha=mask_alpha, show_legend=show_labels)
     canvas = to_bgr_uint8(image)[0].copy()
     h, w = canvas.shape[:2]
     style = DrawStyle.for_image(h, w, line_width)
     track_ids = detections.track_ids if detections.track_ids is not None else np.full(len(detections), -1)
     colors = [track_color(t) if t >= 0 else class_color(c) for t, c in zip(track_ids.tolist(),
                                                                            detections.class_ids.tolist())]
-    if detections.masks is not None and detections.masks.shape[1:] == (h, w):
-        for mask, color in zip(detections.masks, colors):
-            canvas[mask] = (canvas[mask] * (1 - mask_alpha) + np.array(color) * mask_alpha).astype(np.uint8)
+    if detections.masks is not None and detections.masks.image_shape == (h, w):
+        fill_masks(canvas, detections.masks, colors, mask_alpha)
     boxes = [tuple(round(v) for v in box) for box in detections.boxes.tolist()]
     for box, color in zip(boxes, colors):
         # LINE_8: box sides are axis-aligned, so anti-aliasing only blurs them (a 1 px line turns to a smear)
@@ -134,6 +143,75 @@ def annotate(image: np.ndarray, detections: Detections, *, line_width: int | Non
         for i, (box, score) in enumerate(zip(boxes, detections.scores.tolist())):
             _draw_label(canvas, detection_label(labels[i], score, int(track_ids[i])), box, colors[i], style)
     return canvas
+
+
+def fill_masks(canvas: np.ndarray, masks: InstanceMasks, colors: Sequence[tuple[int, int, int]],
+               alpha: float) -> None:
+    """Blend each mask into ``canvas`` (BGR uint8, the masks' image size) in its colour, IN PLACE;
+    only each mask's crop is touched (OpenCV blends the crop, the mask picks the pixels)."""
+    for i, ((x0, y0), color) in enumerate(zip(masks.offsets.tolist(), colors)):
+        crop = masks.crop(i)
+        if not crop.any():
+            continue
+        region = canvas[y0:y0 + crop.shape[0], x0:x0 + crop.shape[1]]
+        tint = tuple(float(v) * alpha for v in color) + (0.0,)
+        blended = cv2.add(cv2.convertScaleAbs(region, alpha=1.0 - alpha), tint)  # region * (1 - a) + colour * a
+        cv2.copyTo(blended, crop.view(np.uint8), region)  # in place into the canvas view, masked pixels only
+
+
+def _is_background(name: str) -> bool:
+    return name.strip("_ ").lower() in ("background", "bg", "void")
+
+
+def annotate_semantic(image: np.ndarray, semantic: SemanticMap, *, alpha: float = 0.45,
+                      show_legend: bool = True, legend_rows: int = 12) -> np.ndarray:
+    """Return a BGR uint8 copy of ``image`` with ``semantic``'s label map as a translucent overlay
+    (:func:`class_color` per class; a class named ``background`` / ``bg`` / ``void`` is left clear)
+    and a legend (bottom-left, at most ``legend_rows`` classes, largest area first).
+
+    The label map must have the image's size (it does when it comes from a predictor)."""
+    canvas = to_bgr_uint8(image)[0].copy()
+    h, w = canvas.shape[:2]
+    if semantic.shape != (h, w):
+        raise ValueError(f"annotate_semantic: expected a label map of the image's size {h}x{w}, "
+                         f"found {semantic.shape[0]}x{semantic.shape[1]}")
+    area = semantic.area()
+    present = [c for c in np.flatnonzero(area).tolist() if not _is_background(semantic.name_of(c))]
+    lut = np.zeros((len(area), 3), np.uint8)
+    painted = np.zeros(len(area), bool)
+    for c in present:
+        lut[c], painted[c] = class_color(c), True
+    blended = cv2.addWeighted(canvas, 1.0 - alpha, lut[semantic.labels], alpha, 0.0)
+    cv2.copyTo(blended, painted[semantic.labels].view(np.uint8), canvas)  # in place
+    if show_legend and present:
+        order = sorted(present, key=lambda c: -area[c])[:legend_rows]
+        _draw_legend(canvas, [(semantic.name_of(c), class_color(c), area[c] / (h * w)) for c in order])
+    return canvas
+
+
+def _draw_legend(canvas: np.ndarray, entries: Sequence[tuple[str, tuple[int, int, int], float]]) -> None:
+    """A dark panel in the bottom-left corner: a colour swatch, the class name and its share of the
+    image per entry, sized like every label (:meth:`DrawStyle.for_image`); rows that do not fit the
+    frame's height are left out."""
+    h, w = canvas.shape[:2]
+    style = DrawStyle.for_image(h, w)
+    _, line_h, baseline = style.text_size("Hg")
+    step = line_h + baseline + style.pad
+    entries = list(entries)[: max(0, (h - 2 * style.pad) // step)]
+    if not entries:
+        return
+    texts = [f"{name} {share:.0%}" for name, _, share in entries]
+    swatch = line_h
+    panel_w = min(w, swatch + 3 * style.pad + max(style.text_size(t)[0] for t in texts))
+    panel_h = min(h, step * len(entries) + 2 * style.pad)
+    y0 = h - panel_h
+    panel = canvas[y0:, :panel_w]
+    panel[:] = (panel * 0.35).astype(np.uint8)
+    for k, ((_, color, _), text) in enumerate(zip(entries, texts)):
+        top = y0 + style.pad + k * step
+        cv2.rectangle(canvas, (style.pad, top), (style.pad + swatch, top + line_h), color, cv2.FILLED)
+        cv2.putText(canvas, text, (2 * style.pad + swatch + style.pad, top + line_h), _FONT, style.font_scale,
+                    (255, 255, 255), style.text_thickness, cv2.LINE_AA)
 
 
 #: ``draw_overlay`` corners.

@@ -48,6 +48,22 @@ def check_detection_outputs(outputs: Mapping[str, np.ndarray]) -> tuple[np.ndarr
     return num_dets.reshape(-1), boxes, scores, classes
 
 
+def kept_rows(num_dets: np.ndarray, scores: np.ndarray, classes: np.ndarray, i: int,
+              class_names: tuple[str, ...], conf: float | None) -> np.ndarray:
+    """Indices (int ``[n]``) of batch item ``i``'s valid rows (``num_dets``) scoring at least ``conf``.
+
+    Raises:
+        ArtifactError: a valid row's class id is outside ``class_names``.
+    """
+    n = int(min(max(int(num_dets[i]), 0), scores.shape[1]))
+    item_scores, item_classes = scores[i, :n], classes[i, :n]
+    if n and class_names and (item_classes.min() < 0 or item_classes.max() >= len(class_names)):
+        raise ArtifactError(f"output 'classes': expected ids in [0, {len(class_names) - 1}] (the metadata's "
+                            f"class_names), found [{item_classes.min()}, {item_classes.max()}]")
+    rows = np.arange(n)
+    return rows if conf is None else rows[item_scores >= conf]
+
+
 def to_detections(
     outputs: Mapping[str, np.ndarray],
     infos: Sequence[LetterboxInfo],
@@ -64,16 +80,11 @@ def to_detections(
         raise ArtifactError(f"expected outputs for a batch of at least {len(infos)}, found batch {boxes.shape[0]}")
     results = []
     for i, info in enumerate(infos):
-        n = int(min(max(int(num_dets[i]), 0), boxes.shape[1]))
-        item_scores, item_classes = scores[i, :n], classes[i, :n]
-        if n and class_names and (item_classes.min() < 0 or item_classes.max() >= len(class_names)):
-            raise ArtifactError(f"output 'classes': expected ids in [0, {len(class_names) - 1}] (the metadata's "
-                                f"class_names), found [{item_classes.min()}, {item_classes.max()}]")
-        keep = slice(None) if conf is None else item_scores >= conf
+        rows = kept_rows(num_dets, scores, classes, i, class_names, conf)
         results.append(Detections(
-            scale_boxes_back(boxes[i, :n][keep], info),
-            item_scores[keep].astype(np.float32, copy=False),
-            item_classes[keep].astype(np.int32, copy=False),
+            scale_boxes_back(boxes[i, rows], info),
+            scores[i, rows].astype(np.float32, copy=False),
+            classes[i, rows].astype(np.int32, copy=False),
             class_names,
         ))
     return results

@@ -1,8 +1,13 @@
-"""One predictor over every backend: image(s) in, :class:`Detections` in original pixels out.
+"""One predictor over every backend: image(s) in, the task's result in original pixels out.
 
     with Predictor("model.onnx") as predictor:
-        dets = predictor(cv2.imread("photo.jpg"))          # Detections
+        dets = predictor(cv2.imread("photo.jpg"))          # Detections (task detect / segment)
         many = predictor([frame_a, frame_b, frame_c])      # list[Detections]
+
+The artifact's ``task`` picks the output contract and the post-processing
+(:mod:`edgecv.runtimes.tasks`): ``detect`` -> :class:`Detections`, ``segment`` ->
+:class:`Detections` with :class:`~edgecv.runtimes.masks.InstanceMasks`, ``semantic`` ->
+:class:`~edgecv.runtimes.semantic_map.SemanticMap`.
 
 Pre- and post-processing (:mod:`~edgecv.runtimes.preprocess`,
 :mod:`~edgecv.runtimes.postprocess`) are shared and backend-agnostic; the backend only runs
@@ -22,56 +27,24 @@ from typing import Any, Sequence, overload
 
 import numpy as np
 
-from edgecv.errors import ArtifactError, OptionError
-from edgecv.metadata import DETECTION_OUTPUTS, ArtifactMetadata
+from edgecv.errors import OptionError
+from edgecv.metadata import ArtifactMetadata
 from edgecv.runtimes.backends import Backend, open_backend
 from edgecv.runtimes.detections import Detections
 from edgecv.runtimes.image import DEFAULT_MAX_PIXELS, ConversionNotes, check_max_pixels, read_image, to_bgr_uint8
-from edgecv.runtimes.onnx_graph import nms_class_count
 from edgecv.runtimes.lineage import warn_if_stale
-from edgecv.runtimes.postprocess import to_detections
-from edgecv.runtimes.preprocess import LetterboxInfo, check_rect, input_hw, normalisation, preprocess_batch
+from edgecv.runtimes.preprocess import LetterboxInfo, check_rect, input_hw, preprocess_batch
+from edgecv.runtimes.semantic_map import SemanticMap
+from edgecv.runtimes.tasks import PostContext, task_for
+from edgecv.runtimes.tasks import task_options as resolve_task_options
+# the detect task's check, re-exported for callers of its old home
+from edgecv.runtimes.tasks.detect import check_detection_artifact, graph_class_count  # noqa: F401
 
 #: What one input may be: an image array (see :func:`~edgecv.runtimes.image.to_bgr_uint8`) or an image file path.
 ImageInput = np.ndarray | str | os.PathLike
 
-
-def check_detection_artifact(metadata: ArtifactMetadata, backend: Backend) -> None:
-    """Raise :class:`ArtifactError` unless the artifact is a detector this runtime can drive."""
-    source = str(backend.path)
-    if metadata.task != "detect":
-        raise ArtifactError(f"{source}: expected task 'detect', found {metadata.task!r} "
-                            "(this runtime does not run segmentation artifacts yet)")
-    if backend.input_names != [metadata.input_name]:
-        raise ArtifactError(f"{source}: expected one model input {metadata.input_name!r} (from the metadata), "
-                            f"found {backend.input_names}")
-    missing = [name for name in DETECTION_OUTPUTS if name not in backend.output_names]
-    if missing:
-        raise ArtifactError(f"{source}: expected detection outputs {list(DETECTION_OUTPUTS)}, "
-                            f"found {backend.output_names}")
-    if len(metadata.input_shape) != 4 or metadata.input_shape[1] != 3:
-        raise ArtifactError(f"{source}: expected input_shape [B, 3, H, W], found {metadata.input_shape}")
-    if not metadata.class_names:
-        raise ArtifactError(f"{source}: expected class_names in the metadata, found none")
-    input_hw(metadata)
-    normalisation(metadata)
-    classes = graph_class_count(Path(backend.path))
-    if classes is not None and classes != len(metadata.class_names):
-        raise ArtifactError(f"{source}: expected {classes} class_names (the graph scores {classes} classes), "
-                            f"found {len(metadata.class_names)} in the metadata: {list(metadata.class_names)[:10]}")
-
-
-def graph_class_count(path: Path) -> int | None:
-    """The class dimension an ONNX detection graph states (:func:`~edgecv.runtimes.onnx_graph.nms_class_count`),
-    or None: for a non-ONNX artifact (a TensorRT engine), a graph that states none (then class ids
-    beyond ``class_names`` raise :class:`ArtifactError` in post-processing, at run time), or a file
-    this reader cannot parse (the backend that opened it reports real corruption)."""
-    if path.suffix.lower() != ".onnx":
-        return None
-    try:
-        return nms_class_count(path)
-    except (ValueError, OSError):
-        return None
+#: What a prediction returns per image, following the artifact's task (see the module docstring).
+Result = Detections | SemanticMap
 
 
 def check_conf(conf: float | None) -> float | None:
@@ -83,7 +56,7 @@ def check_conf(conf: float | None) -> float | None:
 
 
 class Predictor:
-    """Run an edgecv detection artifact.
+    """Run an edgecv artifact (task ``detect``, ``segment`` or ``semantic``).
 
     Args:
         path: the artifact (``.onnx``).
@@ -103,9 +76,13 @@ class Predictor:
         max_pixels: largest image file decoded for path inputs, in pixels (checked on the file
             header first; ``None``: no limit); see :func:`~edgecv.runtimes.image.read_image`.
             ``predict_source`` applies it to its sources too.
+        task_options: options of the artifact's task (:mod:`edgecv.runtimes.tasks`): ``semantic``:
+            ``{"probs": True}`` adds class probabilities to each :class:`SemanticMap`; ``segment``:
+            ``{"mask_threshold": 0.5}``. Unknown keys are an :class:`~edgecv.errors.OptionError`.
 
     Attributes:
         metadata: the artifact's :class:`~edgecv.metadata.ArtifactMetadata`.
+        task: the artifact's :class:`~edgecv.runtimes.tasks.base.Task` (``task.name``).
         backend: the opened :class:`~edgecv.runtimes.backends.Backend`.
         batch_size: the artifact's fixed batch size, or ``None`` if the batch axis is dynamic.
 
@@ -116,14 +93,17 @@ class Predictor:
     def __init__(self, path: str | os.PathLike[str], *, backend: str = "auto", device: str | None = None,
                  threads: int | None = None, conf: float | None = None,
                  backend_options: dict[str, Any] | None = None, rect: bool = False,
-                 max_pixels: int | None = DEFAULT_MAX_PIXELS) -> None:
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS,
+                 task_options: dict[str, Any] | None = None) -> None:
         self.conf = check_conf(conf)
         self.max_pixels = check_max_pixels(max_pixels)
         self.backend: Backend = open_backend(path, backend, device=device, threads=threads,
                                              **dict(backend_options or {}))
         try:
             self.metadata: ArtifactMetadata = self.backend.metadata
-            check_detection_artifact(self.metadata, self.backend)
+            self.task = task_for(self.metadata, str(path))
+            self.task_options = resolve_task_options(self.task, task_options)
+            self.task.check_artifact(self.metadata, self.backend, self.task_options)
             if rect:
                 check_rect(self.metadata)
         except BaseException:
@@ -140,14 +120,15 @@ class Predictor:
         self._warn_if_conf_ineffective(self.conf)
 
     @overload
-    def __call__(self, images: ImageInput, *, conf: float | None = None) -> Detections: ...
+    def __call__(self, images: ImageInput, *, conf: float | None = None) -> Result: ...
 
     @overload
-    def __call__(self, images: Sequence[ImageInput], *, conf: float | None = None) -> list[Detections]: ...
+    def __call__(self, images: Sequence[ImageInput], *, conf: float | None = None) -> list[Result]: ...
 
     def __call__(self, images: ImageInput | Sequence[ImageInput], *, conf: float | None = None
-                 ) -> Detections | list[Detections]:
-        """Detect objects in one image (-> :class:`Detections`) or a list of images (-> list, same order).
+                 ) -> Result | list[Result]:
+        """Predict one image (-> the task's result: :class:`Detections` or :class:`SemanticMap`) or
+        a list of images (-> list, same order). ``conf`` means nothing to a semantic artifact.
 
         ``conf`` overrides the predictor's ``conf`` for this call. A list runs in batches:
         chunks of ``batch_size`` (the last one zero-padded) for a fixed-batch artifact, all at
@@ -157,12 +138,12 @@ class Predictor:
             return self.predict_batch(images, conf=conf)
         return self.predict_batch([images], conf=conf)[0]
 
-    def predict_batch(self, images: Sequence[ImageInput], *, conf: float | None = None) -> list[Detections]:
+    def predict_batch(self, images: Sequence[ImageInput], *, conf: float | None = None) -> list[Result]:
         """The list form of :meth:`__call__`."""
         return self.predict_timed(images, conf=conf)[0]
 
     def predict_timed(self, images: Sequence[ImageInput], *, conf: float | None = None
-                      ) -> tuple[list[Detections], dict[str, float]]:
+                      ) -> tuple[list[Result], dict[str, float]]:
         """:meth:`predict_batch` plus this call's timing: ``{"preprocess_ms", "infer_ms",
         "postprocess_ms", "total_ms", "images"}`` (milliseconds, summed over the call's batches)."""
         conf = self.conf if conf is None else check_conf(conf)
@@ -171,7 +152,7 @@ class Predictor:
         frames = [self._prepare(image) for image in images]
         timing = {"preprocess_ms": (time.perf_counter() - start) * 1e3, "infer_ms": 0.0, "postprocess_ms": 0.0}
         step = self.batch_size or max(1, len(frames))
-        results: list[Detections] = []
+        results: list[Result] = []
         for first in range(0, len(frames), step):
             t0 = time.perf_counter()
             tensor, infos = preprocess_batch(frames[first:first + step], self.metadata, self.batch_size,
@@ -196,14 +177,16 @@ class Predictor:
         return preprocess_batch(frames, self.metadata, self.batch_size, rect=self.rect)
 
     def run_tensor(self, tensor: np.ndarray, infos: Sequence[LetterboxInfo], *, conf: float | None = None
-                   ) -> tuple[list[Detections], dict[str, float]]:
-        """Second half: infer ``tensor`` and post-process into :class:`Detections` in original
+                   ) -> tuple[list[Result], dict[str, float]]:
+        """Second half: infer ``tensor`` and post-process into the task's results in original
         pixels (one per ``infos`` entry); timing ``{"infer_ms", "postprocess_ms"}`` of this call."""
         conf = self.conf if conf is None else check_conf(conf)
         t1 = time.perf_counter()
         outputs = self.backend.infer(tensor)
         t2 = time.perf_counter()
-        detections = to_detections(outputs, infos, self.class_names, conf)
+        net_hw = (int(tensor.shape[2]), int(tensor.shape[3]))
+        context = PostContext(self.class_names, conf, net_hw, self.task_options)
+        detections = self.task.postprocess(outputs, infos, context)
         t3 = time.perf_counter()
         return detections, {"infer_ms": (t2 - t1) * 1e3, "postprocess_ms": (t3 - t2) * 1e3}
 
@@ -216,7 +199,7 @@ class Predictor:
 
     def _warn_if_conf_ineffective(self, conf: float | None) -> None:
         baked = float(self.metadata.conf_threshold)
-        if conf is not None and conf < baked and not self._warned_conf:
+        if conf is not None and conf < baked and not self._warned_conf and self.task.uses_conf:
             self._warned_conf = True
             warnings.warn(f"edgecv: conf {conf} is below the threshold {baked} baked into {self.path.name}; "
                           f"scores below {baked} were already dropped in the graph (re-export to lower it)",

@@ -70,7 +70,8 @@ def test_masks_are_bool_and_indexed() -> None:
     dets = Detections(np.zeros((3, 4)), np.ones(3), [0, 1, 2], NAMES, masks)
     assert dets.masks is not None and dets.masks.dtype == np.bool_
     sub = dets[[1]]
-    assert sub.masks is not None and sub.masks.shape == (1, 8, 8) and sub.masks.sum() == 4
+    assert sub.masks is not None and sub.masks.shape == (1, 8, 8) and sub.masks.area().tolist() == [4]
+    assert np.asarray(sub.masks).sum() == 4 and sub.masks.dense()[0, 2:4, 2:4].all()  # dense on request
 
 
 def test_labels_and_json_roundtrip() -> None:

@@ -120,7 +120,8 @@ def test_path_input_and_float_image_error(toy_artifact: Path, chelsea_bgr: np.nd
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"task": "semantic"}, "expected task 'detect', found 'semantic'"),
+        ({"task": "semantic"}, r"expected semantic outputs \['labels'\], found \['num_dets'.*missing \['labels'\]"),
+        ({"task": "segment"}, r"expected segment outputs .*missing \['masks'\]"),
         ({"input_name": "input"}, r"expected one model input 'input'.*found \['images'\]"),
         ({"class_names": []}, "class_names: expected a non-empty list of strings, found \\[\\]"),
         ({"color_order": "HSV"}, "color_order"),

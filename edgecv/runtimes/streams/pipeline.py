@@ -35,7 +35,8 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from edgecv.errors import OptionError
 from edgecv.runtimes.detections import Detections
-from edgecv.runtimes.predictor import Predictor, check_conf
+from edgecv.runtimes.predictor import Predictor, Result, check_conf
+from edgecv.runtimes.semantic_map import SemanticMap
 from edgecv.runtimes.streams.readers import Captured, StreamSource, check_policy, open_source
 from edgecv.runtimes.streams.result import Sink, StreamResult
 from edgecv.runtimes.streams.signals import SigtermAsInterrupt
@@ -135,7 +136,7 @@ class _Pipeline:
             captured.tensor, captured.infos = self.predictor.prepare_tensor([captured.image])
             captured.pre_ms = (time.perf_counter() - start) * 1e3
 
-    def infer(self, batch: list[Captured]) -> list[tuple[Captured, Detections, dict[str, float]]]:
+    def infer(self, batch: list[Captured]) -> list[tuple[Captured, Result, dict[str, float]]]:
         """Pre-process + infer + post-process ``batch``; each frame gets its share of the timing."""
         if len(batch) == 1 and batch[0].tensor is not None:
             done = batch[0]
@@ -148,15 +149,19 @@ class _Pipeline:
         share = {k: v / len(batch) for k, v in share.items()}
         return [(c, d, {"read": c.read_ms, **share}) for c, d in zip(batch, detections)]
 
-    def emit(self, captured: Captured, detections: Detections, timing: dict[str, float]) -> StreamResult:
-        """Track, build the result, hand it to every sink in order."""
-        if self.tracker is not None:
+    def emit(self, captured: Captured, detections: Result, timing: dict[str, float]) -> StreamResult:
+        """Track, build the result, hand it to every sink in order (a label map rides in
+        ``StreamResult.semantic`` beside empty detections: nothing to track)."""
+        semantic = detections if isinstance(detections, SemanticMap) else None
+        if semantic is not None:
+            detections = Detections.empty(semantic.class_names)
+        elif self.tracker is not None:
             start = time.perf_counter()
             detections = self.tracker.update(detections, captured.timestamp)
             timing["track"] = (time.perf_counter() - start) * 1e3
         result = StreamResult(image=captured.image, detections=detections, index=captured.index,
                               name=captured.name, timestamp=captured.timestamp, media_time=captured.media_time,
-                              timing=timing, dropped=captured.dropped, gap=captured.gap)
+                              timing=timing, dropped=captured.dropped, gap=captured.gap, semantic=semantic)
         start = time.perf_counter()
         for sink in self.sinks:
             sink.write(result)

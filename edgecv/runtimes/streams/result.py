@@ -13,6 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from edgecv.runtimes.detections import Detections
+from edgecv.runtimes.semantic_map import SemanticMap
 
 #: ``policy`` values: ``latest`` keeps only the newest captured frame (live sources: no queue to
 #: lag behind, dropped frames counted); ``every`` processes every frame in order (files).
@@ -44,6 +45,11 @@ class StreamResult:
     milliseconds (keys among ``read``, ``pre``, ``infer``, ``post``, ``track``, ``sinks``).
     ``dropped`` counts frames the ``latest`` policy skipped before this one; ``gap`` is set on the
     first frame after a gap.
+
+    Tasks: for ``detect`` and ``segment`` artifacts the result is ``detections`` (with
+    ``masks`` for ``segment``). For a ``semantic`` artifact, ``semantic`` holds the
+    :class:`~edgecv.runtimes.semantic_map.SemanticMap` and ``detections`` is empty, so code that
+    only knows detections keeps working; :attr:`result` is the task's result either way.
     """
 
     image: np.ndarray
@@ -56,10 +62,16 @@ class StreamResult:
     timing: dict[str, float] = field(default_factory=dict)
     dropped: int = 0
     gap: Gap | None = None
+    semantic: SemanticMap | None = None  # task semantic: the label map (then detections is empty)
+
+    @property
+    def result(self) -> Detections | SemanticMap:
+        """The task's result: :attr:`semantic` for a semantic artifact, else :attr:`detections`."""
+        return self.semantic if self.semantic is not None else self.detections
 
     def to_dict(self) -> dict[str, Any]:
         """One line of a stream's jsonl: the ``edgecv.result/1`` document plus frame fields."""
-        doc = self.detections.to_dict()
+        doc = self.result.to_dict()
         doc.update(name=self.name, frame_index=self.index, timestamp=round(self.timestamp, 6))
         return doc
 

@@ -282,7 +282,7 @@ class BrowserView:
             self.frames_written += 1
         if self._closed or self.viewers == 0:  # nobody watches: no encode at all
             return
-        ok, buf = cv2.imencode(".jpg", annotate(result.image, result.detections),
+        ok, buf = cv2.imencode(".jpg", annotate(result.image, result.result),
                                [cv2.IMWRITE_JPEG_QUALITY, self.quality])
         if not ok:  # an image OpenCV cannot encode is a bug upstream, not a viewer's problem
             log.warning("browser view: JPEG encode failed for frame %s", result.index)

@@ -13,7 +13,7 @@ from edgecv.runtimes.streams.result import StreamResult
 
 
 class ImagesSink:
-    """Saves ``annotate(result.image, result.detections)`` as ``folder / result.name``.
+    """Saves ``annotate(result.image, result.result)`` as ``folder / result.name``.
 
     ``result.name`` is the image's path relative to its source folder (``sub/b.png``); a format
     OpenCV reads but cannot write falls back to PNG. Files are finished outputs: written
@@ -26,7 +26,7 @@ class ImagesSink:
 
     def write(self, result: StreamResult) -> None:
         path = self.folder / result.name
-        image = annotate(result.image, result.detections)
+        image = annotate(result.image, result.result)
         ok, data = cv2.imencode(path.suffix, image)
         if not ok:
             path = path.with_suffix(".png")

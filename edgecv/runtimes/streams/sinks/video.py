@@ -41,7 +41,7 @@ def measured_fps(timestamps: list[float]) -> float:
 
 
 class VideoSink:
-    """Appends ``annotate(result.image, result.detections)`` (or the raw frame, ``draw=False``)
+    """Appends ``annotate(result.image, result.result)`` (or the raw frame, ``draw=False``)
     to ``path``; frames of another size are resized to the first frame's.
 
     Args:
@@ -74,7 +74,7 @@ class VideoSink:
         self._held: list[tuple[float, np.ndarray]] = []  # (capture time, frame) while measuring the rate
 
     def write(self, result: StreamResult) -> None:
-        image = annotate(result.image, result.detections) if self.draw else result.image
+        image = annotate(result.image, result.result) if self.draw else result.image
         if self._writer is None and self.fps is None:
             self._held.append((result.timestamp, image))
             span = result.timestamp - self._held[0][0]

@@ -171,7 +171,7 @@ class WindowView:
         if self._last is not None and now > self._last:  # exponential average: steady, yet follows changes
             self._fps = 0.9 * self._fps + 0.1 / (now - self._last) if self._fps else 1.0 / (now - self._last)
         self._last = now
-        canvas = annotate(result.image, result.detections)
+        canvas = annotate(result.image, result.result)
         infer = result.timing.get("infer")
         text = f"{self._fps:.1f} FPS  latency {result.age * 1000:.0f} ms" + (
             f"  infer {infer:.0f} ms" if infer is not None else "") + (
