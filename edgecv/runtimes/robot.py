@@ -1,0 +1,391 @@
+"""Inference beside a robot's control loop: a background predictor that the loop polls.
+
+    from edgecv.runtimes import BackgroundPredictor
+    with BackgroundPredictor("model.onnx", 0, rate=15) as perception:  # camera 0, at most 15 inferences/s
+        while running:                                       # the robot's own fixed-rate loop
+            seen = perception.latest(max_age=0.2)            # never blocks; None: nothing that fresh
+            if seen is not None and seen.seq != last_seq:    # a new result
+                last_seq = seen.seq
+                steer(seen.detections)                       # Detections in frame pixels
+            if perception.health().period_met is False: ...
+
+It sits on the stream pipeline (``streams/pipeline.py``: capture, infer and sink threads): the
+newest result is published into a one-slot mailbox that :meth:`BackgroundPredictor.latest` reads
+without a lock, so a poll costs microseconds whatever inference is doing. Each result gets a
+sequence number (1, 2, ...; the same result read twice keeps its number); its ``age`` is measured
+on this process's monotonic clock from the moment its frame was read, so a source whose timestamps
+are in the past (a recording's stamps) still ages correctly.
+
+Knobs for sharing 2-8 cores with the robot's own threads (defaults chosen for that):
+
+* ``rate`` (Hz): at most this many inferences per second; the infer thread waits before it takes
+  the next frame (so the frame it takes is the newest), it never waits on a frame it already holds.
+* ``threads``: ONNX Runtime intra-op threads (1 by default: the other cores stay with the robot).
+* ``spinning``: ONNX Runtime's idle threads busy-wait by default; off here (measured: spinning
+  costs a 100 Hz loop in the same process milliseconds of p99 lateness, ``bench_control_loop.py``).
+
+Recordings (a video file, or any source that is not live) are replayed at their recorded pace by
+default (``realtime=True``: media time, else the frames' own timestamps), so a replay behaves like
+the camera it was recorded with. A process that never calls :meth:`close` still stops cleanly at
+exit; while it runs, SIGTERM reaches the main thread as ``KeyboardInterrupt`` (see ``signals.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import threading
+import time
+import weakref
+from collections import deque
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from edgecv.errors import OptionError
+from edgecv.runtimes.detections import Detections
+from edgecv.runtimes.predictor import Predictor
+from edgecv.runtimes.streams.pipeline import Stream, stream
+from edgecv.runtimes.streams.readers import Captured, StreamSource, open_source
+from edgecv.runtimes.streams.result import POLICIES, StreamResult
+
+logger = logging.getLogger(__name__)
+
+RATE_WINDOW_S = 2.0  # achieved rate = results over the last this many seconds
+PERIOD_SLACK = 0.9  # the period counts as met at >= 90 % of the requested rate
+_REPLAY_STEP_S = 0.05  # a replay's wait is cut into steps this long, so close() is never held up
+_MAX_REPLAY_WAIT_S = 1.0  # a jump in a recording's clock (a pause while recording) waits at most this
+
+
+@dataclass(frozen=True)
+class Latest:
+    """The newest result as the control loop sees it.
+
+    ``seq``: 1 for the first result, +1 per result (the same result read twice keeps it).
+    ``timestamp``: the source's timestamp of the frame (``time.time()`` seconds when read, or the
+    stamp the source carries). ``age``: seconds since the frame was read, at the moment of the
+    call that returned this (monotonic clock). ``result``: the whole
+    :class:`~edgecv.runtimes.streams.result.StreamResult` (``image`` BGR uint8 ``[H, W, 3]``).
+    """
+
+    seq: int
+    timestamp: float
+    age: float
+    result: StreamResult
+
+    @property
+    def detections(self) -> Detections:
+        """Boxes ``[N, 4]`` float32 x1, y1, x2, y2 in the frame's pixels, scores, class ids, names."""
+        return self.result.detections
+
+
+@dataclass(frozen=True)
+class Health:
+    """A heartbeat of the background predictor (plain data: ``asdict`` / :meth:`to_dict` for a topic).
+
+    ``frames_in``: frames read from the source; ``frames_out``: results published; ``dropped``:
+    frames skipped for a newer one (``latest`` policy). ``rate``: results per second over the last
+    :data:`RATE_WINDOW_S` s; ``period_met``: ``rate`` >= 90 % of ``requested_rate`` (``None``
+    before a full window, or without a rate cap). ``busy_ms``: median pre + infer + post time per
+    result. ``age``: seconds since the newest result's frame was read (``None``: no result yet).
+    """
+
+    running: bool
+    frames_in: int
+    frames_out: int
+    dropped: int
+    last_error: str | None
+    reconnects: int
+    gaps: int
+    rate: float
+    requested_rate: float | None
+    period_met: bool | None
+    busy_ms: float | None
+    age: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class _Pacer:
+    """The rate cap: called by the infer thread before it takes a frame; waits for the next slot."""
+
+    def __init__(self, rate: float) -> None:
+        self.period = 1.0 / rate
+        self.next_slot: float | None = None
+
+    def __call__(self, stopped: Callable[[], bool]) -> bool:
+        while self.next_slot is not None:
+            left = self.next_slot - time.monotonic()
+            if left <= 0:
+                break
+            if stopped():
+                return False
+            time.sleep(min(left, _REPLAY_STEP_S))
+        now = time.monotonic()
+        # a slot missed (slow inference) is not made up with a burst: the next one is a period away
+        self.next_slot = now + self.period if self.next_slot is None else max(now, self.next_slot) + self.period
+        return True
+
+
+class _State:
+    """What the pipeline's threads write and the control loop reads (no reference to the facade)."""
+
+    def __init__(self, rate: float | None, on_result: Callable[[Latest], object] | None, warn_every: float) -> None:
+        self.rate, self.on_result, self.warn_every = rate, on_result, warn_every
+        self.slot: tuple[int, StreamResult, float] | None = None  # (seq, result, read time): swapped whole
+        self.lock = threading.Lock()  # counters and read times; never taken by latest()
+        self.read_times: dict[int, float] = {}
+        self.frames_in = self.frames_out = self.dropped = self.reconnects = self.gaps = 0
+        self.last_error: str | None = None
+        self.ready_times: deque[float] = deque(maxlen=512)
+        self.busy: deque[float] = deque(maxlen=64)
+        self.started = time.monotonic()
+        self.running = True
+        self.last_warning = -float("inf")
+        self.stopped = threading.Event()
+        self.finished = threading.Event()
+
+    def frame_read(self, captured: Captured) -> None:
+        """Capture thread: count the frame, remember when it was read, note a gap before it."""
+        with self.lock:
+            self.frames_in += 1
+            self.read_times[captured.index] = time.monotonic()
+            if captured.gap is not None:
+                self.gaps += 1
+                self.reconnects += captured.gap.reconnects
+                self.last_error = f"source: {captured.gap.reason} ({captured.gap.reconnects} reconnects)"
+
+    def publish(self, result: StreamResult) -> None:
+        """Sink thread: number the result, put it in the slot, call the callback, check the rate."""
+        now = time.monotonic()
+        with self.lock:
+            read_at = self.read_times.pop(result.index, now)
+            for index in [i for i in self.read_times if i < result.index]:  # frames dropped before it
+                del self.read_times[index]
+            self.frames_out += 1
+            self.dropped += result.dropped
+            seq = self.frames_out
+            self.ready_times.append(now)
+            self.busy.append(sum(result.timing.get(key, 0.0) for key in ("pre", "infer", "post")))
+        self.slot = (seq, result, read_at)
+        self.warn_if_behind(now)
+        if self.on_result is not None:
+            self.on_result(Latest(seq, result.timestamp, now - read_at, result))
+
+    def achieved_rate(self, now: float) -> float:
+        span = min(RATE_WINDOW_S, now - self.started)
+        recent = sum(1 for t in list(self.ready_times) if t > now - RATE_WINDOW_S)
+        return recent / span if span > 0 else 0.0
+
+    def period_met(self, now: float, rate: float) -> bool | None:
+        if self.rate is None or now - self.started < RATE_WINDOW_S:
+            return None
+        return rate >= PERIOD_SLACK * self.rate
+
+    def warn_if_behind(self, now: float) -> None:
+        """Log (at most once per ``warn_every`` s) while the requested rate is not reached."""
+        if not self.running or now - self.last_warning < self.warn_every:
+            return
+        rate = self.achieved_rate(now)
+        if self.period_met(now, rate) is not False:
+            return
+        self.last_warning = now
+        busy = statistics.median(self.busy) if self.busy else 0.0
+        why = ("inference is slower than the period" if busy * self.rate > 1000 * PERIOD_SLACK
+               else "the source delivers fewer frames than requested")
+        logger.warning("edgecv: %.1f results/s of the %.1f Hz requested: %s (%.0f ms per frame, %d dropped)",
+                       rate, self.rate, why, busy, self.dropped)
+
+    def failed(self, error: BaseException) -> None:
+        self.last_error = f"{type(error).__name__}: {error}"
+        logger.error("edgecv: background predictor stopped: %s", self.last_error)
+
+
+class _TrackedSource(StreamSource):
+    """An opened source whose frames are counted (and, for a replay, paced at their recorded rate)."""
+
+    def __init__(self, inner: StreamSource, state: _State, realtime: bool) -> None:
+        super().__init__(inner.kind, inner.label, (), inner.fps, inner.total, closer=inner.close,
+                         problems=lambda: inner.problems, root=inner.root)
+        self._inner, self._state, self._realtime = inner, state, realtime and not inner.live
+
+    def read(self) -> Iterator[Captured]:
+        origin: tuple[float, float] | None = None  # (recording clock, monotonic time) it is replayed from
+        last_clock = -float("inf")
+        for captured in self._inner.read():
+            if self._realtime:
+                clock = captured.media_time if captured.media_time is not None else captured.timestamp
+                now = time.monotonic()
+                if origin is None or clock < last_clock or origin[1] + clock - origin[0] - now > _MAX_REPLAY_WAIT_S:
+                    origin = (clock, now)  # the start, or a jump in the recording's clock: replay on from here
+                last_clock = clock
+                self._wait_until(origin[1] + clock - origin[0])
+            self._state.frame_read(captured)
+            yield captured
+
+    def _wait_until(self, deadline: float) -> None:
+        while not self._state.stopped.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(left, _REPLAY_STEP_S))
+
+
+def _consume(results: Stream, state: _State) -> None:
+    """The thread that drives the stream (results go to the slot through the sink)."""
+    try:
+        for _ in results:
+            pass
+    except BaseException as exc:  # the stream is over either way; the control loop reads it in health()
+        state.failed(exc)
+    finally:
+        state.running = False
+        state.finished.set()
+
+
+def _shut_down(state: _State, results: Stream, thread: threading.Thread, owned: Predictor | None) -> None:
+    state.stopped.set()
+    try:
+        results.close()
+    finally:
+        thread.join(timeout=15.0)
+        if owned is not None:
+            owned.close()
+
+
+def _check_rate(rate: float | None) -> float | None:
+    if rate is not None and (isinstance(rate, bool) or not isinstance(rate, (int, float)) or not rate > 0):
+        raise OptionError(f"rate: expected inferences per second > 0 or None, found {rate!r}")
+    return None if rate is None else float(rate)
+
+
+def _check_max_age(max_age: float | None) -> float | None:
+    if max_age is not None and (isinstance(max_age, bool) or not isinstance(max_age, (int, float)) or max_age < 0):
+        raise OptionError(f"max_age: expected seconds >= 0 or None, found {max_age!r}")
+    return max_age
+
+
+def _open_predictor(model: Any, backend: str, threads: int | None, spinning: bool | None) -> tuple[Predictor, bool]:
+    """``(predictor, owned)``: ``model`` itself, or a predictor opened with the robot's defaults."""
+    if isinstance(model, Predictor):
+        if spinning is not None or threads != 1:
+            raise OptionError("threads / spinning: expected them unset with an opened Predictor (it has its own), "
+                              f"found threads={threads!r}, spinning={spinning!r}; pass the model path instead")
+        return model, False
+    from edgecv.runtimes.backends import resolve_backend
+
+    options: dict[str, Any] = {}
+    if resolve_backend(Path(model), backend) == "onnxruntime":
+        options["spinning"] = bool(spinning)  # None (the default here): off
+    elif spinning:
+        raise OptionError(f"spinning: expected it with the onnxruntime backend, found backend {backend!r}")
+    return Predictor(model, backend=backend, threads=threads, backend_options=options), True
+
+
+class BackgroundPredictor:
+    """Run a predictor over ``source`` in background threads; the control loop polls :meth:`latest`.
+
+    Args:
+        model: an artifact path (opened here with ``backend``, ``threads``, ``spinning``) or an
+            opened :class:`~edgecv.runtimes.predictor.Predictor` (then leave those unset).
+        source: anything :func:`~edgecv.runtimes.streams.pipeline.stream` takes: camera index,
+            URL, video file, folder, iterable of BGR frames or ``(frame, timestamp)`` pairs.
+        rate: at most this many inferences per second (Hz); ``None``: as fast as it goes.
+        threads: intra-op threads of the backend (1: leave the other cores to the robot).
+        spinning: ONNX Runtime's busy-waiting idle threads; ``None`` = off.
+        on_result: called with a :class:`Latest` for every result, from the pipeline's sink
+            thread (keep it short: it delays the next result).
+        policy: ``"latest"`` (default: act on the newest frame) or ``"every"``.
+        realtime: replay a recording at its recorded pace (default); ``False``: as fast as read.
+        warn_every: seconds between two "behind the requested rate" warnings (logging).
+        conf / capture: as for :func:`~edgecv.runtimes.streams.pipeline.stream`.
+
+    Raises:
+        OptionError: a bad knob; SourceError / ArtifactError: the source or the model cannot be opened.
+    """
+
+    def __init__(self, model: Any, source: Any, *, rate: float | None = 15.0, threads: int | None = 1,
+                 spinning: bool | None = None, on_result: Callable[[Latest], object] | None = None,
+                 policy: str = "latest", realtime: bool = True, warn_every: float = 10.0,
+                 conf: float | None = None, backend: str = "auto", capture: dict[str, Any] | None = None) -> None:
+        self.rate = _check_rate(rate)
+        if policy not in POLICIES:
+            raise OptionError(f"policy: expected one of {', '.join(POLICIES)}, found {policy!r}")
+        self._state = _State(self.rate, on_result, float(warn_every))
+        self.predictor, owned = _open_predictor(model, backend, threads, spinning)
+        try:
+            opened = open_source(source, self.predictor.max_pixels, capture)
+            self.source = _TrackedSource(opened, self._state, bool(realtime))
+            self._stream = stream(self.predictor, self.source, policy=policy, sinks=[_Publisher(self._state)],
+                                  conf=conf, threaded=True)
+        except BaseException:
+            if owned:
+                self.predictor.close()
+            raise
+        if self.rate is not None:  # set after the threads started: only the first frame may come unpaced
+            self._stream._pipeline.pace = _Pacer(self.rate)
+        self._thread = threading.Thread(target=_consume, args=(self._stream, self._state),
+                                        name="edgecv-background", daemon=True)
+        self._thread.start()
+        self._finalizer = weakref.finalize(self, _shut_down, self._state, self._stream, self._thread,
+                                           self.predictor if owned else None)
+
+    def latest(self, max_age: float | None = None) -> Latest | None:
+        """The newest result, without blocking; ``None`` before the first one, or when the newest
+        is older than ``max_age`` seconds (so a stale result is never acted on)."""
+        slot = self._state.slot  # one read of a tuple swapped whole by the sink thread: no lock needed
+        if slot is None:
+            return None
+        seq, result, read_at = slot
+        age = time.monotonic() - read_at
+        if max_age is not None and age > _check_max_age(max_age):
+            return None
+        return Latest(seq, result.timestamp, age, result)
+
+    def health(self) -> Health:
+        """Counters, the achieved vs requested rate and the last error (see :class:`Health`)."""
+        state, now = self._state, time.monotonic()
+        state.warn_if_behind(now)
+        rate = state.achieved_rate(now)
+        with state.lock:
+            busy = statistics.median(state.busy) if state.busy else None
+            counts = (state.frames_in, state.frames_out, state.dropped)
+        slot = state.slot
+        return Health(running=state.running, frames_in=counts[0], frames_out=counts[1], dropped=counts[2],
+                      last_error=state.last_error, reconnects=state.reconnects, gaps=state.gaps,
+                      rate=round(rate, 3), requested_rate=self.rate, period_met=state.period_met(now, rate),
+                      busy_ms=None if busy is None else round(busy, 3),
+                      age=None if slot is None else now - slot[2])
+
+    @property
+    def running(self) -> bool:
+        """False once the source ended, failed, or :meth:`close` was called."""
+        return self._state.running
+
+    def wait(self, timeout: float) -> bool:
+        """Block until the source has ended (a recording played out) or failed; False on timeout."""
+        return self._state.finished.wait(timeout)
+
+    def close(self) -> None:
+        """Stop the threads, release the source and (if opened here) the model. Idempotent."""
+        self._finalizer()
+
+    def __enter__(self) -> BackgroundPredictor:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+
+class _Publisher:
+    """The sink through which every result reaches the slot (runs in the pipeline's sink thread)."""
+
+    def __init__(self, state: _State) -> None:
+        self._state = state
+
+    def write(self, result: StreamResult) -> None:
+        self._state.publish(result)
+
+    def close(self) -> None:
+        self._state.running = False
