@@ -10,6 +10,9 @@ Two questions, answered side by side in one run:
    stand-in for the robot's planning / SLAM threads); its throughput with the predictor running
    (uncapped, then capped) relative to alone. Target: >= 0.75 of alone, capped, spinning off.
 
+The predictor runs with the control-loop defaults (1 intra-op thread: ``--threads``; perception
+threads at the caller's priority) unless a row says otherwise.
+
 The source is a video written here (synthetic shapes scenes, 640x480, 30 fps) replayed at its
 recorded pace, as a camera would deliver it. Prints the CPU class and the load average beside the
 figures (a shared machine's other load shows in the baseline row).
@@ -95,12 +98,12 @@ class Workload:
 
 
 def run(model: Path | None, clip: Path, args: argparse.Namespace, rate: float | None, spinning: bool,
-        workers: int) -> dict:
+        workers: int, nice: int = 0) -> dict:
     """One configuration: optional predictor and workload beside the measured control loop."""
     row: dict = {}
     bg = None
     if model is not None:
-        bg = BackgroundPredictor(model, clip, rate=rate, threads=args.threads, spinning=spinning)
+        bg = BackgroundPredictor(model, clip, rate=rate, threads=args.threads, spinning=spinning, nice=nice)
         deadline = time.monotonic() + 30
         while bg.latest() is None and time.monotonic() < deadline:  # model loaded, first result out
             time.sleep(0.05)
@@ -139,19 +142,20 @@ def main() -> None:
           f"{args.seconds:.0f} s per row, workload {args.workers} threads of sha256")
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     cap = f"{args.rate:.0f} Hz"
-    configs = [  # (label, model?, rate cap, spinning, workload threads)
-        ("loop alone", False, None, False, 0),
-        (f"predictor {cap}, spinning off", True, args.rate, False, 0),
-        (f"predictor {cap}, spinning on", True, args.rate, True, 0),
-        ("workload alone", False, None, False, args.workers),
-        ("workload + predictor uncapped, spinning off", True, None, False, args.workers),
-        (f"workload + predictor {cap}, spinning off", True, args.rate, False, args.workers),
-        (f"workload + predictor {cap}, spinning on", True, args.rate, True, args.workers),
+    configs = [  # (label, model?, rate cap, spinning, workload threads, nice)
+        ("loop alone", False, None, False, 0, 0),
+        (f"predictor {cap}, spinning off", True, args.rate, False, 0, 0),
+        (f"predictor {cap}, spinning on", True, args.rate, True, 0, 0),
+        (f"predictor {cap}, spinning off, nice 5", True, args.rate, False, 0, 5),
+        ("workload alone", False, None, False, args.workers, 0),
+        ("workload + predictor uncapped, spinning off", True, None, False, args.workers, 0),
+        (f"workload + predictor {cap}, spinning off", True, args.rate, False, args.workers, 0),
+        (f"workload + predictor {cap}, spinning on", True, args.rate, True, args.workers, 0),
     ]
     with tempfile.TemporaryDirectory() as tmp:
         clip = write_clip(Path(tmp) / "drive.mp4", seconds=args.seconds + 12)
-        rows = [(label, run(args.model if use else None, clip, args, rate, spin, workers))
-                for label, use, rate, spin, workers in configs]
+        rows = [(label, run(args.model if use else None, clip, args, rate, spin, workers, nice))
+                for label, use, rate, spin, workers, nice in configs]
     alone = next(row["work"] for label, row in rows if label == "workload alone")
     print(f"\n{'configuration':<46} {'p50 ms':>7} {'p99 ms':>7} {'infer Hz':>9} {'ms/frame':>9} "
           f"{'workload':>9} {'load':>5}")
