@@ -188,3 +188,35 @@ def test_a_script_that_never_closes_exits_0(tmp_path: Path, demo_onnx_160: Path)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.startswith("seq ")
     assert time.monotonic() - started < 40
+
+
+def test_live_stream_outage_max_age_and_reconnects(tmp_path: Path, toy_artifact: Path) -> None:
+    """A real MJPEG server (a separate process on 127.0.0.1) killed and restarted mid-run: while it is
+    down nothing fresh is returned; afterwards results flow again and health() counts the reconnect."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "servers"))
+    from server_process import ServerProcess
+
+    with ServerProcess.mjpeg("--fps", "25", log=tmp_path / "server.log") as server:
+        with BackgroundPredictor(toy_artifact, server.url, rate=10, capture={"stall_timeout": 1.0}) as bg:
+            assert bg.source.live
+            deadline = time.monotonic() + 15
+            while bg.latest(max_age=0.5) is None and time.monotonic() < deadline:
+                time.sleep(0.01)
+            before = bg.latest(max_age=0.5)
+            assert before is not None
+            server.kill()
+            time.sleep(1.0)
+            assert bg.latest(max_age=0.5) is None  # down for 1 s: the last result is too old to act on
+            assert bg.latest() is not None  # ... though still readable without max_age
+            server.start()
+            deadline = time.monotonic() + 20
+            after = None
+            while time.monotonic() < deadline:
+                after = bg.latest(max_age=0.5)
+                if after is not None and after.seq > before.seq and bg.health().gaps:
+                    break
+                time.sleep(0.01)
+            health = bg.health()
+    assert after is not None and after.seq > before.seq
+    assert health.reconnects >= 1 and health.gaps >= 1
+    assert health.last_error is not None and health.last_error.startswith("source: ")
