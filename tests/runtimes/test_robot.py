@@ -220,3 +220,39 @@ def test_live_stream_outage_max_age_and_reconnects(tmp_path: Path, toy_artifact:
     assert after is not None and after.seq > before.seq
     assert health.reconnects >= 1 and health.gaps >= 1
     assert health.last_error is not None and health.last_error.startswith("source: ")
+
+
+def test_sigterm_stops_the_control_loop_gracefully(tmp_path: Path, toy_artifact: Path) -> None:
+    """``docker stop`` / systemd: SIGTERM reaches the loop as KeyboardInterrupt, ``with`` closes everything."""
+    script = tmp_path / "robot.py"
+    script.write_text(textwrap.dedent(f"""
+        import time
+        import numpy as np
+        from edgecv.runtimes import BackgroundPredictor
+
+        def camera():
+            while True:
+                yield np.zeros((120, 160, 3), np.uint8)
+
+        try:
+            with BackgroundPredictor({str(toy_artifact)!r}, camera(), rate=50) as perception:
+                print("running", flush=True)
+                while True:
+                    perception.latest(max_age=0.5)
+                    time.sleep(0.01)
+        except KeyboardInterrupt:
+            print("stopped", perception.health().running, flush=True)
+    """))
+    process = subprocess.Popen([sys.executable, str(script)], cwd=REPO, stdout=subprocess.PIPE, text=True,
+                               env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    try:
+        assert process.stdout.readline().strip() == "running"
+        time.sleep(0.3)
+        process.terminate()  # SIGTERM
+        out, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+    assert process.returncode == 0
+    assert out.strip() == "stopped False"
