@@ -25,6 +25,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -97,6 +99,32 @@ class Workload:
         return self.done / self.elapsed
 
 
+CHILD = """
+import sys, time
+from edgecv.runtimes.robot import BackgroundPredictor
+model, clip, rate, threads, seconds = sys.argv[1:6]
+with BackgroundPredictor(model, clip, rate=float(rate), threads=int(threads)) as bg:
+    while bg.latest() is None:
+        time.sleep(0.05)
+    print("READY", flush=True)
+    time.sleep(float(seconds))
+"""
+
+
+def run_beside(model: Path, clip: Path, args: argparse.Namespace, rate: float) -> dict:
+    """The same predictor in a child process (no GIL shared with the loop): the loop alone in this one."""
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(model), str(clip), str(rate), str(args.threads),
+                              str(args.seconds + 5)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline().startswith("READY")
+        time.sleep(1.0)
+        late = control_loop(args.seconds, args.hz, lambda: None)
+    finally:
+        child.kill()
+        child.wait(10)
+    return {"p50": float(np.percentile(late, 50)), "p99": float(np.percentile(late, 99)), "load": os.getloadavg()[0]}
+
+
 def run(model: Path | None, clip: Path, args: argparse.Namespace, rate: float | None, spinning: bool,
         workers: int, nice: int = 0) -> dict:
     """One configuration: optional predictor and workload beside the measured control loop."""
@@ -154,8 +182,12 @@ def main() -> None:
     ]
     with tempfile.TemporaryDirectory() as tmp:
         clip = write_clip(Path(tmp) / "drive.mp4", seconds=args.seconds + 12)
-        rows = [(label, run(args.model if use else None, clip, args, rate, spin, workers, nice))
-                for label, use, rate, spin, workers, nice in configs]
+        rows = []
+        for label, use, rate, spin, workers, nice in configs:
+            rows.append((label, run(args.model if use else None, clip, args, rate, spin, workers, nice)))
+            if len(rows) == 2:  # side by side with the in-process row: the same predictor in a child process
+                rows.append((f"predictor {cap}, spinning off, other process",
+                             run_beside(args.model, clip, args, args.rate)))
     alone = next(row["work"] for label, row in rows if label == "workload alone")
     print(f"\n{'configuration':<46} {'p50 ms':>7} {'p99 ms':>7} {'infer Hz':>9} {'ms/frame':>9} "
           f"{'workload':>9} {'load':>5}")
