@@ -21,14 +21,15 @@ Knobs for sharing 2-8 cores with the robot's own threads (defaults chosen for th
 * ``rate`` (Hz): at most this many inferences per second; the infer thread waits before it takes
   the next frame (so the frame it takes is the newest), it never waits on a frame it already holds.
 * ``threads``: ONNX Runtime intra-op threads (1 by default: the other cores stay with the robot).
-* ``spinning``: ONNX Runtime's idle threads busy-wait by default; off here (measured: spinning
-  costs a 100 Hz loop in the same process milliseconds of p99 lateness, ``bench_control_loop.py``).
+* ``spinning``: ONNX Runtime's idle threads busy-wait by default; off here (``bench_control_loop.py``:
+  with spinning on, a busy neighbour kept 0.65-0.90x of its throughput vs 0.87-1.03x with it off,
+  and a 100 Hz loop's median lateness rose).
 * ``nice``: the capture, infer and sink threads lower their own scheduling priority by this much
-  (Linux: per thread), so the kernel prefers the robot's other threads. 0 (off) by default:
-  measured on a loaded 2-core machine, nice 5 made a 100 Hz loop in the same process *later*
-  (p50 3.7 ms vs 0.13 ms): a deprioritised thread that holds the GIL keeps the loop waiting for it.
-  It can pay where the contention is other processes' native threads. (With ``threads`` > 1 ONNX
-  Runtime's worker threads, and the decoder thread of a video or camera, keep their priority.)
+  (Linux: per thread), so the kernel prefers the robot's other threads. 0 (off) by default: on a
+  loaded 2-core machine nice 5 had no consistent effect on a 100 Hz loop in the same process
+  (a deprioritised thread that holds the GIL can keep that loop waiting too). It may pay where the
+  contention is other processes. (With ``threads`` > 1 ONNX Runtime's worker threads, and the
+  decoder thread of a video or camera, keep their priority.)
 
 Recordings (a video file, or any source that is not live) are replayed at their recorded pace by
 default (``realtime=True``: media time, else the frames' own timestamps), so a replay behaves like
