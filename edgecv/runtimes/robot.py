@@ -230,6 +230,7 @@ class BackgroundPredictor:
             raise
         # set after the threads started: only the first frame may come unpaced (and at normal priority)
         self._stream._pipeline.pace = _Pacer(self.rate, nice)
+        self._state.started = time.monotonic()  # the achieved rate counts from here, not from the model load
         self._thread = threading.Thread(target=_consume, args=(self._stream, self._state),
                                         name="edgecv-background", daemon=True)
         self._thread.start()
