@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from edgecv.runtimes.info import artifact_info
     from edgecv.runtimes.streams.pipeline import Stream, stream
     from edgecv.runtimes.streams.result import StreamResult
+    from edgecv.runtimes.robot import BackgroundPredictor
 
 #: public name -> module that defines it
 _EXPORTS = {
@@ -50,12 +51,13 @@ _EXPORTS = {
     "stream": "edgecv.runtimes.streams.pipeline",
     "Stream": "edgecv.runtimes.streams.pipeline",
     "StreamResult": "edgecv.runtimes.streams.result",
+    "BackgroundPredictor": "edgecv.runtimes.robot",
 }
 
 __all__ = [
-    "Detections", "FrameSource", "InstanceMasks", "LetterboxInfo", "PredictSummary", "Predictor", "SemanticMap",
-    "Stream", "StreamResult", "annotate", "artifact_info", "iter_source", "predict_source", "preprocess_batch",
-    "read_result",
+    "BackgroundPredictor", "Detections", "FrameSource", "InstanceMasks", "LetterboxInfo", "PredictSummary",
+    "Predictor", "SemanticMap", "Stream", "StreamResult", "annotate", "artifact_info", "iter_source",
+    "predict_source", "preprocess_batch", "read_result",
     "scale_boxes_back", "stream",
 ]
 

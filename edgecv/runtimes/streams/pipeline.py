@@ -125,6 +125,9 @@ class _Pipeline:
         self.sigterm = False
         self._close_lock = threading.Lock()
         self._pending: deque[StreamResult] = deque()  # threaded=False: results of the last batch
+        # rate cap (runtimes/robot.py): called by the infer thread before it takes a frame, so the frame
+        # it then takes is the newest; returns False if the pipeline stopped while it waited
+        self.pace: Callable[[Callable[[], bool]], bool] | None = None
 
     # -- the three stages, shared by the threaded and the in-caller forms -------------------------
 
@@ -205,6 +208,8 @@ class _Pipeline:
     def _infer(self) -> None:
         batch_size = self.predictor.batch_size or 1
         while True:
+            if self.pace is not None and not self.pace(self._upstream_stopped):
+                return
             item = self.captured.get(self._upstream_stopped)
             if item is None:
                 return
