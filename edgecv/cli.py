@@ -128,6 +128,8 @@ def predict(
                                             "needs the 'ros' extra)."),
     save_bag_images: bool = typer.Option(True, "--save-bag-images/--no-save-bag-images",
                                          help="With --save-bag: also write each frame as a JPEG CompressedImage."),
+    foxglove: Optional[str] = typer.Option(None, help="Serve image, box annotations, detections and stats to "
+                                           "Foxglove at HOST:PORT (e.g. 127.0.0.1:8765; needs the 'ros' extra)."),
 ) -> None:
     """Run an exported model over images, a folder, a video, a camera or a stream; save annotated output.
 
@@ -138,9 +140,14 @@ def predict(
     from edgecv.runtimes.image import DEFAULT_MAX_PIXELS
 
     limit = DEFAULT_MAX_PIXELS if max_pixels is None else (max_pixels or None)
-    per_frame = None if save or quiet or show or serve else _print_result
+    per_frame = None if save or quiet or show or serve or foxglove else _print_result
     views = _views(show, serve)  # checked (display, free port) before the model is opened
-    views += _bag_sink(save_bag, save_bag_images)
+    try:
+        views += _bag_sink(save_bag, save_bag_images) + _foxglove_view(foxglove)
+    except BaseException:
+        for view in views:
+            view.close()
+        raise
     try:
         # A stream decodes, draws and encodes beside inference: ONNX Runtime's spinning threads would
         # take those cores (measured 1.00x -> 1.14x pipelined vs naive on a 1080p clip, bench_stream.py).
@@ -192,6 +199,18 @@ def _bag_sink(path: Path | None, images: bool) -> list:
     if path.suffix.lower() != ".mcap" or path.is_dir() or not path.parent.is_dir():
         raise OptionError(f"--save-bag: expected a .mcap file in an existing folder, found {path}")
     return [McapSink(path, images=images)]
+
+
+def _foxglove_view(address: str | None) -> list:
+    """The Foxglove WebSocket server of ``--foxglove`` (edgecv.runtimes.streams.sinks.foxglove)."""
+    if not address:
+        return []
+    from edgecv.runtimes.streams.sinks.browser import parse_address
+    from edgecv.runtimes.streams.sinks.foxglove import FoxgloveView
+
+    view = FoxgloveView(*parse_address(address, default_port=8765))
+    console.print(f"[green]Foxglove: open a WebSocket connection to[/] {view.url}")
+    return [view]
 
 
 def _print_result(result) -> None:
