@@ -8,12 +8,13 @@ in a bag (ROS 1 ``.bag``, ROS 2 sqlite3 and ROS 2 MCAP, written with rosbags) an
 frames/s compared. Target: bag >= 0.9x video. Prints the CPU class and the load average, since
 the machine is shared.
 
-    python benchmarks/bench_bag_source.py --frames 1000 --repeats 3
+    python benchmarks/bench_bag_source.py --frames 1000 --repeats 5
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 from fractions import Fraction
 import os
 import sys
@@ -120,26 +121,36 @@ def read_rate(path: Path, topic: str | None) -> tuple[float, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, default=1000)
-    parser.add_argument("--repeats", type=int, default=3, help="reads per input; the best is kept")
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds of reading every input")
+    parser.add_argument("--ahead", type=int, default=None, help="compressed frames decoded ahead (bag source)")
     parser.add_argument("--quality", type=int, default=90, help="JPEG quality of the bag's images")
     args = parser.parse_args()
+    if args.ahead:
+        from edgecv.runtimes.ros import bag_source
+
+        bag_source.DECODE_AHEAD = args.ahead
     cpu = cpu_features()
     print(f"CPU: {cpu.model or 'unknown'} ({cpu.vector_isa or 'no SIMD flags'}), {os.cpu_count()} cores")
     print(f"load average before: {os.getloadavg()}")
     with tempfile.TemporaryDirectory() as tmp:
         paths = write_inputs(Path(tmp), args.frames, args.quality)
-        rates = {}
-        for _ in range(args.repeats):  # interleaved, so a load spike hits every input alike
+        rounds: list[dict[str, float]] = []
+        for _ in range(args.repeats):  # interleaved rounds: a load spike hits every input of a round alike
+            rates = {}
             for name, path in paths.items():
                 fps, count = read_rate(path, None if name.startswith("video") else TOPIC)
                 # mp4v/h264: the reader may report a frame or two less at the end of the container
                 assert count >= args.frames - 2, f"{name}: read {count} of {args.frames} frames"
-                rates[name] = max(rates.get(name, 0.0), fps)
-    print(f"{args.frames} frames 640x480, JPEG quality {args.quality}, best of {args.repeats} reads")
-    videos = {name: fps for name, fps in rates.items() if name.startswith("video")}
+                rates[name] = fps
+            rounds.append(rates)
+    print(f"{args.frames} frames 640x480, JPEG quality {args.quality}, {args.repeats} interleaved rounds; "
+          "median frames/s, and the median over rounds of each round's ratio")
+    videos = [name for name in paths if name.startswith("video")]
     print(f"{'input':14s} {'frames/s':>9s}  " + "  ".join(f"{'x ' + v[6:]:>7s}" for v in videos))
-    for name, fps in rates.items():
-        print(f"{name:14s} {fps:9.1f}  " + "  ".join(f"{fps / v:7.2f}" for v in videos.values()))
+    for name in paths:
+        fps = statistics.median(r[name] for r in rounds)
+        ratios = [statistics.median(r[name] / r[v] for r in rounds) for v in videos]
+        print(f"{name:14s} {fps:9.1f}  " + "  ".join(f"{x:7.2f}" for x in ratios))
     print(f"load average after: {os.getloadavg()}")
 
 
