@@ -23,7 +23,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from edgecv.errors import OptionError, SourceError
+from edgecv.errors import ImageError, OptionError, SourceError
 from edgecv.runtimes.image import ConversionNotes
 from edgecv.runtimes.ros.image_msgs import COMPRESSED, IMAGE_TYPES, to_bgr
 from edgecv.runtimes.ros.typestore import require, typestore
@@ -66,44 +66,85 @@ class BagSource(StreamSource):
         total = sum(c.msgcount for c in self._connections)
         seconds = reader.duration / 1e9 if total > 1 else 0.0
         fps = (total - 1) / seconds if seconds > 0 else None
-        super().__init__("bag", path.name, (), fps=fps, total=total, root=path.parent)
+        super().__init__("bag", path.name, (), fps=fps, total=total, root=path.parent, problems=self._report)
         self._notes = ConversionNotes()
         self._start_ns = reader.start_time
+        self._skipped: list[str] = []  # messages that did not decode: skipped like a folder's bad files
 
     def read(self) -> Iterator[Captured]:
-        """The topic's frames in log-time order, each with its :class:`FrameHeader`."""
+        """The topic's frames in log-time order, each with its :class:`FrameHeader`. A message
+        whose image does not decode (or exceeds ``max_pixels``) is skipped and listed in ``problems``.
+
+        Raises:
+            SourceError: the bag itself cannot be read past some point (truncated, corrupt).
+        """
         pool = ThreadPoolExecutor(DECODE_WORKERS, thread_name_prefix="edgecv-bag-decode")
         ahead: deque[tuple[Future, FrameHeader, int, float]] = deque()
         try:
             start = time.perf_counter()
-            for index, (connection, log_ns, raw) in enumerate(self._reader.messages(connections=self._connections)):
-                msg = self._reader.deserialize(raw, connection.msgtype)
+            for index, connection, log_ns, msg in self._messages():
                 header = _header(msg, log_ns, connection.topic)
                 where = f"{self.label} {self.topic} message {index}"
                 ahead.append((pool.submit(to_bgr, msg, connection.msgtype, self.max_pixels, where), header,
                               index, start))
                 start = time.perf_counter()
-                if len(ahead) >= (DECODE_AHEAD if connection.msgtype == COMPRESSED else 1):
-                    yield self._captured(*ahead.popleft())
+                while len(ahead) >= (DECODE_AHEAD if connection.msgtype == COMPRESSED else 1):
+                    captured = self._captured(*ahead.popleft())
+                    if captured is not None:
+                        yield captured
             while ahead:
-                yield self._captured(*ahead.popleft())
+                captured = self._captured(*ahead.popleft())
+                if captured is not None:
+                    yield captured
         finally:
             for future, *_ in ahead:
                 future.cancel()
             pool.shutdown(wait=True)
 
-    def _captured(self, future: Future, header: FrameHeader, index: int, started: float) -> Captured:
-        image, note = future.result()
+    def _messages(self) -> Iterator[tuple[int, Any, int, Any]]:
+        """``(index, connection, log time ns, message)`` of the topic; rosbags' errors as SourceError."""
+        errors = _rosbags_errors()
+        index = -1
+        try:
+            for index, (connection, log_ns, raw) in enumerate(self._reader.messages(connections=self._connections)):
+                yield index, connection, log_ns, self._reader.deserialize(raw, connection.msgtype)
+        except errors as exc:
+            raise SourceError(f"expected a readable ROS bag {self.label}, found it unreadable after message "
+                              f"{index + 1} of {self.topic}: {exc}") from None
+
+    def _captured(self, future: Future, header: FrameHeader, index: int, started: float) -> Captured | None:
+        try:
+            image, note = future.result()
+        except ImageError as exc:
+            self._skipped.append(str(exc))
+            return None
         self._notes.report(note)
         return Captured(image, f"{self.label}#{index:06d}", index, header.stamp_ns / 1e9,
                         media_time=(header.log_time_ns - self._start_ns) / 1e9,
                         read_ms=(time.perf_counter() - started) * 1e3, header=header)
+
+    def _report(self) -> list[str]:
+        """What ``problems`` shows: the skipped messages (the first 10, then a count)."""
+        shown = [f"skipped {reason}" for reason in self._skipped[:10]]
+        if len(self._skipped) > 10:
+            shown.append(f"skipped {len(self._skipped) - 10} more messages of {self.topic}")
+        return shown
 
     def close(self) -> None:
         """Close the bag (idempotent)."""
         reader, self._reader = self._reader, None
         if reader is not None:
             reader.close()
+
+
+def _rosbags_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions rosbags raises for unreadable bag content."""
+    from rosbags.highlevel import AnyReaderError
+    from rosbags.rosbag1 import ReaderError as Reader1Error
+    from rosbags.rosbag2 import ReaderError as Reader2Error
+    from rosbags.serde import SerdeError
+
+    return (AnyReaderError, Reader1Error, Reader2Error, SerdeError, EOFError, ValueError)
 
 
 def _header(msg: Any, log_ns: int, topic: str) -> FrameHeader:

@@ -142,3 +142,30 @@ def test_a_bag_folder_is_not_an_image_folder(tmp_path: Path, toy_artifact: Path,
     with Predictor(toy_artifact) as predictor, predictor.stream(folder, topic=TOPIC) as stream:
         assert stream.source.kind == "bag"
         assert len(list(stream)) == 6
+
+
+def test_an_undecodable_message_is_skipped_and_reported(tmp_path: Path, toy_artifact: Path) -> None:
+    import cv2
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    from ros_bag_writer import frame
+
+    store = get_typestore(Stores.ROS2_HUMBLE)
+    t = store.types
+    msgtype = "sensor_msgs/msg/CompressedImage"
+    with Writer(tmp_path / "damaged", version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        conn = writer.add_connection(TOPIC, msgtype, typestore=store)
+        for i in range(5):
+            data = cv2.imencode(".jpg", frame(i))[1].ravel() if i != 2 else np.frombuffer(b"garbage!" * 4, np.uint8)
+            head = t["std_msgs/msg/Header"](stamp=t["builtin_interfaces/msg/Time"](sec=10 + i, nanosec=0),
+                                            frame_id="cam")
+            writer.write(conn, (10 + i) * 10**9, store.serialize_cdr(t[msgtype](header=head, format="jpeg",
+                                                                                data=data), msgtype))
+    result = run("predict", toy_artifact, "--source", tmp_path / "damaged", "--topic", TOPIC, "--save",
+                 tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert "4 frames" in result.output
+    assert "source problem: skipped damaged /camera/image_raw message 2: expected a compressed image" in result.output
+    stamps = [json.loads(line)["timestamp"] for line in (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()]
+    assert stamps == [10.0, 11.0, 13.0, 14.0]
