@@ -208,7 +208,13 @@ def _foxglove_view(address: str | None) -> list:
     from edgecv.runtimes.streams.sinks.browser import parse_address
     from edgecv.runtimes.streams.sinks.foxglove import FoxgloveView
 
-    view = FoxgloveView(*parse_address(address, default_port=8765))
+    from edgecv.errors import OptionError
+
+    try:
+        host, port = parse_address(address, default_port=8765)
+    except OptionError as exc:  # the browser view's parser names its own option
+        raise OptionError(str(exc).replace("--serve", "--foxglove", 1)) from None
+    view = FoxgloveView(host, port)
     console.print(f"[green]Foxglove: open a WebSocket connection to[/] {view.url}")
     return [view]
 

@@ -130,3 +130,13 @@ def test_cli_serves_a_bag_and_exits_cleanly(toy_artifact: Path, bag_maker) -> No
     assert result.exit_code == 0, result.output
     assert "Foxglove: open a WebSocket connection to ws://127.0.0.1:" in result.output
     assert "6 frames" in result.output
+
+
+def test_cli_bad_foxglove_address_is_one_line(toy_artifact: Path) -> None:
+    from typer.testing import CliRunner
+
+    from edgecv.cli import app
+
+    result = CliRunner().invoke(app, ["predict", str(toy_artifact), "--source", "x.bag", "--foxglove", "127.0.0.1:99999"])
+    assert result.exit_code == 2
+    assert result.output.strip() == "error: --foxglove: expected HOST:PORT with a port in 0..65535, found '127.0.0.1:99999'"
