@@ -169,3 +169,22 @@ def test_an_undecodable_message_is_skipped_and_reported(tmp_path: Path, toy_arti
     assert "source problem: skipped damaged /camera/image_raw message 2: expected a compressed image" in result.output
     stamps = [json.loads(line)["timestamp"] for line in (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()]
     assert stamps == [10.0, 11.0, 13.0, 14.0]
+
+
+def test_without_rosbags_the_error_names_the_extra(toy_artifact: Path, bag_maker) -> None:
+    """rosbags made unimportable (as on an install without the extra): one line naming edgecv[ros], exit 2."""
+    import subprocess
+    import sys
+
+    bag = bag_maker("ros1", "bgr8")
+    script = ("import sys\n"
+              "for name in ('rosbags', 'rosbags.highlevel', 'rosbags.typesys', 'rosbags.image'):\n"
+              "    sys.modules[name] = None  # import of it raises ModuleNotFoundError\n"
+              "from edgecv.cli import main\n"
+              f"sys.argv = ['edgecv', 'predict', {str(toy_artifact)!r}, '--source', {str(bag.path)!r}, "
+              f"'--topic', {TOPIC!r}]\n"
+              "main()\n")
+    env = {**__import__("os").environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 2, done.stderr
+    assert "found it missing: pip install 'edgecv[ros]'" in done.stdout + done.stderr

@@ -172,3 +172,14 @@ def test_the_written_mcap_is_itself_a_bag_source(tmp_path: Path, toy_artifact: P
     assert [r.header.stamp_ns for r in again] == bag.stamps_ns
     assert {r.header.frame_id for r in again} == {FRAME_ID}
     assert [r.detections.labels for r in again] == first  # JPEG at quality 90 keeps the toy's classes
+
+
+def test_cli_no_save_bag_images_writes_detections_only(tmp_path: Path, toy_artifact: Path, bag_maker) -> None:
+    bag = bag_maker("mcap", "jpeg")
+    out = tmp_path / "light.mcap"
+    result = runner.invoke(app, ["predict", str(toy_artifact), "--source", str(bag.path), "--topic", TOPIC,
+                                 "--quiet", "--save-bag", str(out), "--no-save-bag-images"])
+    assert result.exit_code == 0, result.output
+    topics = read_mcap(out)
+    assert sorted(topics) == ["/edgecv/annotations", "/edgecv/detections"]
+    assert len(topics["/edgecv/detections"]) == len(bag.frames)
