@@ -33,7 +33,10 @@ key             required   value
 ``labels``      yes        ``N`` strings (the class name, or the id as text when unnamed)
 ``name``        no         the source item: file name, ``clip.mp4#000012``, ...
 ``frame_index`` no         integer >= 0, position of the frame in its stream (streams)
-``timestamp``   no         finite number, seconds on the source's clock (streams)
+``timestamp``   no         finite number, seconds on the source's clock (streams; ROS bags: the
+                           message's ``header.stamp``)
+``log_time``    no         finite number, seconds: when a ROS bag recorded the frame's message
+``frame_id``    no         string, the ROS ``header.frame_id`` of a bag frame
 ``track_ids``   no         ``N`` integers >= 0, or null for an untracked detection (tracking;
                            ``Detections.track_ids`` holds -1 where the document has null)
 ``masks``       no         ``N`` COCO RLE documents ``{"size": [H, W], "counts": "..."}``, one per
@@ -285,6 +288,8 @@ RESULT_KEYS: dict[str, tuple[bool, Callable[[Any, int], str | None]]] = {
     "name": (False, _single(lambda v: isinstance(v, str), "a string")),
     "frame_index": (False, _single(lambda v: _integer(v) and v >= 0, "an integer >= 0")),
     "timestamp": (False, _single(_finite, "a finite number (seconds)")),
+    "log_time": (False, _single(_finite, "a finite number (seconds; a ROS bag's log time)")),
+    "frame_id": (False, _single(lambda v: isinstance(v, str), "a string (ROS header frame_id)")),
     "track_ids": (False, _per_detection(lambda v: v is None or (_integer(v) and v >= 0),
                                             "integers or null (ids >= 0; null: untracked)")),
     "masks": (False, _per_detection(lambda v: rle_problem(v) is None,

@@ -119,7 +119,7 @@ class PredictSummary:
 
 def video_output_path(frames: FrameSource | StreamSource, save_dir: Path) -> Path | None:
     """Where the annotated mp4 of a video / camera / stream source goes (``None`` for image sources)."""
-    if frames.kind == "video":
+    if frames.kind in ("video", "bag"):
         return save_dir / f"{Path(frames.label).stem}.mp4"
     if frames.kind == "camera":
         return save_dir / f"{frames.label}.mp4"  # camera0.mp4
@@ -164,7 +164,7 @@ def predict_source(predictor: Predictor, source: SourceLike | Iterable[np.ndarra
                    show_progress: bool = True, max_frames: int | None = None, policy: str | None = None,
                    track: Any = False, sinks: Sequence[Sink] = (),
                    on_result: Callable[[StreamResult], object] | None = None,
-                   capture: dict[str, Any] | None = None) -> PredictSummary:
+                   capture: dict[str, Any] | None = None, topic: str | None = None) -> PredictSummary:
     """Run ``predictor`` over every frame of ``source``; optionally save annotated outputs + JSONL.
 
     A thin user of :func:`~edgecv.runtimes.streams.pipeline.stream` (the one frame loop).
@@ -183,6 +183,8 @@ def predict_source(predictor: Predictor, source: SourceLike | Iterable[np.ndarra
         sinks: more sinks, after the video / images and jsonl ones.
         on_result: called with every :class:`StreamResult`, in the caller's thread.
         capture: options for cameras, URLs and video files (see :func:`~edgecv.runtimes.stream`).
+        topic: the image topic of a ROS bag source (``.bag``, ``.db3``, ``.mcap``, a folder with
+            ``metadata.yaml``); required for bags, refused for other sources.
 
     Image files larger than ``predictor.max_pixels`` are refused before decoding (skipped in a folder).
     Ctrl-C (and SIGTERM while running in the main thread) ends the run normally: outputs are
@@ -197,7 +199,7 @@ def predict_source(predictor: Predictor, source: SourceLike | Iterable[np.ndarra
     """
     out_dir = None if save_dir is None else Path(save_dir)
     conf = check_options(out_dir, conf, max_frames)
-    opened = open_source(source, predictor.max_pixels, capture)
+    opened = open_source(source, predictor.max_pixels, capture, topic=topic)
     try:
         policy = check_policy(policy, opened)
         if out_dir is not None:

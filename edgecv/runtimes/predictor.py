@@ -208,7 +208,8 @@ class Predictor:
     def stream(self, source: Any, **options: Any) -> Any:
         """Run this predictor over a live or file source in a pipelined stream: see
         :func:`edgecv.runtimes.streams.pipeline.stream` for ``source`` and the options
-        (``policy``, ``track``, ``sinks``, ``max_frames``, ``conf``).
+        (``policy``, ``track``, ``sinks``, ``max_frames``, ``conf``), plus ``topic``: the image
+        topic of a ROS bag source (``.bag``, ``.db3``, ``.mcap``, a folder with ``metadata.yaml``).
 
             with predictor.stream("clip.mp4", sinks=[JsonlSink("out.jsonl")]) as results:
                 for result in results:      # StreamResult: .image, .detections, .index, .timing
@@ -216,7 +217,17 @@ class Predictor:
         """
         from edgecv.runtimes.streams.pipeline import stream
 
-        return stream(self, source, **options)
+        topic = options.pop("topic", None)  # a ROS bag's image topic: the bag is opened here
+        if topic is None:
+            return stream(self, source, **options)
+        from edgecv.runtimes.streams.readers import open_source
+
+        opened = open_source(source, self.max_pixels, options.get("capture"), topic=topic)
+        try:
+            return stream(self, opened, **options)
+        except BaseException:
+            opened.close()
+            raise
 
     def close(self) -> None:
         """Release the backend (idempotent)."""

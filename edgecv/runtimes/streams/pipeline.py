@@ -164,7 +164,8 @@ class _Pipeline:
             timing["track"] = (time.perf_counter() - start) * 1e3
         result = StreamResult(image=captured.image, detections=detections, index=captured.index,
                               name=captured.name, timestamp=captured.timestamp, media_time=captured.media_time,
-                              timing=timing, dropped=captured.dropped, gap=captured.gap, semantic=semantic)
+                              timing=timing, dropped=captured.dropped, gap=captured.gap, semantic=semantic,
+                              header=captured.header)
         start = time.perf_counter()
         for sink in self.sinks:
             sink.write(result)

@@ -19,7 +19,7 @@ import numpy as np
 from edgecv.errors import OptionError, SourceError
 from edgecv.runtimes.sources import FrameSource, SourceLike, iter_source
 from edgecv.runtimes.streams.capture import capture_kind, open_capture
-from edgecv.runtimes.streams.result import POLICIES, Gap
+from edgecv.runtimes.streams.result import POLICIES, FrameHeader, Gap
 
 #: source kinds whose frames arrive in real time (the capture thread must keep up with them)
 LIVE_KINDS = ("camera", "stream")
@@ -41,6 +41,7 @@ class Captured:
     tensor: np.ndarray | None = None
     infos: list[Any] | None = None
     pre_ms: float = 0.0
+    header: FrameHeader | None = None  # ROS bag frames: header stamp, frame_id, log time, topic
 
 
 class StreamSource:
@@ -119,16 +120,24 @@ def _frame_and_time(item: Any, index: int) -> tuple[np.ndarray, float, Gap | Non
 
 
 def open_source(source: SourceLike | Iterable[Any], max_pixels: int | None,
-                capture: dict[str, Any] | None = None) -> StreamSource:
+                capture: dict[str, Any] | None = None, topic: str | None = None) -> StreamSource:
     """Open ``source`` for streaming (see the module docstring). ``capture``: keyword options of
     :func:`~edgecv.runtimes.streams.capture.open_capture` for cameras, URLs and video files
-    (``open_timeout``, ``stall_timeout``, ``give_up_after``, ``reconnect``, ...).
+    (``open_timeout``, ``stall_timeout``, ``give_up_after``, ``reconnect``, ...). ``topic``: the
+    image topic of a ROS bag (``.bag``, ``.db3``, ``.mcap``, a folder with ``metadata.yaml``).
 
     Raises:
-        SourceError / ImageError / OptionError: as :func:`~edgecv.runtimes.sources.iter_source`.
+        SourceError / ImageError / OptionError: as :func:`~edgecv.runtimes.sources.iter_source`;
+        OptionError also for a bag ``topic`` that is missing or wrong, or one given for another source.
     """
     if isinstance(source, StreamSource):
         return source
+    bag = bag_path(source)  # table entry: ROS bags (edgecv/runtimes/ros/bag_source.py)
+    if bag is not None:
+        return open_bag(bag, topic, max_pixels)
+    if topic is not None:
+        raise OptionError(f"topic: expected a ROS bag source (.bag, .db3, .mcap or a folder with metadata.yaml) "
+                          f"with it, found {source!r}")
     if not isinstance(source, FrameSource) and capture_kind(source) is not None:
         return _resilient(source, max_pixels, capture or {})
     if isinstance(source, (FrameSource, int, str)) or hasattr(source, "__fspath__"):
@@ -151,6 +160,20 @@ def _resilient(source: Any, max_pixels: int | None, options: dict[str, Any]) -> 
     return StreamSource(capture.kind, capture.label, frames, capture.fps, None if capture.live else capture.total,
                         closer=capture.close, problems=lambda: list(capture.damage),
                         root=Path(capture.target).parent if capture.kind == "video" else None)
+
+
+def bag_path(source: Any) -> Path | None:
+    """``source`` as a ROS bag path, or ``None`` (see :func:`edgecv.runtimes.ros.bag_source.bag_path`)."""
+    from edgecv.runtimes.ros.bag_source import bag_path as find
+
+    return find(source)
+
+
+def open_bag(path: Path, topic: str | None, max_pixels: int | None) -> StreamSource:
+    """A ROS bag's image topic as a stream source (:mod:`edgecv.runtimes.ros.bag_source`)."""
+    from edgecv.runtimes.ros.bag_source import open_bag as opened
+
+    return opened(path, topic, max_pixels)
 
 
 def check_policy(policy: str | None, source: StreamSource) -> str:

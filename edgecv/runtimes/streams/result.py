@@ -34,6 +34,26 @@ class Gap:
         return self.end - self.start
 
 
+@dataclass(frozen=True)
+class FrameHeader:
+    """Where a frame of a recorded log (a ROS bag message) came from.
+
+    ``stamp_ns`` is the message's ``header.stamp`` in integer nanoseconds (the log time when the
+    recorder left the stamp at zero), ``log_time_ns`` when the bag recorded the message; the ROS
+    ``frame_id`` and the topic ride along so a sink can write detections with the image's header.
+    """
+
+    stamp_ns: int
+    frame_id: str
+    log_time_ns: int
+    topic: str
+
+    @property
+    def log_time(self) -> float:
+        """The bag's log time in seconds."""
+        return self.log_time_ns / 1e9
+
+
 @dataclass
 class StreamResult:
     """One processed frame.
@@ -44,7 +64,8 @@ class StreamResult:
     ``age`` the seconds from capture until this result was ready. ``timing`` holds per-stage
     milliseconds (keys among ``read``, ``pre``, ``infer``, ``post``, ``track``, ``sinks``).
     ``dropped`` counts frames the ``latest`` policy skipped before this one; ``gap`` is set on the
-    first frame after a gap.
+    first frame after a gap. ``header`` is set for frames of a ROS bag (``timestamp`` is then
+    the message's ``header.stamp``, see :class:`FrameHeader`).
 
     Tasks: for ``detect`` and ``segment`` artifacts the result is ``detections`` (with
     ``masks`` for ``segment``). For a ``semantic`` artifact, ``semantic`` holds the
@@ -62,6 +83,7 @@ class StreamResult:
     timing: dict[str, float] = field(default_factory=dict)
     dropped: int = 0
     gap: Gap | None = None
+    header: FrameHeader | None = None
     semantic: SemanticMap | None = None  # task semantic: the label map (then detections is empty)
 
     @property
@@ -73,6 +95,8 @@ class StreamResult:
         """One line of a stream's jsonl: the ``edgecv.result/1`` document plus frame fields."""
         doc = self.result.to_dict()
         doc.update(name=self.name, frame_index=self.index, timestamp=round(self.timestamp, 6))
+        if self.header is not None:  # a bag message: its log time and ROS frame beside the header stamp
+            doc.update(log_time=round(self.header.log_time, 6), frame_id=self.header.frame_id)
         return doc
 
 

@@ -20,6 +20,8 @@ SINKS = {
     "CallbackSink": "edgecv.runtimes.streams.sinks.callback",
     "BrowserView": "edgecv.runtimes.streams.sinks.browser",
     "WindowView": "edgecv.runtimes.streams.sinks.window",
+    "McapSink": "edgecv.runtimes.streams.sinks.mcap",
+    "FoxgloveView": "edgecv.runtimes.streams.sinks.foxglove",
 }
 
 __all__ = sorted(SINKS)
