@@ -38,6 +38,7 @@ from edgecv.runtimes.detections import Detections
 from edgecv.runtimes.predictor import Predictor, check_conf
 from edgecv.runtimes.streams.readers import Captured, StreamSource, check_policy, open_source
 from edgecv.runtimes.streams.result import Sink, StreamResult
+from edgecv.runtimes.streams.priority import SINK_NICE, lower_current_thread
 from edgecv.runtimes.streams.signals import SigtermAsInterrupt
 
 JOIN_TIMEOUT_S = 10.0  # per thread at close: an inference call or a blocking read finishes well within
@@ -122,6 +123,7 @@ class _Pipeline:
         self.sigterm = False
         self._close_lock = threading.Lock()
         self._pending: deque[StreamResult] = deque()  # threaded=False: results of the last batch
+        self.sink_nice = SINK_NICE  # see streams/priority.py
 
     # -- the three stages, shared by the threaded and the in-caller forms -------------------------
 
@@ -221,6 +223,8 @@ class _Pipeline:
                 return
 
     def _sink(self) -> None:
+        if self.policy == "every":  # files: throughput; the sinks have slack, inference has none
+            lower_current_thread(self.sink_nice)
         while True:
             item = self.inferred.get(self.stop.is_set)
             if item is None:

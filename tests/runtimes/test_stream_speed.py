@@ -1,0 +1,99 @@
+"""Pipeline scheduling choices made for speed, checked as behaviour (speed itself is measured in
+``benchmarks/``): FFmpeg decoder threads asked for and reported back, the sink thread's lower
+priority on file streams and only there, and unchanged results whatever the scheduling."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "servers"))
+from server_process import ServerProcess  # noqa: E402
+
+from edgecv.errors import OptionError  # noqa: E402
+from edgecv.runtimes import Predictor  # noqa: E402
+from edgecv.runtimes.streams import pipeline  # noqa: E402
+from edgecv.runtimes.streams.capture import open_capture  # noqa: E402
+from edgecv.runtimes.streams.priority import current_thread_nice, lower_current_thread  # noqa: E402
+
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values are Linux's")
+
+
+@pytest.mark.parametrize("asked, expected", [(1, 1.0), (2, 2.0)])
+def test_decoder_threads_reach_ffmpeg_for_files(toy_video, asked, expected):
+    with open_capture(toy_video, decoder_threads=asked) as capture:
+        assert capture.decoder_threads == asked
+        assert capture.decoder_threads_used == expected  # what FFmpeg's context reports back
+        assert sum(1 for _ in capture) == 12  # every frame still decodes
+
+
+def test_files_keep_ffmpeg_default_and_streams_get_one_decoder_thread(toy_video, tmp_path):
+    with open_capture(toy_video) as capture:
+        assert capture.decoder_threads is None
+    with ServerProcess.mjpeg("--fps", "25", log=tmp_path / "server.log") as server:
+        with open_capture(server.url, give_up_after=5.0) as capture:
+            assert capture.decoder_threads == 1 and capture.decoder_threads_used == 1.0
+            frame = next(iter(capture))
+            assert frame.image.ndim == 3
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "two"])
+def test_bad_decoder_threads_name_expected_and_found(toy_video, bad):
+    with pytest.raises(OptionError, match=r"decoder_threads: expected a positive int, 'auto' or None, found"):
+        open_capture(toy_video, decoder_threads=bad)
+
+
+class _NiceProbe:
+    """A sink recording the nice value of the thread that calls it."""
+
+    def __init__(self) -> None:
+        self.nice: set[int | None] = set()
+
+    def write(self, result) -> None:
+        self.nice.add(current_thread_nice())
+
+    def close(self) -> None:
+        pass
+
+
+@linux_only
+def test_file_stream_sink_thread_runs_at_lower_priority(demo_onnx_160, toy_video):
+    base = current_thread_nice()
+    probe = _NiceProbe()
+    with Predictor(demo_onnx_160) as predictor:
+        with predictor.stream(toy_video, sinks=[probe]) as results:
+            assert results.policy == "every"
+            assert sum(1 for _ in results) == 12
+    assert probe.nice == {min(19, base + pipeline.SINK_NICE)}
+    assert current_thread_nice() == base  # the caller's thread is untouched
+
+
+@linux_only
+def test_latest_stream_keeps_sink_priority(demo_onnx_160, shapes_frames):
+    base = current_thread_nice()
+    probe = _NiceProbe()
+    with Predictor(demo_onnx_160) as predictor:
+        with predictor.stream(iter(shapes_frames), policy="latest", sinks=[probe]) as results:
+            assert sum(1 for _ in results) >= 1
+    assert probe.nice == {base}  # live sources: a lowered sink would only add age
+
+
+def test_results_do_not_depend_on_sink_priority(demo_onnx_160, toy_video, monkeypatch):
+    runs = []
+    for nice in (0, pipeline.SINK_NICE):
+        monkeypatch.setattr(pipeline, "SINK_NICE", nice)
+        with Predictor(demo_onnx_160) as predictor:
+            runs.append([(r.index, r.detections.boxes.copy()) for r in predictor.stream(toy_video)])
+    assert [i for i, _ in runs[0]] == [i for i, _ in runs[1]] == list(range(12))
+    for (_, a), (_, b) in zip(*runs):
+        np.testing.assert_array_equal(a, b)
+
+
+@linux_only
+def test_lowering_is_refused_quietly_for_zero_steps():
+    base = current_thread_nice()
+    assert lower_current_thread(0) is False
+    assert current_thread_nice() == base
