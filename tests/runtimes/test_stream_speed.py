@@ -4,6 +4,7 @@ priority on file streams and only there, and unchanged results whatever the sche
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -97,3 +98,56 @@ def test_lowering_is_refused_quietly_for_zero_steps():
     base = current_thread_nice()
     assert lower_current_thread(0) is False
     assert current_thread_nice() == base
+
+
+# -- OpenVINO asynchronous requests in the stream (inflight) -------------------------------------
+
+needs_openvino = pytest.mark.skipif(importlib.util.find_spec("openvino") is None,
+                                    reason="openvino not installed")
+
+
+@needs_openvino
+def test_openvino_submit_overlaps_requests_and_matches_infer(demo_onnx_160, shapes_frames):
+    with Predictor(demo_onnx_160, backend="openvino", backend_options={"requests": 2}) as predictor:
+        tensors = [predictor.prepare_tensor([frame])[0] for frame in shapes_frames[:2]]
+        waits = [predictor.backend.submit(t) for t in tensors]  # both in flight before either is read
+        assert predictor.backend.requests.created == 2
+        got = [wait() for wait in reversed(waits)][::-1]  # finished out of order: each its own buffers
+        for tensor, outputs in zip(tensors, got):
+            expected = predictor.backend.infer(tensor)
+            for name, value in expected.items():
+                np.testing.assert_array_equal(outputs[name], value)
+
+
+@needs_openvino
+@pytest.mark.parametrize("inflight", [2, 3])
+def test_inflight_stream_keeps_order_and_results(demo_onnx_160, toy_video, inflight):
+    options = {"requests": inflight}
+    with Predictor(demo_onnx_160, backend="openvino", backend_options=options) as predictor:
+        sync = [(r.index, r.detections.boxes.copy()) for r in predictor.stream(toy_video, inflight=1)]
+        with predictor.stream(toy_video, inflight=inflight) as results:
+            assert results._pipeline.inflight == inflight
+            overlapped = [(r.index, r.detections.boxes.copy()) for r in results]
+    assert [i for i, _ in overlapped] == [i for i, _ in sync] == list(range(12))
+    for (_, a), (_, b) in zip(sync, overlapped):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_inflight_with_a_synchronous_backend_still_delivers_every_frame(demo_onnx_160, toy_video):
+    with Predictor(demo_onnx_160) as predictor:  # ONNX Runtime: no submit(), one at a time
+        indices = [r.index for r in predictor.stream(toy_video, inflight=2, max_frames=7)]
+    assert indices == list(range(7))
+
+
+def test_latest_policy_ignores_inflight(demo_onnx_160, shapes_frames):
+    with Predictor(demo_onnx_160) as predictor:
+        with predictor.stream(iter(shapes_frames), policy="latest", inflight=3) as results:
+            assert results._pipeline.inflight == 1
+            results.run()
+
+
+@pytest.mark.parametrize("bad", [0, -2, 1.0, True, "2"])
+def test_bad_inflight_names_expected_and_found(demo_onnx_160, toy_video, bad):
+    with Predictor(demo_onnx_160) as predictor:
+        with pytest.raises(OptionError, match=r"inflight: expected a positive int or None, found"):
+            predictor.stream(toy_video, inflight=bad)
