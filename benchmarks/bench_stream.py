@@ -127,6 +127,8 @@ LOOPS = {
     "ov_async": lambda artifact, clip, out, threads: openvino(artifact, clip, out, threads, 2),
 }
 DEFAULT_LOOPS = "naive,naive_nospin,pipelined,pipelined_nospin"
+#: the like-for-like pairs (same session options): loop -> the loop it is compared with
+PAIRS = {"pipelined": "naive", "pipelined_nospin": "naive_nospin", "naive_nospin": "naive", "ov_async": "ov_sync"}
 
 
 def run_case(name: str, artifact: Path, clip: Path, work: Path, threads: int, rounds: int, target: float,
@@ -140,11 +142,12 @@ def run_case(name: str, artifact: Path, clip: Path, work: Path, threads: int, ro
             print(f"  round {i} {name} {which:16s} {figures[which][-1]:6.1f} frames/s "
                   f"(load average {loads[which][-1]:.2f})", flush=True)
     # the load of a shared machine drifts between rounds: compare each round's pair, then take the median
-    base = names[0]
-    ratios = {which: statistics.median(b / a for a, b in zip(figures[base], figures[which])) for which in names[1:]}
-    line = f"{name:6s} {base} {statistics.median(figures[base]):6.1f} frames/s"
+    bases = {which: PAIRS[which] if PAIRS.get(which) in figures else names[0] for which in names[1:]}
+    ratios = {which: statistics.median(b / a for a, b in zip(figures[base], figures[which]))
+              for which, base in bases.items()}
+    line = f"{name:6s} {names[0]} {statistics.median(figures[names[0]]):6.1f} frames/s"
     for which, ratio in ratios.items():
-        line += (f" | {which} {statistics.median(figures[which]):6.1f} frames/s {ratio:.2f}x "
+        line += (f" | {which} {statistics.median(figures[which]):6.1f} frames/s {ratio:.2f}x of {bases[which]} "
                  f"({'met' if ratio >= target else 'NOT met'} >= {target}x)")
     print(line + f" | load average {min(min(v) for v in loads.values()):.2f}-{max(max(v) for v in loads.values()):.2f}",
           flush=True)
