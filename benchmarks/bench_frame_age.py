@@ -7,11 +7,11 @@ to is measured from the server's send time to the moment the result is handed ov
 decoder's own buffering is counted, not hidden. Target: p95 age < 2x the median inference time.
 
 ``--decoders`` compares FFmpeg decoder thread counts side by side (rounds interleaved):
-``auto`` is edgecv's default for network streams (1 thread: no frame-threading delay),
-``ffmpeg`` FFmpeg's own default (one per core), or a number.
+``ffmpeg`` is FFmpeg's own default (one per core; edgecv's default), a number asks for that many
+(1: no frame-threading delay; ``capture={"decoder_threads": n}``).
 
     python benchmarks/bench_frame_age.py --model exports/yolo/model.onnx --frames 1000 --fps 60
-    python benchmarks/bench_frame_age.py --model m320.onnx --decoders auto,ffmpeg --rounds 2
+    python benchmarks/bench_frame_age.py --model m320.onnx --decoders ffmpeg,1 --rounds 2
 """
 
 from __future__ import annotations
@@ -33,15 +33,14 @@ from server_process import ServerProcess  # noqa: E402
 from edgecv.runtimes import Predictor  # noqa: E402
 
 
-def measure(model: Path, frames: int, fps: float, size: str, threads: int, decoder: str = "auto") -> dict:
+def measure(model: Path, frames: int, fps: float, size: str, threads: int, decoder: str = "ffmpeg") -> dict:
     """Stream ``frames`` results from a live MJPEG server; returns ages, inference times, drops (ms)."""
     server = ServerProcess.mjpeg("--fps", str(fps), "--size", size)
     server.start()
     ages, infer, dropped = [], [], 0
     try:
         with Predictor(model, threads=threads, backend_options={"spinning": False}) as predictor:
-            threads_opt = {"auto": "auto", "ffmpeg": None}.get(decoder, decoder)
-            threads_opt = int(threads_opt) if isinstance(threads_opt, str) and threads_opt.isdigit() else threads_opt
+            threads_opt = None if decoder == "ffmpeg" else int(decoder)
             with predictor.stream(server.url, policy="latest", max_frames=frames,
                                   capture={"decoder_threads": threads_opt}) as results:
                 for result in results:
@@ -62,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fps", type=float, default=60.0, help="server frame rate (above the model's)")
     parser.add_argument("--size", default="640x480")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--decoders", default="auto", help="comma-separated: auto, ffmpeg or a thread count")
+    parser.add_argument("--decoders", default="ffmpeg", help="comma-separated: ffmpeg (its default) or a thread count")
     parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args(argv)
     decoders = args.decoders.split(",")

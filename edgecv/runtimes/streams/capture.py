@@ -37,11 +37,12 @@ of the current backoff pause plus the open; FFmpeg's RTSP open probes the stream
 cut to ``open_timeout`` by the interrupt, after which it decodes normally.
 
 **Decoder threads.** ``decoder_threads`` sets FFmpeg's decoder thread count
-(``CAP_PROP_N_THREADS``) for streams and video files. Network streams default to 1: FFmpeg's
-frame threading holds one decoded frame per extra thread before handing any out, a frame of
-delay per thread on a live source (``benchmarks/bench_frame_age.py`` measures the age from the
-sender's clock). Files keep FFmpeg's default (throughput, not latency). Cameras get no such
-option (see above: unknown parameters make some backends refuse to open).
+(``CAP_PROP_N_THREADS``) for streams and video files; ``None`` (default) keeps FFmpeg's own (one
+per core). 1 avoids FFmpeg's frame threading, which holds a decoded frame per extra thread
+before handing any out (a frame of delay per thread on a live source), at the cost of decoding
+on one core; ``benchmarks/bench_frame_age.py --decoders ffmpeg,1`` measures both from the
+sender's clock (on the loaded 2-core machine it showed no gain, so it is not the default).
+Cameras get no such option (see above: unknown parameters make some backends refuse to open).
 
 The reader runs at most two frames ahead of the consumer (one queued, one in hand): a consumer
 that wants only the newest frame (policy ``latest``) must keep iterating and drop frames itself.
@@ -72,7 +73,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_OPEN_TIMEOUT = 1.0  # s; FFmpeg's own default is 30 s
 DEFAULT_STALL_TIMEOUT = 2.0  # s without a frame before the watchdog reopens the source (and FFmpeg's read timeout)
 DEFAULT_BACKOFF_CAP = 1.0  # s, longest pause between two reopen attempts
-DEFAULT_STREAM_DECODER_THREADS = 1  # network streams: no frame-threading delay (see the module docstring)
 OPEN_SLACK = 1.0  # s the watchdog adds to open_timeout: FFmpeg's probe may run a little past it
 
 CaptureSource = Union[int, str, os.PathLike]
@@ -361,15 +361,14 @@ def open_capture(source: CaptureSource, *, open_timeout: float = DEFAULT_OPEN_TI
                  give_up_after: float | None = None, reconnect: bool = True,
                  backoff_cap: float = DEFAULT_BACKOFF_CAP,
                  max_pixels: int | None = DEFAULT_MAX_PIXELS,
-                 decoder_threads: int | None | str = "auto") -> ResilientCapture:
+                 decoder_threads: int | None = None) -> ResilientCapture:
     """Open a camera index, ``rtsp://`` / ``http(s)://`` URL or video file for resilient reading.
 
     Timeouts in seconds: ``open_timeout`` / ``read_timeout`` (default: ``stall_timeout``) go to
     FFmpeg for network streams; ``stall_timeout`` is this module's watchdog for every live source;
     ``give_up_after`` (``None``: never) bounds a stretch without frames; ``backoff_cap`` the
     longest pause between reopen attempts (0.1 s, doubling). ``decoder_threads``: FFmpeg decoder
-    threads for streams and files (``"auto"``: 1 for network streams, FFmpeg's default for files;
-    ``None``: FFmpeg's default; ignored for cameras).
+    threads for streams and files (``None``: FFmpeg's default; ignored for cameras).
 
     Raises:
         SourceError: the source is not one of those kinds or cannot be opened within
@@ -385,17 +384,15 @@ def open_capture(source: CaptureSource, *, open_timeout: float = DEFAULT_OPEN_TI
     _check_seconds("give_up_after", give_up_after, allow_none=True)
     check_max_pixels(max_pixels)
     target, kind, label = _classify(source)
-    threads = _decoder_threads(decoder_threads, kind)
+    threads = _decoder_threads(decoder_threads)
     return ResilientCapture(target, kind, label, open_timeout=float(open_timeout), read_timeout=float(read_timeout),
                             stall_timeout=float(stall_timeout), give_up_after=give_up_after,
                             reconnect=bool(reconnect), backoff_cap=float(backoff_cap), max_pixels=max_pixels,
                             decoder_threads=threads)
 
 
-def _decoder_threads(value: int | None | str, kind: str) -> int | None:
+def _decoder_threads(value: int | None) -> int | None:
     """The decoder thread count to ask FFmpeg for (``None``: its default); see :func:`open_capture`."""
-    if value == "auto":
-        return DEFAULT_STREAM_DECODER_THREADS if kind == "stream" else None
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-        raise OptionError(f"decoder_threads: expected a positive int, 'auto' or None, found {value!r}")
+        raise OptionError(f"decoder_threads: expected a positive int or None, found {value!r}")
     return value
