@@ -107,6 +107,17 @@ def pipelined(artifact: Path, clip: Path, out: Path, threads: int, spinning: boo
     return summary.fps
 
 
+def pipelined_sink_nice(artifact: Path, clip: Path, out: Path, threads: int, nice: int) -> float:
+    """``pipelined_nospin`` with the sink thread's nice step set to ``nice`` (0: same priority as inference)."""
+    from edgecv.runtimes.streams import pipeline
+
+    saved, pipeline.SINK_NICE = pipeline.SINK_NICE, nice
+    try:
+        return pipelined(artifact, clip, out, threads, spinning=False)
+    finally:
+        pipeline.SINK_NICE = saved
+
+
 def openvino(artifact: Path, clip: Path, out: Path, threads: int, inflight: int) -> float:
     """The pipeline on OpenVINO with ``inflight`` asynchronous requests (1: synchronous infer)."""
     from edgecv.runtimes import Predictor, predict_source
@@ -123,12 +134,15 @@ LOOPS = {
     "pipelined": pipelined,
     # ONNX Runtime's idle threads sleep instead of spinning: the decode / draw / encode threads get the cores
     "pipelined_nospin": lambda artifact, clip, out, threads: pipelined(artifact, clip, out, threads, spinning=False),
+    # the sink thread at inference's priority: what streams/priority.py changes
+    "pipelined_nospin_nice0": lambda artifact, clip, out, threads: pipelined_sink_nice(artifact, clip, out, threads, 0),
     "ov_sync": lambda artifact, clip, out, threads: openvino(artifact, clip, out, threads, 1),
     "ov_async": lambda artifact, clip, out, threads: openvino(artifact, clip, out, threads, 2),
 }
 DEFAULT_LOOPS = "naive,naive_nospin,pipelined,pipelined_nospin"
 #: the like-for-like pairs (same session options): loop -> the loop it is compared with
-PAIRS = {"pipelined": "naive", "pipelined_nospin": "naive_nospin", "naive_nospin": "naive", "ov_async": "ov_sync"}
+PAIRS = {"pipelined": "naive", "pipelined_nospin": "naive_nospin", "naive_nospin": "naive", "ov_async": "ov_sync",
+         "pipelined_nospin_nice0": "naive_nospin"}
 
 
 def run_case(name: str, artifact: Path, clip: Path, work: Path, threads: int, rounds: int, target: float,
