@@ -36,59 +36,15 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 from edgecv.errors import OptionError
 from edgecv.runtimes.detections import Detections
 from edgecv.runtimes.predictor import Predictor, check_conf
+from edgecv.runtimes.streams.channel import Channel as _Channel
+from edgecv.runtimes.streams.channel import End as _End
 from edgecv.runtimes.streams.readers import Captured, StreamSource, check_policy, open_source
 from edgecv.runtimes.streams.result import Sink, StreamResult
 from edgecv.runtimes.streams.priority import SINK_NICE, lower_current_thread
 from edgecv.runtimes.streams.signals import SigtermAsInterrupt
 
 JOIN_TIMEOUT_S = 10.0  # per thread at close: an inference call or a blocking read finishes well within
-_POLL_S = 0.05  # how often blocked stages look at the stop flag
 DEFAULT_INFLIGHT = 1  # see stream(inflight=) and the README's stream figures
-
-
-class _End:
-    """The last item through a channel: the stage before ended (``error`` is None) or failed."""
-
-    def __init__(self, error: BaseException | None = None) -> None:
-        self.error = error
-
-
-class _Channel:
-    """A bounded hand-over between two threads; ``latest`` drops the oldest item instead of waiting."""
-
-    def __init__(self, size: int, latest: bool = False) -> None:
-        self._items: deque[Any] = deque()
-        self._size, self._latest = size, latest
-        self._cond = threading.Condition()
-        self._dropped = 0
-
-    def put(self, item: Any, stopped: Callable[[], bool]) -> bool:
-        """Hand ``item`` over; False if the pipeline stopped first."""
-        with self._cond:
-            while len(self._items) >= self._size:
-                if self._latest and not isinstance(item, _End):
-                    self._items.popleft()  # a newer frame makes the waiting one stale
-                    self._dropped += 1
-                    break
-                if stopped():
-                    return False
-                self._cond.wait(_POLL_S)
-            self._items.append(item)
-            self._cond.notify_all()
-            return True
-
-    def get(self, stopped: Callable[[], bool]) -> Any:
-        """The next item (a :class:`Captured` carries the drops before it); None if stopped first."""
-        with self._cond:
-            while not self._items:
-                if stopped():
-                    return None
-                self._cond.wait(_POLL_S)
-            item = self._items.popleft()
-            if isinstance(item, Captured):
-                item.dropped, self._dropped = self._dropped, 0
-            self._cond.notify_all()
-            return item
 
 
 def _make_tracker(track: Any) -> Any:
