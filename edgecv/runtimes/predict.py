@@ -164,7 +164,8 @@ def predict_source(predictor: Predictor, source: SourceLike | Iterable[np.ndarra
                    show_progress: bool = True, max_frames: int | None = None, policy: str | None = None,
                    track: Any = False, sinks: Sequence[Sink] = (),
                    on_result: Callable[[StreamResult], object] | None = None,
-                   capture: dict[str, Any] | None = None, topic: str | None = None) -> PredictSummary:
+                   capture: dict[str, Any] | None = None, topic: str | None = None,
+                   inflight: int | None = None) -> PredictSummary:
     """Run ``predictor`` over every frame of ``source``; optionally save annotated outputs + JSONL.
 
     A thin user of :func:`~edgecv.runtimes.streams.pipeline.stream` (the one frame loop).
@@ -185,6 +186,7 @@ def predict_source(predictor: Predictor, source: SourceLike | Iterable[np.ndarra
         capture: options for cameras, URLs and video files (see :func:`~edgecv.runtimes.stream`).
         topic: the image topic of a ROS bag source (``.bag``, ``.db3``, ``.mcap``, a folder with
             ``metadata.yaml``); required for bags, refused for other sources.
+        inflight: inferences in flight (see :func:`~edgecv.runtimes.stream`; OpenVINO async requests).
 
     Image files larger than ``predictor.max_pixels`` are refused before decoding (skipped in a folder).
     Ctrl-C (and SIGTERM while running in the main thread) ends the run normally: outputs are
@@ -211,7 +213,7 @@ def predict_source(predictor: Predictor, source: SourceLike | Iterable[np.ndarra
         raise
     counter = CallbackSink(summary.add_result)  # in the sink thread: the summary counts what the outputs hold
     with stream(predictor, opened, policy=policy, track=track, sinks=[counter, *outputs, *sinks],
-                max_frames=max_frames, conf=conf) as results:
+                max_frames=max_frames, conf=conf, inflight=inflight) as results:
         start = time.perf_counter()
         completed = False
         try:

@@ -23,7 +23,7 @@ import time
 import warnings
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Sequence, overload
+from typing import Any, Callable, Sequence, overload
 
 import numpy as np
 
@@ -184,11 +184,35 @@ class Predictor:
         t1 = time.perf_counter()
         outputs = self.backend.infer(tensor)
         t2 = time.perf_counter()
-        net_hw = (int(tensor.shape[2]), int(tensor.shape[3]))
-        context = PostContext(self.class_names, conf, net_hw, self.task_options)
-        detections = self.task.postprocess(outputs, infos, context)
+        results = self._postprocess(outputs, infos, conf, tensor.shape)
         t3 = time.perf_counter()
-        return detections, {"infer_ms": (t2 - t1) * 1e3, "postprocess_ms": (t3 - t2) * 1e3}
+        return results, {"infer_ms": (t2 - t1) * 1e3, "postprocess_ms": (t3 - t2) * 1e3}
+
+    def submit_tensor(self, tensor: np.ndarray, infos: Sequence[LetterboxInfo], *, conf: float | None = None
+                      ) -> Callable[[], tuple[list[Result], dict[str, float]]]:
+        """:meth:`run_tensor` in two steps: start inference now, without waiting where the backend
+        can (OpenVINO's asynchronous infer requests); the returned function waits and post-processes.
+        Call it exactly once. With other backends the work happens when it is called. ``infer_ms``
+        then spans submit to outputs (queueing behind earlier requests included)."""
+        conf = self.conf if conf is None else check_conf(conf)
+        submit = getattr(self.backend, "submit", None)
+        if submit is None:
+            return lambda: self.run_tensor(tensor, infos, conf=conf)
+        t1 = time.perf_counter()
+        wait = submit(tensor)
+
+        def finish() -> tuple[list[Result], dict[str, float]]:
+            outputs = wait()
+            t2 = time.perf_counter()
+            results = self._postprocess(outputs, infos, conf, tensor.shape)
+            return results, {"infer_ms": (t2 - t1) * 1e3, "postprocess_ms": (time.perf_counter() - t2) * 1e3}
+        return finish
+
+    def _postprocess(self, outputs: dict[str, np.ndarray], infos: Sequence[LetterboxInfo], conf: float | None,
+                     shape: tuple[int, ...]) -> list[Result]:
+        """The task's results from raw ``outputs`` of an NCHW input of ``shape``."""
+        context = PostContext(self.class_names, conf, (int(shape[2]), int(shape[3])), self.task_options)
+        return self.task.postprocess(outputs, infos, context)
 
     def _prepare(self, image: ImageInput) -> np.ndarray:
         if isinstance(image, (str, os.PathLike)):

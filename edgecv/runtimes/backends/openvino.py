@@ -96,6 +96,21 @@ class RequestPool:
                 self._free.append(request)
             self._cond.notify()
 
+    def acquire(self) -> Any:
+        """Take a request (made here if the pool may still grow); hand it back with :meth:`release`."""
+        request = self._take()
+        if request is None:
+            try:
+                request = self._create()
+            except BaseException:
+                self._give_back(None)
+                raise
+        return request
+
+    def release(self, request: Any) -> None:
+        """Return a request taken with :meth:`acquire`."""
+        self._give_back(request)
+
     @contextlib.contextmanager
     def borrow(self) -> Iterator[Any]:
         """Lend one request for the duration of the ``with`` block."""
@@ -270,6 +285,43 @@ class OpenVinoBackend(ClosesOnExit):
             # copied before the request goes back to the pool: its buffers are the next borrower's
             return {name: np.array(request.get_output_tensor(i).data, copy=True)
                     for i, name in enumerate(self._output_names)}
+
+    def submit(self, batch: np.ndarray) -> Callable[[], dict[str, np.ndarray]]:
+        """Start ``batch`` ``[B, 3, H, W]`` on a pooled request (OpenVINO's ``start_async``) and return
+        at once; call the returned function exactly once to wait for the outputs (copies, by name).
+
+        Lets a pipeline keep up to ``requests`` inferences in flight: the next frame is handed over
+        while the previous one runs. ``batch`` must not be changed until the outputs are back
+        (the request reads it in place).
+
+        Raises:
+            BackendError: the backend is closed or OpenVINO rejects the input (here or when waiting).
+        """
+        if self.compiled is None:
+            raise BackendError(f"the openvino backend for {self.path} is closed")
+        request = self.requests.acquire()
+        batch = np.ascontiguousarray(batch)
+        try:
+            request.start_async({0: batch}, share_inputs=True)
+        except RuntimeError as exc:
+            self.requests.release(request)
+            raise self._failure(batch, exc) from exc
+
+        def wait() -> dict[str, np.ndarray]:
+            try:
+                request.wait()
+                return {name: np.array(request.get_output_tensor(i).data, copy=True)
+                        for i, name in enumerate(self._output_names)}
+            except RuntimeError as exc:
+                raise self._failure(batch, exc) from exc
+            finally:
+                self.requests.release(request)
+        return wait
+
+    def _failure(self, batch: np.ndarray, exc: RuntimeError) -> BackendError:
+        expected = self.compiled.inputs[0].get_partial_shape() if self.compiled is not None else "?"
+        return BackendError(f"openvino failed on {self.path}: input {self._input_names[0]!r} expected shape "
+                            f"{expected}, found {list(batch.shape)} {batch.dtype}: {str(exc).strip()}")
 
     def close(self) -> None:
         """Release the compiled model and infer requests (idempotent)."""

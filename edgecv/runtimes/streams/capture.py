@@ -46,6 +46,14 @@ frames flow again 0.5-0.8 s (MJPEG) / 1.9 s (RTSP, H.264) after the server liste
 of the current backoff pause plus the open; FFmpeg's RTSP open probes the stream for ~1.15 s,
 cut to ``open_timeout`` by the interrupt, after which it decodes normally.
 
+**Decoder threads.** ``decoder_threads`` sets FFmpeg's decoder thread count
+(``CAP_PROP_N_THREADS``) for streams and video files; ``None`` (default) keeps FFmpeg's own (one
+per core). 1 avoids FFmpeg's frame threading, which holds a decoded frame per extra thread
+before handing any out (a frame of delay per thread on a live source), at the cost of decoding
+on one core; ``benchmarks/bench_frame_age.py --decoders ffmpeg,1`` measures both from the
+sender's clock (on the loaded 2-core machine it showed no gain, so it is not the default).
+Cameras get no such option (see above: unknown parameters make some backends refuse to open).
+
 The reader runs at most two frames ahead of the consumer (one queued, one in hand): a consumer
 that wants only the newest frame (policy ``latest``) must keep iterating and drop frames itself.
 """
@@ -120,8 +128,9 @@ class ResilientCapture:
 
     def __init__(self, target: int | str, kind: str, label: str, *, open_timeout: float, read_timeout: float,
                  stall_timeout: float, give_up_after: float | None, reconnect: bool, backoff_cap: float,
-                 max_pixels: int | None) -> None:
+                 max_pixels: int | None, decoder_threads: int | None = None) -> None:
         self.target, self.kind, self.label = target, kind, label
+        self.decoder_threads = decoder_threads  # asked for; ``decoder_threads_used``: what FFmpeg reports
         self.open_timeout, self.read_timeout, self.stall_timeout = open_timeout, read_timeout, stall_timeout
         self.give_up_after, self.reconnect, self.backoff_cap = give_up_after, reconnect, backoff_cap
         self.frames = self.reconnects = 0
@@ -138,6 +147,7 @@ class ResilientCapture:
                               f"({self._open_failure})")
         self.width, self.height = info["width"], info["height"]
         self.fps, self.total = info["fps"], (int(info["total"]) if info["total"] else None)
+        self.decoder_threads_used = info.get("threads")
         if self.width and self.height:  # the stated frame size: refuse before decoding one
             try:
                 check_pixels(int(self.width), int(self.height), max_pixels, f"{kind} {label}")
@@ -158,6 +168,9 @@ class ResilientCapture:
             backend = cv2.CAP_FFMPEG
             params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.open_timeout * 1000),
                       cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.read_timeout * 1000)]
+        if self.decoder_threads is not None and self.kind in ("stream", "video"):
+            backend = cv2.CAP_FFMPEG  # the backend that knows CAP_PROP_N_THREADS
+            params += [cv2.CAP_PROP_N_THREADS, int(self.decoder_threads)]
         started = time.monotonic()
         session = ReaderSession(self.target, backend, params, file=self.kind == "video")
         message = session.get(self.open_timeout + OPEN_SLACK)
@@ -371,19 +384,21 @@ def open_capture(source: CaptureSource, *, open_timeout: float = DEFAULT_OPEN_TI
                  read_timeout: float | None = None, stall_timeout: float = DEFAULT_STALL_TIMEOUT,
                  give_up_after: float | None = None, reconnect: bool = True,
                  backoff_cap: float = DEFAULT_BACKOFF_CAP,
-                 max_pixels: int | None = DEFAULT_MAX_PIXELS) -> ResilientCapture:
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS,
+                 decoder_threads: int | None = None) -> ResilientCapture:
     """Open a camera index, ``rtsp://`` / ``http(s)://`` URL or video file for resilient reading.
 
     Timeouts in seconds: ``open_timeout`` / ``read_timeout`` (default: ``stall_timeout``) go to
     FFmpeg for network streams; ``stall_timeout`` is this module's watchdog for every live source;
     ``give_up_after`` (``None``: never) bounds a stretch without frames; ``backoff_cap`` the
-    longest pause between reopen attempts (0.1 s, doubling).
+    longest pause between reopen attempts (0.1 s, doubling). ``decoder_threads``: FFmpeg decoder
+    threads for streams and files (``None``: FFmpeg's default; ignored for cameras).
 
     Raises:
         SourceError: the source is not one of those kinds or cannot be opened within
             ``open_timeout`` (+ 1 s of slack) at the first attempt (no retry: a wrong URL says so now).
         ImageError: the stated frame size is above ``max_pixels``.
-        OptionError: a timeout is not a positive number.
+        OptionError: a timeout is not a positive number, ``decoder_threads`` not a positive int.
     """
     for name, value in (("open_timeout", open_timeout), ("stall_timeout", stall_timeout),
                         ("read_timeout", stall_timeout if read_timeout is None else read_timeout),
@@ -393,6 +408,15 @@ def open_capture(source: CaptureSource, *, open_timeout: float = DEFAULT_OPEN_TI
     _check_seconds("give_up_after", give_up_after, allow_none=True)
     check_max_pixels(max_pixels)
     target, kind, label = _classify(source)
+    threads = _decoder_threads(decoder_threads)
     return ResilientCapture(target, kind, label, open_timeout=float(open_timeout), read_timeout=float(read_timeout),
                             stall_timeout=float(stall_timeout), give_up_after=give_up_after,
-                            reconnect=bool(reconnect), backoff_cap=float(backoff_cap), max_pixels=max_pixels)
+                            reconnect=bool(reconnect), backoff_cap=float(backoff_cap), max_pixels=max_pixels,
+                            decoder_threads=threads)
+
+
+def _decoder_threads(value: int | None) -> int | None:
+    """The decoder thread count to ask FFmpeg for (``None``: its default); see :func:`open_capture`."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise OptionError(f"decoder_threads: expected a positive int or None, found {value!r}")
+    return value

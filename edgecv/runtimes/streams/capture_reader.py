@@ -140,7 +140,8 @@ def stated_info(capture: cv2.VideoCapture) -> dict[str, float | None]:
     return {"width": finite(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
             "height": finite(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
             "fps": fps if fps is not None and fps < 1000 else None,
-            "total": finite(capture.get(cv2.CAP_PROP_FRAME_COUNT))}
+            "total": finite(capture.get(cv2.CAP_PROP_FRAME_COUNT)),
+            "threads": finite(capture.get(cv2.CAP_PROP_N_THREADS))}
 
 
 @atexit.register

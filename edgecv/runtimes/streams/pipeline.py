@@ -37,59 +37,15 @@ from edgecv.errors import OptionError
 from edgecv.runtimes.detections import Detections
 from edgecv.runtimes.predictor import Predictor, Result, check_conf
 from edgecv.runtimes.semantic_map import SemanticMap
+from edgecv.runtimes.streams.channel import Channel as _Channel
+from edgecv.runtimes.streams.channel import End as _End
 from edgecv.runtimes.streams.readers import Captured, StreamSource, check_policy, open_source
 from edgecv.runtimes.streams.result import Sink, StreamResult
+from edgecv.runtimes.streams.priority import SINK_NICE, lower_current_thread
 from edgecv.runtimes.streams.signals import SigtermAsInterrupt
 
 JOIN_TIMEOUT_S = 10.0  # per thread at close: an inference call or a blocking read finishes well within
-_POLL_S = 0.05  # how often blocked stages look at the stop flag
-
-
-class _End:
-    """The last item through a channel: the stage before ended (``error`` is None) or failed."""
-
-    def __init__(self, error: BaseException | None = None) -> None:
-        self.error = error
-
-
-class _Channel:
-    """A bounded hand-over between two threads; ``latest`` drops the oldest item instead of waiting."""
-
-    def __init__(self, size: int, latest: bool = False) -> None:
-        self._items: deque[Any] = deque()
-        self._size, self._latest = size, latest
-        self._cond = threading.Condition()
-        self._dropped = 0
-
-    def put(self, item: Any, stopped: Callable[[], bool]) -> bool:
-        """Hand ``item`` over; False if the pipeline stopped first."""
-        with self._cond:
-            if stopped():  # checked first: with ``latest`` the loop below never waits, so never looks
-                return False
-            while len(self._items) >= self._size:
-                if self._latest and not isinstance(item, _End):
-                    self._items.popleft()  # a newer frame makes the waiting one stale
-                    self._dropped += 1
-                    break
-                if stopped():
-                    return False
-                self._cond.wait(_POLL_S)
-            self._items.append(item)
-            self._cond.notify_all()
-            return True
-
-    def get(self, stopped: Callable[[], bool]) -> Any:
-        """The next item (a :class:`Captured` carries the drops before it); None if stopped first."""
-        with self._cond:
-            while not self._items:
-                if stopped():
-                    return None
-                self._cond.wait(_POLL_S)
-            item = self._items.popleft()
-            if isinstance(item, Captured):
-                item.dropped, self._dropped = self._dropped, 0
-            self._cond.notify_all()
-            return item
+DEFAULT_INFLIGHT = 1  # see stream(inflight=) and the README's stream figures
 
 
 def _make_tracker(track: Any) -> Any:
@@ -128,6 +84,8 @@ class _Pipeline:
         # rate cap (runtimes/robot.py): called by the infer thread before it takes a frame, so the frame
         # it then takes is the newest; returns False if the pipeline stopped while it waited
         self.pace: Callable[[Callable[[], bool]], bool] | None = None
+        self.sink_nice = SINK_NICE  # see streams/priority.py
+        self.inflight = 1  # inferences in flight (``stream(inflight=)``; >1 pays on OpenVINO's async requests)
 
     # -- the three stages, shared by the threaded and the in-caller forms -------------------------
 
@@ -139,14 +97,25 @@ class _Pipeline:
             captured.tensor, captured.infos = self.predictor.prepare_tensor([captured.image])
             captured.pre_ms = (time.perf_counter() - start) * 1e3
 
+    def submit(self, batch: list[Captured]) -> Callable[[], list[tuple[Captured, Result, dict[str, float]]]]:
+        """Start ``batch``'s inference; the returned function finishes it (:meth:`infer`'s result).
+        A pre-processed frame goes through :meth:`Predictor.submit_tensor` (asynchronous on OpenVINO)."""
+        if len(batch) != 1 or batch[0].tensor is None:
+            return lambda: self.infer(batch)
+        done = batch[0]
+        finish = self.predictor.submit_tensor(done.tensor, done.infos, conf=self.conf)
+        done.tensor = None  # the request holds it until it is finished
+
+        def complete() -> list[tuple[Captured, Result, dict[str, float]]]:
+            detections, run = finish()
+            return [(done, detections[0], {"read": done.read_ms, "pre": done.pre_ms, "infer": run["infer_ms"],
+                                           "post": run["postprocess_ms"]})]
+        return complete
+
     def infer(self, batch: list[Captured]) -> list[tuple[Captured, Result, dict[str, float]]]:
         """Pre-process + infer + post-process ``batch``; each frame gets its share of the timing."""
         if len(batch) == 1 and batch[0].tensor is not None:
-            done = batch[0]
-            detections, run = self.predictor.run_tensor(done.tensor, done.infos, conf=self.conf)
-            done.tensor = None  # the tensor is not needed past inference
-            return [(done, detections[0], {"read": done.read_ms, "pre": done.pre_ms, "infer": run["infer_ms"],
-                                           "post": run["postprocess_ms"]})]
+            return self.submit(batch)()
         detections, timing = self.predictor.predict_timed([c.image for c in batch], conf=self.conf)
         share = {"pre": timing["preprocess_ms"], "infer": timing["infer_ms"], "post": timing["postprocess_ms"]}
         share = {k: v / len(batch) for k, v in share.items()}
@@ -207,33 +176,49 @@ class _Pipeline:
         self.captured.put(end, self.stop.is_set)
 
     def _infer(self) -> None:
-        batch_size = self.predictor.batch_size or 1
+        pending: deque[Callable[[], list[Any]]] = deque()  # started, not yet finished (oldest first)
         while True:
-            if self.pace is not None and not self.pace(self._upstream_stopped):
+            # the rate cap (runtimes/robot.py) waits before a frame is taken, so the one taken is the newest
+            if not pending and self.pace is not None and not self.pace(self._upstream_stopped):
                 return
-            item = self.captured.get(self._upstream_stopped)
-            if item is None:
+            # with results in flight, take only a frame already waiting; else finish the oldest
+            item = self.captured.get(lambda: True) if pending else self.captured.get(self._upstream_stopped)
+            if item is None and not pending:
                 return
-            batch = [item] if isinstance(item, Captured) else []
-            while batch and len(batch) < batch_size and self.policy == "every":
-                more = self.captured.get(lambda: True)  # only what is already waiting
-                if more is None:
-                    break
-                if isinstance(more, _End):
-                    item = more
-                    break
-                batch.append(more)
             try:
-                for out in self.infer(batch) if batch else []:
-                    if not self.inferred.put(out, self._upstream_stopped):
-                        return
+                batch: list[Captured] = []
+                if item is not None:
+                    item, batch = self._gather(item)
+                if batch:
+                    pending.append(self.submit(batch))
+                while pending and (len(pending) >= self.inflight or item is None or isinstance(item, _End)):
+                    for out in pending.popleft()():
+                        if not self.inferred.put(out, self._upstream_stopped):
+                            return
+                    if item is None:
+                        break
             except BaseException as exc:
                 item = _End(exc)
             if isinstance(item, _End):
                 self.inferred.put(item, self.stop.is_set)
                 return
 
+    def _gather(self, item: Any) -> tuple[Any, list[Captured]]:
+        """The batch starting with ``item`` (``every``: plus frames already waiting, up to the
+        artifact's batch); returns the channel's ``_End`` if one was met, else ``item``, and the batch."""
+        batch = [item] if isinstance(item, Captured) else []
+        while batch and len(batch) < (self.predictor.batch_size or 1) and self.policy == "every":
+            more = self.captured.get(lambda: True)  # only what is already waiting
+            if more is None:
+                break
+            if isinstance(more, _End):
+                return more, batch
+            batch.append(more)
+        return item, batch
+
     def _sink(self) -> None:
+        if self.policy == "every":  # files: throughput; the sinks have slack, inference has none
+            lower_current_thread(self.sink_nice)
         while True:
             item = self.inferred.get(self.stop.is_set)
             if item is None:
@@ -387,7 +372,8 @@ def check_max_frames(max_frames: int | None) -> int | None:
 
 def stream(predictor: Predictor, source: Any, policy: str | None = None, track: Any = False,
            sinks: Iterable[Sink] = (), max_frames: int | None = None, *, conf: float | None = None,
-           threaded: bool | None = None, capture: dict[str, Any] | None = None) -> Stream:
+           threaded: bool | None = None, capture: dict[str, Any] | None = None,
+           inflight: int | None = None) -> Stream:
     """Run ``predictor`` over ``source`` frame by frame; returns a :class:`Stream` to iterate.
 
     Args:
@@ -402,13 +388,18 @@ def stream(predictor: Predictor, source: Any, policy: str | None = None, track: 
         conf: extra score threshold (see :class:`~edgecv.runtimes.predictor.Predictor`).
         threaded: run the stages in threads; default: yes, except for image and folder sources.
         capture: options of :func:`~edgecv.runtimes.streams.capture.open_capture` for cameras, URLs
-            and video files, e.g. ``{"give_up_after": 30, "stall_timeout": 2.0}``.
+            and video files, e.g. ``{"give_up_after": 30, "stall_timeout": 2.0, "decoder_threads": 1}``.
+        inflight: inferences kept in flight with the ``every`` policy (``None``: 1). Above 1 the next
+            frame is submitted while the previous one runs, which needs a backend with asynchronous
+            requests (OpenVINO, with ``backend_options={"requests": n}``, n >= ``inflight``); other
+            backends run one at a time whatever this says. ``latest`` always uses 1 (fresh frames).
 
     Raises:
         OptionError: a bad option; SourceError / ImageError: the source cannot be opened.
     """
     conf = check_conf(conf)
     check_max_frames(max_frames)
+    check_inflight(inflight)
     opened = open_source(source, predictor.max_pixels, capture)
     try:
         chosen = check_policy(policy, opened)
@@ -419,4 +410,13 @@ def stream(predictor: Predictor, source: Any, policy: str | None = None, track: 
     if threaded is None:
         threaded = opened.kind not in ("image", "folder")
     pipeline = _Pipeline(predictor, opened, chosen, tracker, list(sinks), max_frames, conf)
+    if chosen == "every":
+        pipeline.inflight = inflight or DEFAULT_INFLIGHT
     return Stream(pipeline, threaded)
+
+
+def check_inflight(inflight: int | None) -> int | None:
+    """``inflight`` unchanged; :class:`OptionError` unless a positive int or None."""
+    if inflight is not None and (isinstance(inflight, bool) or not isinstance(inflight, int) or inflight < 1):
+        raise OptionError(f"inflight: expected a positive int or None, found {inflight!r}")
+    return inflight
