@@ -114,3 +114,20 @@ def export_twostage(name: str, out: str | Path, cfg: TwoStageConfig | None = Non
         if not report["passed"]:
             raise ExportError(f"fidelity check failed for {out}: " + "; ".join(report["failures"]))
     return ExportResult(path=out, metadata=metadata, fidelity=report, seconds=time.time() - start)
+
+
+def export_loaded(detector, out: str | Path, opts, console: Console | None = None) -> ExportResult:  # noqa: ANN001
+    """``edgecv export <two-stage name>``: :func:`export_twostage` with the CLI's
+    :class:`~edgecv.export.onnx_export.ExportOptions` (imgsz, batch, max_det, conf, iou,
+    max_candidates, check). Random weights (no ``--weights``) get ``conf <= 0.05``: their scores are
+    spread thin and the fidelity check needs detections to compare."""
+    if opts.dynamic:
+        raise ExportError("--dynamic: expected a static input for two-stage graphs (anchors are fixed at the "
+                          "export size), found --dynamic")
+    conf = opts.conf if detector.extra["state"] is not None else min(opts.conf, 0.05)
+    if console is not None and conf != opts.conf:
+        console.print(f"[yellow]random weights (no --weights): score threshold lowered to {conf}[/]")
+    cfg = TwoStageConfig(imgsz=opts.imgsz or detector.imgsz, max_det=opts.max_det, conf=conf, iou=opts.iou,
+                         max_candidates=opts.max_candidates)
+    return export_twostage(detector.extra["builder"], out, cfg, batch=opts.batch, state=detector.extra["state"],
+                           source=detector.source, class_names=detector.class_names, check=opts.check, console=console)

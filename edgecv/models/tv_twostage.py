@@ -28,10 +28,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from edgecv.models.base import LoadedDetector
 
 from edgecv.errors import OptionError, UnknownModelError, WeightsError
 from edgecv.export import rcnn_ops as ops
@@ -287,5 +290,28 @@ def has_masks(name: str) -> bool:
     return BUILDERS[resolve_builder(name)][1]
 
 
-__all__ = ["BUILDERS", "SHORT_NAMES", "TwoStageConfig", "TwoStageGraph", "build_torchvision", "class_names_for",
-           "has_masks", "load_state", "num_classes_of", "resolve_builder", "seeded_random_model"]
+
+
+def load_twostage(name: str, weights: str | Path | None = None, *, class_names: list[str] | None = None,
+                  **_ignored: Any) -> "LoadedDetector":
+    """The :data:`edgecv.models.LOADERS` entry of every two-stage name: a :class:`LoadedDetector` whose
+    ``extra["export"]`` is :func:`edgecv.export.twostage.export_loaded` (these graphs end in the
+    detection contract themselves, so the generic trace + ``append_nms`` path is not used).
+
+    ``weights``: a torchvision state dict of that builder (``weights_only=True``); None: seeded random
+    weights (nothing is downloaded), stated as such in the metadata.
+    """
+    from edgecv.export.twostage import export_loaded
+    from edgecv.models.base import LoadedDetector
+
+    builder = resolve_builder(name)
+    state = None if weights is None else load_state(weights)
+    count = 91 if state is None else num_classes_of(state, str(weights))
+    names = list(class_names) if class_names else class_names_for(count)
+    if len(names) != count:
+        raise WeightsError(f"--names: expected {count} names (background first, as torchvision counts classes), "
+                           f"found {len(names)}")
+    return LoadedDetector(module=nn.Identity(), class_names=names, imgsz=DEFAULT_SIZE.get(builder, 800),
+                          family=builder, source=str(weights) if weights else "random (seed 0)",
+                          is_demo=False, mean=IMAGENET_MEAN, std=IMAGENET_STD, color_order="RGB",
+                          extra={"export": export_loaded, "builder": builder, "state": state})
