@@ -98,6 +98,10 @@ class TwoStageConfig:
     post_nms_top_n: int | None = None
     pooler: str = "align"
 
+    def __post_init__(self) -> None:
+        if self.pooler not in ops.POOLERS:
+            raise OptionError(f"pooler: expected one of {ops.POOLERS}, found {self.pooler!r}")
+
 
 def resolve_builder(name: str) -> str:
     """Builder name for ``name`` (a builder or a short family name)."""
@@ -142,8 +146,6 @@ class TwoStageGraph(nn.Module):
 
     def __init__(self, model: nn.Module, cfg: TwoStageConfig) -> None:
         super().__init__()
-        if cfg.pooler not in ops.POOLERS:
-            raise OptionError(f"pooler: expected one of {ops.POOLERS}, found {cfg.pooler!r}")
         self.backbone, self.rpn, self.roi_heads, self.cfg = model.backbone, model.rpn, model.roi_heads, cfg
         self.with_masks = getattr(model.roi_heads, "mask_head", None) is not None
         size = cfg.imgsz
