@@ -105,6 +105,7 @@ def _compare(ref: dict, det, tensor_hw: tuple[int, int], tally: dict) -> None:  
     tally["zero_images"] += int(n_got == 0)
     matched = pairs(ref["boxes"], ref["labels"], det.boxes, det.class_ids)
     tally["matched"] += len(matched)
+    tally["matched_iou50"] += len(pairs(ref["boxes"], ref["labels"], det.boxes, det.class_ids, 0.5))
     if "grids" in ref and matched and det.masks is not None:
         info = LetterboxInfo(1.0, 0, 0, tensor_hw)
         rows = [i for i, _ in matched]
@@ -119,7 +120,8 @@ def check_twostage(model: nn.Module, path, cfg: TwoStageConfig, images: list[np.
     from edgecv.runtimes import Predictor
 
     images = images if images is not None else check_images(cfg.imgsz)
-    tally = {"torch_dets": 0, "onnx_dets": 0, "pairs": 0, "matched": 0, "zero_images": 0, "mask_ious": []}
+    tally = {"torch_dets": 0, "onnx_dets": 0, "pairs": 0, "matched": 0, "zero_images": 0, "matched_iou50": 0,
+             "mask_ious": []}
     with Predictor(path, backend="onnxruntime") as predictor:
         batch = predictor.batch_size or len(images)
         for start in range(0, len(images), batch):
@@ -135,7 +137,9 @@ def _judge(tally: dict, cfg: TwoStageConfig, images: int) -> dict:
     share = tally["matched"] / tally["pairs"] if tally["pairs"] else None
     ious = tally.pop("mask_ious")
     report = {"compared": "torchvision (own model) vs ONNX Runtime via Predictor", "images": images, **tally,
-              "matched_share": share, "match_iou": MATCH_IOU, "pooler": cfg.pooler,
+              "matched_share": share, "match_iou": MATCH_IOU,
+              "matched_share_iou50": tally["matched_iou50"] / tally["pairs"] if tally["pairs"] else None,
+              "pooler": cfg.pooler,
               "mask_iou_mean": float(np.mean(ious)) if ious else None, "mask_pairs": len(ious)}
     failures, warns = [], []
     if tally["torch_dets"] < MIN_DETECTIONS:  # nothing worth comparing: said so, never "passed"
@@ -156,13 +160,17 @@ def _judge(tally: dict, cfg: TwoStageConfig, images: int) -> dict:
     return report
 
 
+def _percent(share: float | None) -> str:
+    return "n/a" if share is None else f"{100 * share:.1f} %"
+
+
 def print_twostage_report(report: dict, console: Console) -> None:
     """One line of figures and the verdict."""
-    share = report["matched_share"]
     masks = "" if report["mask_iou_mean"] is None else f", mean mask IoU {report['mask_iou_mean']:.4f} " \
                                                       f"({report['mask_pairs']} pairs)"
     console.print(f"fidelity ({report['compared']}, RoI {report['pooler']}): {report['images']} images, dets torch/"
                   f"onnx {report['torch_dets']}/{report['onnx_dets']}, matched @IoU{MATCH_IOU} "
-                  f"{'n/a' if share is None else f'{100 * share:.1f} %'}{masks}: {report['status']}", highlight=False)
+                  f"{_percent(report['matched_share'])} (@IoU0.5 {_percent(report['matched_share_iou50'])}){masks}: "
+                  f"{report['status']}", highlight=False)
     for line in report.get("failures", []) + report.get("differences", []) + report.get("warnings", []):
         console.print(f"[yellow]{line}[/]", highlight=False)

@@ -268,8 +268,8 @@ def load_state(path: str | Path) -> dict[str, Tensor]:
 
 def seeded_random_model(name: str, cfg: TwoStageConfig, seed: int = 0, num_classes: int = 91) -> nn.Module:
     """torchvision's model with seeded random weights (no download), BatchNorm statistics measured on
-    random images and class logits spread (x8), so that random weights give well-separated scores:
-    the fidelity check then has detections to match."""
+    random images and the heads' outputs rescaled (:func:`_spread_outputs`), so that random weights
+    give well-separated scores: the fidelity check then has detections to match."""
     torch.manual_seed(seed)
     model = build_torchvision(name, cfg, num_classes)
     # Random BatchNorm statistics (mean 0, var 1) shrink activations ~10x per block, to ~1e-8 at the
@@ -283,8 +283,42 @@ def seeded_random_model(name: str, cfg: TwoStageConfig, seed: int = 0, num_class
     with torch.no_grad():
         for _ in range(2):
             model.backbone(torch.randn(2, 3, cfg.imgsz, cfg.imgsz))
-        model.roi_heads.box_predictor.cls_score.weight.mul_(8.0)
-    return model.eval()
+    model.eval()
+    _spread_outputs(model, cfg.imgsz)
+    return model
+
+
+#: Output std given to the last layer of each head by :func:`_spread_outputs`.
+_OUTPUT_STD = {"rpn.head.cls_logits": 1.5, "rpn.head.bbox_pred": 0.3, "roi_heads.box_predictor.cls_score": 3.0,
+               "roi_heads.box_predictor.bbox_pred": 0.3}
+
+
+def _spread_outputs(model: nn.Module, imgsz: int) -> None:
+    """Rescale each head's last layer so its outputs have the std of :data:`_OUTPUT_STD` on a random image.
+
+    Random FPN features are large (~50 for ResNet-50): objectness and class logits would saturate
+    sigmoid / softmax to exactly 1.0, and equal scores make the NMS order an implementation detail.
+    """
+    layers = {name: module for name, module in model.named_modules() if name in _OUTPUT_STD}
+    seen: dict[str, list[Tensor]] = {name: [] for name in layers}
+
+    def keep(name: str) -> Callable:
+        def hook(_module: nn.Module, _inputs: tuple, output: Tensor) -> None:  # None: output unchanged
+            seen[name].append(output.detach().flatten())
+        return hook
+
+    hooks = [layer.register_forward_hook(keep(name)) for name, layer in layers.items()]
+    try:
+        with torch.no_grad():
+            model([torch.rand(3, imgsz, imgsz)])
+    finally:
+        for hook in hooks:
+            hook.remove()
+    with torch.no_grad():
+        for name, layer in layers.items():
+            factor = _OUTPUT_STD[name] / max(float(torch.cat(seen[name]).std()), 1e-12)
+            layer.weight.mul_(factor)
+            layer.bias.mul_(factor)
 
 
 def has_masks(name: str) -> bool:
