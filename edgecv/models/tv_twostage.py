@@ -289,8 +289,8 @@ def seeded_random_model(name: str, cfg: TwoStageConfig, seed: int = 0, num_class
 
 
 #: Output std given to the last layer of each head by :func:`_spread_outputs`.
-_OUTPUT_STD = {"rpn.head.cls_logits": 1.5, "rpn.head.bbox_pred": 0.3, "roi_heads.box_predictor.cls_score": 3.0,
-               "roi_heads.box_predictor.bbox_pred": 0.3}
+_OUTPUT_STD = {"rpn.head.cls_logits": 1.5, "rpn.head.bbox_pred": 0.1, "roi_heads.box_predictor.cls_score": 3.0,
+               "roi_heads.box_predictor.bbox_pred": 0.1}
 
 
 def _spread_outputs(model: nn.Module, imgsz: int) -> None:
