@@ -39,7 +39,9 @@ def export_model(name: str = "yolo", weights: str | Path | None = None, out: str
     opts = resolve_options(opts, detector)
     out = Path(out) if out is not None else Path("exports") / name / "model.onnx"
     with console.status(f"exporting {detector.family} at {opts.imgsz}x{opts.imgsz} → {out}"):
-        result = export_detector(detector, out, opts, console=console)
+        # A family whose graph ends in the output contract itself (two-stage) brings its own exporter.
+        exporter = detector.extra.get("export", export_detector)
+        result = exporter(detector, out, opts, console=console)
     console.print(f"[green]exported[/] {result.path} in {result.seconds:.1f}s")
     if warn_stale:
         warn_stale_derivatives(result.path, console)

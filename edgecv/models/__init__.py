@@ -21,7 +21,18 @@ def _yolo(weights: str | Path | None, **options: Any) -> "LoadedDetector":
     return load_yolo(weights, **options)
 
 
-LOADERS: dict[str, Callable[..., "LoadedDetector"]] = {"yolo": _yolo}
+def _twostage(name: str) -> Callable[..., "LoadedDetector"]:
+    def load(weights: str | Path | None, **options: Any) -> "LoadedDetector":
+        from edgecv.models.tv_twostage import load_twostage
+
+        return load_twostage(name, weights, **options)
+
+    return load
+
+
+_TWOSTAGE = ("fasterrcnn", "maskrcnn", "fasterrcnn_mobilenet_v3_large_320_fpn", "fasterrcnn_mobilenet_v3_large_fpn",
+             "fasterrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn", "maskrcnn_mobilenet_v3_large_fpn")
+LOADERS: dict[str, Callable[..., "LoadedDetector"]] = {"yolo": _yolo, **{n: _twostage(n) for n in _TWOSTAGE}}
 
 
 def load_for_export(name: str, weights: str | Path | None = None, **options: Any) -> "LoadedDetector":
