@@ -222,7 +222,9 @@ def kind_of(model: nn.Module) -> str:
     Raises:
         OptionError: any other module.
     """
-    from torchvision.models.detection import FCOS, SSD, RetinaNet
+    from torchvision.models.detection.fcos import FCOS
+    from torchvision.models.detection.retinanet import RetinaNet
+    from torchvision.models.detection.ssd import SSD
 
     for kind, cls in (("ssd", SSD), ("retinanet", RetinaNet), ("fcos", FCOS)):
         if isinstance(model, cls):
