@@ -184,7 +184,7 @@ def _compare_at(module: nn.Module, raw: ort.InferenceSession, final: ort.Inferen
     batch = metadata.input_shape[0] if metadata.input_shape[0] > 0 else len(images)
     box_atol = tol.atol * max(metadata.letterbox_size)
     err_boxes = err_scores = used_boxes = used_scores = 0.0
-    matched = torch_dets = onnx_dets = pairs = 0
+    matched = torch_dets = onnx_dets = pairs = ties = 0
     for start in range(0, len(images), batch):
         chunk = images[start : start + batch]
         tensor, _ = preprocess_batch(chunk, metadata, batch_size=batch)
@@ -203,11 +203,59 @@ def _compare_at(module: nn.Module, raw: ort.InferenceSession, final: ort.Inferen
             n_ref, n_got = int(ref[0][b, 0]), int(got[0][b, 0])
             torch_dets, onnx_dets = torch_dets + n_ref, onnx_dets + n_got
             pairs += max(n_ref, n_got)
-            matched += match_detections(ref[1][b, :n_ref], ref[3][b, :n_ref], got[1][b, :n_got], got[3][b, :n_got],
-                                        atol=box_atol, rtol=tol.rtol)
-    return {"max_abs_boxes": err_boxes, "max_abs_scores": err_scores, "boxes_tolerance_used": used_boxes,
-            "scores_tolerance_used": used_scores, "torch_dets": torch_dets, "onnx_dets": onnx_dets,
-            "matched": matched / pairs if pairs else None}
+            if reference is None:
+                matched += match_detections(ref[1][b, :n_ref], ref[3][b, :n_ref], got[1][b, :n_got],
+                                            got[3][b, :n_got], atol=box_atol, rtol=tol.rtol)
+                continue
+            by_iou, by_tie = match_with_ties([r[b, :n_ref] for r in ref[1:]], [g[b, :n_got] for g in got[1:]],
+                                             box_atol, tol)
+            matched, ties = matched + by_iou + by_tie, ties + by_tie
+    figures = {"max_abs_boxes": err_boxes, "max_abs_scores": err_scores, "boxes_tolerance_used": used_boxes,
+               "scores_tolerance_used": used_scores, "torch_dets": torch_dets, "onnx_dets": onnx_dets,
+               "matched": matched / pairs if pairs else None}
+    if reference is not None:
+        figures["tie_matched"] = ties  # included in "matched"
+    return figures
+
+
+def match_with_ties(ref: list[np.ndarray], got: list[np.ndarray], box_atol: float, tol: Tolerance
+                    ) -> tuple[int, int]:
+    """``(matched by IoU, matched as ties)`` between ``ref`` and ``got`` = ``[boxes [n,4], scores [n], classes [n]]``.
+
+    After the IoU matching of :func:`match_detections`, a left-over reference detection pairs with a
+    left-over detection of the same class whose score is equal within the score tolerance: boxes with
+    tied scores (flat image regions give many) are kept in an arbitrary order by any NMS, so which of
+    them survives differs between two correct implementations. Pairs are made one-to-one, closest
+    scores first.
+    """
+    (boxes_a, scores_a, cls_a), (boxes_b, scores_b, cls_b) = ref, got
+    if len(boxes_a) == 0 or len(boxes_b) == 0:
+        return 0, 0
+    similar = box_iou(boxes_a, boxes_b)
+    close = np.all(np.abs(boxes_a[:, None] - boxes_b[None]) <= box_atol + tol.rtol * np.abs(boxes_a[:, None]), axis=2)
+    similar = np.where(close, 1.0, similar) * (cls_a[:, None] == cls_b[None, :])
+    used_a, used_b = _greedy(similar, MATCH_IOU)
+    gap = np.abs(scores_a[:, None] - scores_b[None, :])
+    tied = (gap <= tol.atol + tol.rtol * np.abs(scores_a[:, None])) & (cls_a[:, None] == cls_b[None, :])
+    tied[used_a, :], tied[:, used_b] = False, False
+    ties = _greedy(np.where(tied, 1.0 - gap, -1.0), 0.0)[0]
+    return len(used_a), len(ties)
+
+
+def _greedy(similar: np.ndarray, threshold: float) -> tuple[list[int], list[int]]:
+    """Rows and columns of greedy one-to-one pairs, best ``similar`` first, while it is >= ``threshold``."""
+    similar = similar.copy()
+    rows: list[int] = []
+    cols: list[int] = []
+    for _ in range(min(similar.shape)):
+        i, j = np.unravel_index(np.argmax(similar), similar.shape)
+        if similar[i, j] < threshold:
+            break
+        rows.append(int(i))
+        cols.append(int(j))
+        similar[i, :] = -1
+        similar[:, j] = -1
+    return rows, cols
 
 
 def _judge(key: str, figures: dict, tol: Tolerance, size: tuple[int, int]) -> tuple[dict, list[str], list[str]]:

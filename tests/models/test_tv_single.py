@@ -63,6 +63,7 @@ def ssdlite_128(ssdlite_weights: Path, tmp_path_factory: pytest.TempPathFactory)
     return export_model("ssdlite", ssdlite_weights, out, ExportOptions(imgsz=128, conf=CONF), warn_stale=False)
 
 
+@pytest.mark.slow
 def test_ssdlite_export_fidelity_and_predictor(ssdlite_128) -> None:
     _check_report(ssdlite_128.fidelity, 128)
     meta = ssdlite_128.metadata
@@ -80,6 +81,7 @@ def _node_ops(path: Path) -> list[str]:
     return [node.op_type for node in onnx.load(str(path)).graph.node]
 
 
+@pytest.mark.slow
 def test_batch2_graph_and_zero_detections(ssdlite_weights: Path, ssdlite_128, tmp_path: Path) -> None:
     one, two = ssdlite_128.path, tmp_path / "b2.onnx"
     export_model("ssdlite", ssdlite_weights, two, ExportOptions(imgsz=128, conf=CONF, batch=2, check=False),
@@ -101,6 +103,7 @@ def test_batch2_graph_and_zero_detections(ssdlite_weights: Path, ssdlite_128, tm
         assert all(len(d) == 0 for d in predictor.predict_batch(images))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["retinanet", "fcos"])
 def test_retinanet_fcos_fidelity_two_sizes(kind: str, tmp_path: Path) -> None:
     model = tiny_model(kind)
@@ -159,6 +162,7 @@ def test_dynamic_refused(ssdlite_weights: Path, tmp_path: Path) -> None:
         export_model("ssdlite", ssdlite_weights, tmp_path / "d.onnx", ExportOptions(imgsz=128, dynamic=True))
 
 
+@pytest.mark.slow
 def test_cli_export_ssdlite(ssdlite_weights: Path, tmp_path: Path) -> None:
     out = tmp_path / "cli.onnx"
     result = CliRunner().invoke(app, ["export", "ssdlite", "--imgsz", "160", "--weights", str(ssdlite_weights),
