@@ -56,6 +56,8 @@ def export(
     out: Optional[Path] = typer.Option(None, help="Output .onnx path; default exports/<model>/model.onnx."),
     names: Optional[str] = typer.Option(None, help="Comma-separated class names (needed for a plain state dict)."),
     size: str = typer.Option("n", help="Model size for a plain state dict (n, s, m)."),
+    num_classes: Optional[int] = typer.Option(None, help="torchvision families: head size (torchvision's "
+                                              "num_classes; SSD counts the background) when no --weights says it."),
     trust_weights: bool = typer.Option(False, "--trust-weights", help="Allow pickled code in the checkpoint (weights_only=False)."),
     check: bool = typer.Option(True, help="Run the PyTorch vs ONNX Runtime fidelity check."),
     fidelity_atol: Optional[float] = typer.Option(None, help="Fidelity check: absolute tolerance as a fraction of "
@@ -91,7 +93,8 @@ def export(
     calibration = {"data": calib_data, "method": calib_method, "samples": calib_samples, "max_drop": max_drop,
                    "eval_count": eval_count, **({"target": target} if target else {})}
     export_variants(model, weights, out, opts, int8=calibration if int8 else None, fp16=fp16, engine=engine,
-                    trust=trust_weights, class_names=class_names, size=size, console=console)
+                    trust=trust_weights, class_names=class_names, size=size, console=console,
+                    **({"num_classes": num_classes} if num_classes is not None else {}))
 
 
 @app.command()

@@ -22,9 +22,11 @@ from edgecv.models import load_for_export
 
 def export_model(name: str = "yolo", weights: str | Path | None = None, out: str | Path | None = None,
                  opts: ExportOptions | None = None, *, trust: bool = False, class_names: list[str] | None = None,
-                 size: str = "n", console: Console | None = None, warn_stale: bool = True) -> ExportResult:
+                 size: str = "n", console: Console | None = None, warn_stale: bool = True,
+                 num_classes: int | None = None) -> ExportResult:
     """Load model family ``name`` with ``weights`` (None: the built-in demo weights) and export it.
 
+    ``num_classes``: a torchvision family's head size (``--num-classes``) when no state dict says it.
     ``opts.imgsz`` None takes the size the weights were trained at; ``out`` defaults to
     ``exports/<name>/model.onnx``. Returns the :class:`ExportResult` (path, metadata, fidelity).
     ``warn_stale``: afterwards, warn about int8/fp16 graphs beside ``out`` made from its
@@ -32,7 +34,11 @@ def export_model(name: str = "yolo", weights: str | Path | None = None, out: str
     """
     console = console or Console()
     options = {"trust": trust, "class_names": class_names, "size": size}
+    if num_classes is not None:  # torchvision families only (--num-classes)
+        options["num_classes"] = num_classes
     detector = load_for_export(name, weights, **options)
+    if detector.notice:
+        console.print(f"[yellow]{escape(detector.notice)}[/]", highlight=False)
     if detector.is_demo:
         console.print(f"[yellow]no --weights given: using the built-in demo weights[/] {detector.source} "
                       f"({len(detector.class_names)} classes: {', '.join(detector.class_names)})")
@@ -72,7 +78,7 @@ class ExportedVariants:
 def export_variants(name: str = "yolo", weights: str | Path | None = None, out: str | Path | None = None,
                     opts: ExportOptions | None = None, *, int8: dict[str, Any] | None = None, fp16: bool = False,
                     engine: bool = False, console: Console | None = None, **load: Any) -> ExportedVariants:
-    """fp32 export (:func:`export_model`, ``load`` = trust / class_names / size), then optionally
+    """fp32 export (:func:`export_model`, ``load`` = trust / class_names / size / num_classes), then optionally
     ``model_fp16.onnx``, ``model_int8_<target>.onnx`` (``int8`` = keyword arguments of
     :func:`edgecv.calibration.quantize`, which compares fp32 vs int8 unless ``evaluate=False``;
     target tensorrt with ``engine``, else onnxruntime) and a TensorRT engine built from the int8

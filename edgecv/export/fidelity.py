@@ -84,6 +84,16 @@ def default_images(imgsz: int, count: int = 8) -> list[np.ndarray]:
     return [shapes[i].image for i in range(count)]
 
 
+def mixed_images(imgsz: int, many: int = 6) -> list[np.ndarray]:
+    """``many`` synthetic scenes with up to 8 objects, one with a single object and one empty background
+    (BGR uint8): the many / few / zero objects the check of a family with an upstream reference uses."""
+    from edgecv.data.synthetic import ShapesDataset
+
+    one = ShapesDataset("val", 1, imgsz, seed=4321, max_objects=1)[0].image
+    empty = np.full((imgsz, imgsz, 3), 127, np.uint8)
+    return [*default_images(imgsz, many), one, empty]
+
+
 def load_check_images(folder: str | os.PathLike[str], limit: int = CHECK_IMAGES_MAX) -> list[np.ndarray]:
     """BGR uint8 images of ``folder`` (recursive) for the check: at most ``limit``, evenly spaced.
 
@@ -165,12 +175,16 @@ def _session(model: onnx.ModelProto) -> ort.InferenceSession:
 
 
 def _compare_at(module: nn.Module, raw: ort.InferenceSession, final: ort.InferenceSession,
-                metadata: ArtifactMetadata, images: list[np.ndarray], tol: Tolerance) -> dict:
-    """Run both sides on ``images`` at the metadata's letterbox size, in chunks of the fixed batch."""
+                metadata: ArtifactMetadata, images: list[np.ndarray], tol: Tolerance, reference=None) -> dict:
+    """Run both sides on ``images`` at the metadata's letterbox size, in chunks of the fixed batch.
+
+    The detections' reference is ``reference`` (the upstream model, see
+    :attr:`edgecv.models.base.LoadedDetector.reference`) when given, else ``module`` + the reference NMS.
+    """
     batch = metadata.input_shape[0] if metadata.input_shape[0] > 0 else len(images)
     box_atol = tol.atol * max(metadata.letterbox_size)
     err_boxes = err_scores = used_boxes = used_scores = 0.0
-    matched = torch_dets = onnx_dets = pairs = 0
+    matched = torch_dets = onnx_dets = pairs = ties = 0
     for start in range(0, len(images), batch):
         chunk = images[start : start + batch]
         tensor, _ = preprocess_batch(chunk, metadata, batch_size=batch)
@@ -181,18 +195,67 @@ def _compare_at(module: nn.Module, raw: ort.InferenceSession, final: ort.Inferen
         err_scores = max(err_scores, float(np.abs(t_scores - o_scores).max()))
         used_boxes = max(used_boxes, tolerance_used(o_boxes, t_boxes, box_atol, tol.rtol))
         used_scores = max(used_scores, tolerance_used(o_scores, t_scores, tol.atol, tol.rtol))
-        ref = nms_reference(t_boxes, t_scores, max_det=metadata.max_det, iou_threshold=metadata.iou_threshold,
-                            conf_threshold=metadata.conf_threshold)
+        thresholds = {"max_det": metadata.max_det, "iou_threshold": metadata.iou_threshold,
+                      "conf_threshold": metadata.conf_threshold}
+        ref = nms_reference(t_boxes, t_scores, **thresholds) if reference is None else reference(tensor, **thresholds)
         got = final.run(None, {metadata.input_name: tensor})
         for b in range(len(chunk)):
             n_ref, n_got = int(ref[0][b, 0]), int(got[0][b, 0])
             torch_dets, onnx_dets = torch_dets + n_ref, onnx_dets + n_got
             pairs += max(n_ref, n_got)
-            matched += match_detections(ref[1][b, :n_ref], ref[3][b, :n_ref], got[1][b, :n_got], got[3][b, :n_got],
-                                        atol=box_atol, rtol=tol.rtol)
-    return {"max_abs_boxes": err_boxes, "max_abs_scores": err_scores, "boxes_tolerance_used": used_boxes,
-            "scores_tolerance_used": used_scores, "torch_dets": torch_dets, "onnx_dets": onnx_dets,
-            "matched": matched / pairs if pairs else None}
+            if reference is None:
+                matched += match_detections(ref[1][b, :n_ref], ref[3][b, :n_ref], got[1][b, :n_got],
+                                            got[3][b, :n_got], atol=box_atol, rtol=tol.rtol)
+                continue
+            by_iou, by_tie = match_with_ties([r[b, :n_ref] for r in ref[1:]], [g[b, :n_got] for g in got[1:]],
+                                             box_atol, tol)
+            matched, ties = matched + by_iou + by_tie, ties + by_tie
+    figures = {"max_abs_boxes": err_boxes, "max_abs_scores": err_scores, "boxes_tolerance_used": used_boxes,
+               "scores_tolerance_used": used_scores, "torch_dets": torch_dets, "onnx_dets": onnx_dets,
+               "matched": matched / pairs if pairs else None}
+    if reference is not None:
+        figures["tie_matched"] = ties  # included in "matched"
+    return figures
+
+
+def match_with_ties(ref: list[np.ndarray], got: list[np.ndarray], box_atol: float, tol: Tolerance
+                    ) -> tuple[int, int]:
+    """``(matched by IoU, matched as ties)`` between ``ref`` and ``got`` = ``[boxes [n,4], scores [n], classes [n]]``.
+
+    After the IoU matching of :func:`match_detections`, a left-over reference detection pairs with a
+    left-over detection of the same class whose score is equal within the score tolerance: boxes with
+    tied scores (flat image regions give many) are kept in an arbitrary order by any NMS, so which of
+    them survives differs between two correct implementations. Pairs are made one-to-one, closest
+    scores first.
+    """
+    (boxes_a, scores_a, cls_a), (boxes_b, scores_b, cls_b) = ref, got
+    if len(boxes_a) == 0 or len(boxes_b) == 0:
+        return 0, 0
+    similar = box_iou(boxes_a, boxes_b)
+    close = np.all(np.abs(boxes_a[:, None] - boxes_b[None]) <= box_atol + tol.rtol * np.abs(boxes_a[:, None]), axis=2)
+    similar = np.where(close, 1.0, similar) * (cls_a[:, None] == cls_b[None, :])
+    used_a, used_b = _greedy(similar, MATCH_IOU)
+    gap = np.abs(scores_a[:, None] - scores_b[None, :])
+    tied = (gap <= tol.atol + tol.rtol * np.abs(scores_a[:, None])) & (cls_a[:, None] == cls_b[None, :])
+    tied[used_a, :], tied[:, used_b] = False, False
+    ties = _greedy(np.where(tied, 1.0 - gap, -1.0), 0.0)[0]
+    return len(used_a), len(ties)
+
+
+def _greedy(similar: np.ndarray, threshold: float) -> tuple[list[int], list[int]]:
+    """Rows and columns of greedy one-to-one pairs, best ``similar`` first, while it is >= ``threshold``."""
+    similar = similar.copy()
+    rows: list[int] = []
+    cols: list[int] = []
+    for _ in range(min(similar.shape)):
+        i, j = np.unravel_index(np.argmax(similar), similar.shape)
+        if similar[i, j] < threshold:
+            break
+        rows.append(int(i))
+        cols.append(int(j))
+        similar[i, :] = -1
+        similar[:, j] = -1
+    return rows, cols
 
 
 def _judge(key: str, figures: dict, tol: Tolerance, size: tuple[int, int]) -> tuple[dict, list[str], list[str]]:
@@ -224,8 +287,13 @@ def _judge(key: str, figures: dict, tol: Tolerance, size: tuple[int, int]) -> tu
 
 def check_fidelity(module: nn.Module, raw_model: onnx.ModelProto, final_model: onnx.ModelProto,
                    metadata: ArtifactMetadata, images: list[np.ndarray], tolerance: Tolerance | None = None,
-                   images_source: str = "synthetic shapes") -> dict:
+                   images_source: str = "synthetic shapes", reference=None) -> dict:
     """Compare PyTorch with both ONNX graphs on ``images`` (BGR uint8); returns a JSON-able report.
+
+    ``reference``: the upstream model whose final detections the final graph must match (e.g.
+    torchvision's own detector, see :attr:`edgecv.models.base.LoadedDetector.reference`); None:
+    ``module``'s raw outputs through :func:`~edgecv.export.nms_reference.nms_reference`. The raw
+    outputs are always compared with ``module``.
 
     Report keys: ``compared``, ``precision`` (of the graph checked), ``images``, ``images_source``,
     ``match_iou``, ``tolerance``, ``sizes`` (per ``HxW``: figures and ``checks``, each criterion
@@ -241,12 +309,14 @@ def check_fidelity(module: nn.Module, raw_model: onnx.ModelProto, final_model: o
     report: dict = {"compared": COMPARED, "precision": metadata.precision, "images": len(images),
                     "images_source": images_source, "match_iou": MATCH_IOU, "tolerance": tol.as_dict((h, w)),
                     "sizes": {}}
+    if reference is not None:
+        report["reference"] = f"{getattr(reference, 'name', type(reference).__name__)} (upstream model, eval)"
     failures: list[str] = []
     warns: list[str] = []
     for size in sizes:
         at = dataclasses.replace(metadata, letterbox_size=list(size),
                                  input_shape=[metadata.input_shape[0], 3, *(size if not metadata.dynamic else (-1, -1))])
-        figures = _compare_at(module.eval(), raw, final, at, images, tol)
+        figures = _compare_at(module.eval(), raw, final, at, images, tol, reference)
         key = f"{size[0]}x{size[1]}"
         status, bad, note = _judge(key, {**figures, "images": len(images), "conf": metadata.conf_threshold}, tol, size)
         report["sizes"][key] = {**figures, "checks": status}

@@ -147,13 +147,16 @@ def export_detector(detector: LoadedDetector, out: str | Path, opts: ExportOptio
     check raises :class:`ExportError` listing every failed criterion; the file is still written
     so it can be inspected.
     """
-    from edgecv.export.fidelity import Tolerance, check_fidelity, default_images, print_report
+    from edgecv.export.fidelity import Tolerance, check_fidelity, default_images, mixed_images, print_report
 
     opts = resolve_options(opts, detector)
     start = time.time()
     out = Path(out)
-    if opts.imgsz % 32:
-        raise ExportError(f"--imgsz must be a multiple of 32, found {opts.imgsz}")
+    if opts.imgsz % detector.size_multiple:
+        raise ExportError(f"--imgsz must be a multiple of {detector.size_multiple}, found {opts.imgsz}")
+    if opts.dynamic and not detector.supports_dynamic:
+        raise ExportError(f"--dynamic: expected a family with size-independent graphs, found {detector.family}, "
+                          "whose anchors are constants of the export size (export one graph per --imgsz)")
     # Check criteria and the user's images are validated before the (slow) trace.
     tolerance = Tolerance(opts.fidelity_atol, opts.fidelity_rtol, opts.fidelity_match)
     fidelity_images, images_source = _check_images(opts, fidelity_images)
@@ -166,8 +169,13 @@ def export_detector(detector: LoadedDetector, out: str | Path, opts: ExportOptio
     metadata = build_metadata(detector, opts)
     report: dict = {}
     if opts.check:
-        images = fidelity_images if fidelity_images is not None else default_images(opts.imgsz)
-        report = check_fidelity(detector.module, raw, model, metadata, images, tolerance, images_source)
+        if fidelity_images is not None:
+            images = fidelity_images
+        else:  # a family with an upstream reference is also checked on scenes with one object and with none
+            images = default_images(opts.imgsz) if detector.reference is None else mixed_images(opts.imgsz)
+            images_source = images_source if detector.reference is None else "synthetic shapes (many, one, none)"
+        report = check_fidelity(detector.module, raw, model, metadata, images, tolerance, images_source,
+                                reference=detector.reference)
         metadata.fidelity = report
         if console is not None:
             print_report(report, console)

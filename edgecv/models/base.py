@@ -42,6 +42,13 @@ class LoadedDetector:
     pad_value: int = 114
     extra: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)  # the checkpoint's training record (["train"]: command, epochs, ...)
+    #: Fidelity reference for the final detections, when the family has an upstream model to trust more
+    #: than ``module`` + the reference NMS: ``reference(tensor [B,3,H,W] float32, *, max_det, iou_threshold,
+    #: conf_threshold)`` -> numpy ``(num_dets [B,1], boxes [B,K,4], scores [B,K], classes [B,K])``.
+    reference: Any = None
+    size_multiple: int = 32  # the export size must be a multiple of this
+    supports_dynamic: bool = True  # False: the graph holds size-dependent constants (anchors)
+    notice: str = ""  # printed once by the export (e.g. "random weights")
 
     def __post_init__(self) -> None:
         # Lists, not tuples: the metadata (JSON) stores lists and validates them as such.
