@@ -42,6 +42,9 @@ class LoadedDetector:
     pad_value: int = 114
     extra: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)  # the checkpoint's training record (["train"]: command, epochs, ...)
+    #: The artifact's task (edgecv.metadata.TASKS). "semantic": ``module`` maps images float32
+    #: [B,3,H,W] to per-class logits float32 [B,C,H,W] at the input size (edgecv.export.semantic).
+    task: str = "detect"
 
     def __post_init__(self) -> None:
         # Lists, not tuples: the metadata (JSON) stores lists and validates them as such.
@@ -49,7 +52,7 @@ class LoadedDetector:
         self.class_names = list(self.class_names) if isinstance(self.class_names, (list, tuple)) else self.class_names
         problems = validate_fields({"class_names": self.class_names, "mean": self.mean, "std": self.std,
                                     "color_order": self.color_order, "resize": self.resize,
-                                    "pad_value": self.pad_value})
+                                    "pad_value": self.pad_value, "task": self.task})
         if problems:
             raise OptionError("input convention: " + "; ".join(problems))
 
