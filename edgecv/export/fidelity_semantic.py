@@ -114,8 +114,9 @@ def check_semantic_fidelity(module: nn.Module, raw_model: onnx.ModelProto, final
     raw, final = _session(raw_model), _session(final_model)
     h, w = metadata.letterbox_size
     sizes = [(h, w)]
-    if metadata.dynamic:
-        sizes.append((max(metadata.stride, round(h * 0.75 / metadata.stride) * metadata.stride), w))
+    if metadata.dynamic:  # a second, non-square size exposes shapes baked into the graph
+        second = max(metadata.stride, round(h * 0.75 / metadata.stride) * metadata.stride)
+        sizes.append((second if second != h else h + metadata.stride, w))
     report: dict = {"compared": COMPARED, "task": "semantic", "precision": metadata.precision,
                     "images": len(images), "images_source": images_source, "pixel_agreement": PIXEL_AGREEMENT,
                     "tolerance": {"atol": tol.atol, "rtol": tol.rtol}, "sizes": {}}

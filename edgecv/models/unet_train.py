@@ -101,7 +101,7 @@ def train_unet(out: str | Path, opts: UNetTrainOptions, console: Console | None 
             loss.backward()
             optimizer.step()
             ema.update(model)
-            loss_sum += float(loss)
+            loss_sum += float(loss.detach())
             it += 1
         score = evaluate_semantic(torch_segmenter(ema.ema), SEMANTIC_NAMES, count=opts.val_count,
                                   imgsz=opts.imgsz, seed=opts.seed)
