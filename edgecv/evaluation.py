@@ -310,3 +310,54 @@ def evaluate_semantic(segment: Callable[[Sequence[np.ndarray]], list[np.ndarray]
     result = miou_from_confusion(confusion, class_names)
     result.images, result.ms_per_image = count, 1000 * seconds / count
     return result
+
+
+def label_map_to_image(labels: np.ndarray, info) -> np.ndarray:
+    """A network-input label map [H,W] back to the original image: the letterbox padding cropped
+    away, then nearest-neighbour resize to ``info.orig_shape`` (a label is never interpolated)."""
+    import cv2
+
+    h, w = info.orig_shape
+    sx, sy = info.scales
+    top, left = info.pad_y, info.pad_x
+    crop = labels[top : top + max(1, round(h * sy)), left : left + max(1, round(w * sx))]
+    return cv2.resize(crop.astype(np.uint8 if labels.max(initial=0) < 256 else np.int32), (w, h),
+                      interpolation=cv2.INTER_NEAREST)
+
+
+def onnx_segmenter(model, metadata) -> Callable[[Sequence[np.ndarray]], list[np.ndarray]]:
+    """``BGR images -> label maps at each image's size`` for a semantic ONNX graph (path or
+    ModelProto) with ONNX Runtime on the CPU and the runtime's pre-processing."""
+    import onnxruntime as ort
+
+    from edgecv.runtimes.preprocess import preprocess_batch
+
+    graph = str(model) if isinstance(model, (str, Path)) else model.SerializeToString()
+    session = ort.InferenceSession(graph, providers=["CPUExecutionProvider"])
+    fixed = metadata.input_shape[0] if metadata.input_shape[0] > 0 else None
+
+    def segment(images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        maps = []
+        for start in range(0, len(images), fixed or len(images)):
+            chunk = list(images[start : start + (fixed or len(images))])
+            tensor, infos = preprocess_batch(chunk, metadata, batch_size=fixed)
+            labels = session.run(["labels"], {metadata.input_name: tensor})[0]
+            maps += [label_map_to_image(labels[i], info) for i, info in enumerate(infos)]
+        return maps
+
+    return segment
+
+
+def evaluate_semantic_artifact(path: str | Path, *, count: int = 200, imgsz: int | None = None) -> MiouResult:
+    """mIoU of a semantic artifact (.onnx, task ``semantic``) on the synthetic ``val`` split drawn at
+    ``imgsz`` (default: the artifact's input size)."""
+    import onnx
+
+    from edgecv.calibration.api import read_metadata
+
+    model = onnx.load(str(path))
+    meta = read_metadata(model, str(path))
+    if meta.task != "semantic":
+        raise OptionError(f"{path}: expected a semantic segmentation artifact, found task {meta.task!r}")
+    return evaluate_semantic(onnx_segmenter(model, meta), meta.class_names, count=count,
+                             imgsz=imgsz or meta.letterbox_size[0])

@@ -9,7 +9,7 @@ Input: float32 [B,3,H,W] RGB in [0,1] (H, W multiples of ``2**depth``).
 Output: logits float32 [B,C,H,W] at the input resolution, C = number of classes (class 0 =
 background on the synthetic set).
 
-Sizes: ``width=16, depth=4`` (the default, ~1.9 M parameters, 3.7 MB in fp16) and ``width=4``
+Sizes: ``width=8, depth=4`` (the default, ~0.49 M parameters, ~1 MB in fp16; ``width=16``: 1.9 M, 3.7 MB) and ``width=4``
 (tests, ~0.12 M).
 """
 
@@ -26,7 +26,7 @@ from torch import nn
 from edgecv.errors import WeightsError
 
 DEMO_WEIGHTS = "unet_shapes.pt"
-DEFAULT_WIDTH = 16
+DEFAULT_WIDTH = 8
 TINY_WIDTH = 4
 
 
