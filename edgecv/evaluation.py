@@ -361,3 +361,15 @@ def evaluate_semantic_artifact(path: str | Path, *, count: int = 200, imgsz: int
         raise OptionError(f"{path}: expected a semantic segmentation artifact, found task {meta.task!r}")
     return evaluate_semantic(onnx_segmenter(model, meta), meta.class_names, count=count,
                              imgsz=imgsz or meta.letterbox_size[0])
+
+
+def is_semantic_artifact(model: str | Path) -> bool:
+    """Whether ``model`` names an existing .onnx artifact whose metadata says task ``semantic``."""
+    path = Path(model)
+    if path.suffix != ".onnx" or not path.is_file():
+        return False
+    import onnx
+
+    from edgecv.calibration.api import read_metadata
+
+    return read_metadata(onnx.load(str(path), load_external_data=False), str(path)).task == "semantic"

@@ -16,12 +16,18 @@ import pytest
 import torch
 from torch import nn
 
+from typer.testing import CliRunner
+
+from edgecv.cli import app
 from edgecv.errors import WeightsError
 from edgecv.export.api import export_model
 from edgecv.export.onnx_export import ExportOptions
 from edgecv.metadata import METADATA_KEY
 from edgecv.models.checkpoint import save_checkpoint
 from edgecv.models.unet import TINY_WIDTH, UNet, UNetConfig
+
+
+runner = CliRunner()
 
 
 def _metadata(path) -> dict:
@@ -130,16 +136,44 @@ def test_deeplab_state_dict_exports_with_voc_names(deeplab_state, tmp_path):
     assert labels.shape == (2, 96, 128) and labels.dtype == np.int32
 
 
-def test_lraspp_random_weights_never_pass_on_nothing(tmp_path):
-    """Random LRASPP weights label every pixel alike: the label criterion says "not compared", the
-    logits are still compared numerically."""
-    result = export_model("lraspp", None, tmp_path / "m.onnx", ExportOptions(imgsz=64))
-    figures = result.fidelity["sizes"]["64x64"]
+def test_cli_export_lraspp_random_weights_never_pass_on_nothing(tmp_path):
+    """`edgecv export lraspp --imgsz 128` exits 0. Random LRASPP weights label every pixel alike:
+    the label criterion then says "not compared", the logits are still compared numerically."""
+    out = tmp_path / "lraspp.onnx"
+    result = runner.invoke(app, ["export", "lraspp", "--imgsz", "128", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "random weights" in result.output
+    meta = _metadata(out)
+    assert meta["task"] == "semantic" and meta["outputs"] == ["labels"] and len(meta["class_names"]) == 21
+    figures = meta["fidelity"]["sizes"]["128x128"]
     assert figures["checks"]["logits"] == "passed" and figures["logits_tolerance_used"] <= 1.0
     if figures["classes_seen"] < 2:
-        assert figures["checks"]["labels"] == "not compared" and result.fidelity["status"] == "passed (logits only)"
-    labels = _session(result.path).run(None, {"images": np.zeros((1, 3, 64, 64), np.float32)})[0]
+        assert figures["checks"]["labels"] == "not compared" and meta["fidelity"]["status"] == "passed (logits only)"
+    labels = _session(out).run(None, {"images": np.zeros((1, 3, 128, 128), np.float32)})[0]
+    assert labels.shape == (1, 128, 128) and labels.dtype == np.int32
+
+
+def test_int8_and_miou_eval(unet_ckpt, tmp_path):
+    """`edgecv export unet --int8` on a semantic graph: QDQ graph, labels kept, mIoU fp32 vs int8 recorded;
+    `edgecv eval` routes a semantic artifact to mIoU."""
+    out = tmp_path / "model.onnx"
+    result = runner.invoke(app, ["export", "unet", "--weights", str(unet_ckpt), "--imgsz", "64", "--out", str(out),
+                                 "--int8", "--calib-samples", "32", "--eval-count", "16"])
+    assert result.exit_code == 0, result.output
+    int8 = tmp_path / "model_int8_onnxruntime.onnx"
+    meta = _metadata(int8)
+    assert meta["task"] == "semantic" and meta["precision"] == "int8"
+    accuracy = meta["accuracy"]
+    assert accuracy["metric"] == "miou" and 0.0 <= accuracy["int8"]["miou"] <= 1.0
+    assert abs(accuracy["drop_points"] - 100 * (accuracy["fp32"]["miou"] - accuracy["int8"]["miou"])) < 1e-9
+    ops = [n.op_type for n in onnx.load(str(int8)).graph.node]
+    assert "QuantizeLinear" in ops and ops[-2:] == ["ArgMax", "Cast"] and "NonMaxSuppression" not in ops
+    labels = _session(int8).run(None, {"images": np.zeros((1, 3, 64, 64), np.float32)})[0]
     assert labels.shape == (1, 64, 64) and labels.dtype == np.int32
+    evaluated = runner.invoke(app, ["eval", str(out), "--count", "8", "--json", str(tmp_path / "miou.json")])
+    assert evaluated.exit_code == 0, evaluated.output
+    assert "mIoU" in evaluated.output
+    assert 0.0 <= json.loads((tmp_path / "miou.json").read_text())["miou"] <= 1.0
 
 
 def test_state_dict_of_another_builder_is_named(deeplab_state):
