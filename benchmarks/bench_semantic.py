@@ -12,7 +12,6 @@ Latency: median of ``--runs`` bare ONNX Runtime calls at batch 1 on the CPU (2 t
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 import time
@@ -26,6 +25,7 @@ from rich.table import Table
 from torch import nn
 
 from edgecv.export.onnx_export import ExportOptions, export_detector
+from edgecv.fileio import write_json
 from edgecv.models import load_for_export
 
 
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"{r['ort_ms']}", f"{r['seconds_export']}")
     console.print(table)
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=2))
+        write_json(args.json, rows, indent=2)
     return 0
 
 

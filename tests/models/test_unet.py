@@ -67,3 +67,18 @@ def test_wrong_family_checkpoint(tmp_path):
     path = save_checkpoint(tmp_path / "y.pt", family="yolo", config={}, class_names=["a"], imgsz=64, state_dict={})
     with pytest.raises(WeightsError, match="expected a 'unet' checkpoint, found family 'yolo'"):
         load_unet(path)
+
+
+def test_no_argument_unet_uses_the_packaged_demo_weights(tmp_path, monkeypatch):
+    """`edgecv export unet` with no --weights: the packaged demo checkpoint, or (when the package has
+    none) a one-line error saying how to train one."""
+    from edgecv.models import load_for_export
+    from edgecv.models import unet as unet_module
+
+    if unet_module.demo_weights_path().is_file():
+        loaded = load_for_export("unet")
+        assert loaded.is_demo and loaded.task == "semantic" and loaded.training.get("command", "").startswith("edgecv train unet")
+        assert unet_module.demo_weights_path().stat().st_size < 10e6
+    monkeypatch.setattr(unet_module, "demo_weights_path", lambda: tmp_path / "absent.pt")
+    with pytest.raises(WeightsError, match="expected the U-Net demo weights at .*absent.pt, found no file; train them"):
+        load_for_export("unet")
