@@ -284,6 +284,7 @@ def train(
     size: str = typer.Option("n", help="Model size: n, s or m."),
     imgsz: Optional[int] = typer.Option(None, help="Training image size; default 320 (yolo), 128 (unet)."),
     width: int = typer.Option(8, help="unet: channels of the first level (doubled per level)."),
+    init: Optional[Path] = typer.Option(None, help="unet: start from this U-Net checkpoint (same width)."),
     epochs: int = typer.Option(20),
     epoch_size: int = typer.Option(1600, help="Fresh synthetic images per epoch."),
     batch: int = typer.Option(16),
@@ -306,7 +307,7 @@ def train(
         from edgecv.models.unet_train import UNetTrainOptions, train_unet
 
         unet = UNetTrainOptions(width=width, imgsz=imgsz or 128, epochs=epochs, epoch_size=epoch_size, batch=batch,
-                                lr=lr, seed=seed, threads=threads)
+                                lr=lr, seed=seed, threads=threads, init=str(init or ""))
         out = out if out != Path("runs/yolo.pt") else Path("runs/unet.pt")
         console.print(f"[green]saved[/] {train_unet(out, unet, console, command='edgecv ' + ' '.join(sys.argv[1:]))}")
         return

@@ -46,6 +46,7 @@ class UNetTrainOptions:
     threads: int = 2
     workers: int = 1
     val_count: int = 100
+    init: str = ""  # an edgecv U-Net checkpoint to start from (continue a run with a fresh schedule)
 
 
 class _Maps(Dataset):
@@ -83,6 +84,10 @@ def train_unet(out: str | Path, opts: UNetTrainOptions, console: Console | None 
     torch.manual_seed(opts.seed)
     torch.set_num_threads(opts.threads)
     model = UNet(UNetConfig(len(SEMANTIC_NAMES), opts.width, opts.depth))
+    if opts.init:
+        from edgecv.models.checkpoint import load_checkpoint
+
+        model.load_state_dict({k: v.float() for k, v in load_checkpoint(opts.init, "unet")["state_dict"].items()})
     ema = ModelEma(model, decay=0.995, tau=100.0)  # short runs: a window of ~200 steps
     optimizer = _optimizer(model, opts)  # duck-typed: reads lr and weight_decay
     scenes = _Maps(ShapesDataset("train", opts.epochs * opts.epoch_size, opts.imgsz, seed=opts.seed))
