@@ -77,6 +77,7 @@ def export(
     max_drop: Optional[float] = typer.Option(None, min=0.0, help="Max mAP50-95 drop in points; keeps sensitive layers float."),
     eval_count: int = typer.Option(300, help="With --int8: synthetic images for the fp32 vs int8 comparison."),
     fp16: bool = typer.Option(False, "--fp16", help="Also write model_fp16.onnx (fp16 graph, fp32 I/O)."),
+    probs: bool = typer.Option(False, "--probs", help="Semantic segmentation: also output probs [B,C,H,W] (softmax)."),
     engine: bool = typer.Option(False, "--engine", help="Also build a TensorRT engine (GPU machine) from the "
                                 "int8 graph with --int8, else the fp16 graph with --fp16, else fp32."),
 ) -> None:
@@ -89,6 +90,7 @@ def export(
     fidelity = {"fidelity_atol": fidelity_atol, "fidelity_rtol": fidelity_rtol, "fidelity_match": fidelity_match}
     opts = dataclasses.replace(opts, check_images=check_images, **{k: v for k, v in fidelity.items() if v is not None})
     opts.max_candidates = max_candidates or None
+    opts.probs = probs
     class_names = [n.strip() for n in names.split(",")] if names else None
     calibration = {"data": calib_data, "method": calib_method, "samples": calib_samples, "max_drop": max_drop,
                    "eval_count": eval_count, **({"target": target} if target else {})}
@@ -251,8 +253,12 @@ def evaluate_cmd(
     class_map: Optional[str] = typer.Option(None, help="Dataset category -> model class where names differ: "
                                             "'person=circle,car=square' or a JSON file {\"person\": \"circle\"}."),
 ) -> None:
-    """COCO mAP (pycocotools) of an artifact or PyTorch weights (dataset categories matched by name)."""
-    from edgecv.evaluation import evaluate_model
+    """COCO mAP (pycocotools) of an artifact or PyTorch weights (dataset categories matched by name);
+    mIoU of the label maps for a semantic segmentation artifact."""
+    from edgecv.evaluation import evaluate_model, is_semantic_artifact
+
+    if is_semantic_artifact(model):
+        return _print_miou(model, data, count, imgsz, json_out)
 
     result = evaluate_model(model, data, count=count, imgsz=imgsz, conf=conf, iou=iou, family=family,
                             trust=trust_weights, class_map=class_map, console=console)
@@ -273,6 +279,28 @@ def evaluate_cmd(
         from edgecv.fileio import write_json
 
         console.print(f"[green]wrote[/] {write_json(json_out, result.to_dict(), indent=2)}")
+
+
+def _print_miou(model: str, data: str, count: int, imgsz: int | None, json_out: Path | None) -> None:
+    """mIoU table of a semantic artifact on the synthetic validation split."""
+    from edgecv.errors import DatasetError
+    from edgecv.evaluation import evaluate_semantic_artifact
+    from edgecv.fileio import write_json
+
+    if data != "shapes":
+        raise DatasetError(f"semantic evaluation data: expected 'shapes' (synthetic label maps), found {data!r}")
+    result = evaluate_semantic_artifact(model, count=count, imgsz=imgsz)
+    table = Table(title=f"mIoU of {model} ({result.images} images)")
+    table.add_column("class")
+    table.add_column("IoU", justify="right")
+    for name, iou in result.per_class.items():
+        table.add_row(name, f"{iou:.4f}")
+    table.add_row("[bold]mean[/]", f"[bold]{result.miou:.4f}[/]")
+    console.print(table)
+    console.print(f"mIoU {result.miou:.4f}   pixel accuracy {result.pixel_accuracy:.4f}   "
+                  f"{result.ms_per_image:.1f} ms/image")
+    if json_out:
+        write_json(json_out, result.to_dict(), indent=2)
 
 
 @app.command()
@@ -305,14 +333,16 @@ def calibrate(
 @app.command()
 @user_errors
 def train(
-    model: str = typer.Argument("yolo", help="Model family (only 'yolo' trains here)."),
+    model: str = typer.Argument("yolo", help="Model family: 'yolo' (detection) or 'unet' (semantic segmentation)."),
     data: str = typer.Option("shapes", help="Training data: 'shapes', the built-in synthetic set."),
     size: str = typer.Option("n", help="Model size: n, s or m."),
-    imgsz: int = typer.Option(320, help="Training image size."),
+    imgsz: Optional[int] = typer.Option(None, help="Training image size; default 320 (yolo), 128 (unet)."),
+    width: int = typer.Option(8, help="unet: channels of the first level (doubled per level)."),
+    init: Optional[Path] = typer.Option(None, help="unet: start from this U-Net checkpoint (same width)."),
     epochs: int = typer.Option(20),
     epoch_size: int = typer.Option(1600, help="Fresh synthetic images per epoch."),
     batch: int = typer.Option(16),
-    lr: float = typer.Option(2e-3),
+    lr: float = typer.Option(2e-3, help="Peak learning rate (unet: 3e-3 works well)."),
     seed: int = typer.Option(0),
     threads: int = typer.Option(2),
     out: Path = typer.Option(Path("runs/yolo.pt"), help="Output checkpoint (written every epoch)."),
@@ -323,11 +353,19 @@ def train(
     from edgecv.errors import DatasetError, UnknownModelError
     from edgecv.models.yolo_train import TrainOptions, train_yolo
 
-    if model != "yolo":
-        raise UnknownModelError(f"training is available for 'yolo', got {model!r}")
+    if model not in ("yolo", "unet"):
+        raise UnknownModelError(f"training is available for 'yolo' and 'unet', got {model!r}")
     if data != "shapes":
         raise DatasetError(f"training data: expected 'shapes' (the built-in set), got {data!r}")
-    opts = TrainOptions(size=size, imgsz=imgsz, epochs=epochs, epoch_size=epoch_size, batch=batch, lr=lr,
+    if model == "unet":
+        from edgecv.models.unet_train import UNetTrainOptions, train_unet
+
+        unet = UNetTrainOptions(width=width, imgsz=imgsz or 128, epochs=epochs, epoch_size=epoch_size, batch=batch,
+                                lr=lr, seed=seed, threads=threads, init=str(init or ""))
+        out = out if out != Path("runs/yolo.pt") else Path("runs/unet.pt")
+        console.print(f"[green]saved[/] {train_unet(out, unet, console, command='edgecv ' + ' '.join(sys.argv[1:]))}")
+        return
+    opts = TrainOptions(size=size, imgsz=imgsz or 320, epochs=epochs, epoch_size=epoch_size, batch=batch, lr=lr,
                         seed=seed, threads=threads)
     path = train_yolo(out, opts, console, command="edgecv " + " ".join(sys.argv[1:]))
     console.print(f"[green]saved[/] {path}")

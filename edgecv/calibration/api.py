@@ -158,7 +158,12 @@ def quantize(onnx_path: str | Path, out_path: str | Path | None = None, *, data:
     int8 = emit(model, ranges, opts, excluded)
     result = QuantizeResult(out_path, int8_metadata(metadata, stats, method, opts, excluded), excluded,
                             cache_path=cache_path, cache_hit=hit, calibration_seconds=seconds)
-    if max_drop is not None or evaluate:
+    if metadata.task == "semantic" and (max_drop is not None or evaluate):  # mIoU of label maps, no fallback
+        from edgecv.calibration.semantic_check import semantic_accuracy
+
+        result.accuracy = semantic_accuracy(model, int8, metadata, eval_data, eval_count, max_drop, target, console)
+        result.metadata.accuracy = result.accuracy
+    elif max_drop is not None or evaluate:
         int8, result = guarded_emit(model, int8, ranges, opts, result, onnx_path, stats, method,
                                     max_drop, eval_data, eval_count, console)
     float_biases = pop_float_biases(int8)  # int32 would overflow: kept float (edgecv.calibration.emit)
@@ -171,7 +176,7 @@ def quantize(onnx_path: str | Path, out_path: str | Path | None = None, *, data:
     write_with(out_path, lambda tmp: onnx.save(int8, str(tmp)))
     console.print(f"[green]wrote[/] {out_path} (int8, target {target}, method {method}, "
                   f"{stats.samples} calibration images, {len(result.excluded)} nodes kept float)")
-    if result.accuracy:
+    if result.accuracy and metadata.task != "semantic":  # the reports plot per-class detection AP
         _write_reports(result, console)
     else:
         _remove_old_reports(out_path, console)

@@ -52,6 +52,7 @@ class ExportOptions:
     #: Candidates kept (by best class score) before NMS; <= 3840 keeps the graph within TensorRT's
     #: TopK / NMS limits; None = no cap (ONNX Runtime / OpenVINO only). See edgecv.export.nms.
     max_candidates: int | None = DEFAULT_MAX_CANDIDATES
+    probs: bool = False  # task "semantic": also output probs [B,C,H,W] (softmax) beside labels (edgecv.export.semantic)
 
 
 @dataclass
@@ -149,6 +150,10 @@ def export_detector(detector: LoadedDetector, out: str | Path, opts: ExportOptio
     """
     from edgecv.export.fidelity import Tolerance, check_fidelity, default_images, mixed_images, print_report
 
+    if detector.task == "semantic":  # label map in the graph, no NMS
+        from edgecv.export.semantic import export_semantic
+
+        return export_semantic(detector, out, opts, fidelity_images, console)
     opts = resolve_options(opts, detector)
     start = time.time()
     out = Path(out)

@@ -49,6 +49,9 @@ class LoadedDetector:
     size_multiple: int = 32  # the export size must be a multiple of this
     supports_dynamic: bool = True  # False: the graph holds size-dependent constants (anchors)
     notice: str = ""  # printed once by the export (e.g. "random weights")
+    #: The artifact's task (edgecv.metadata.TASKS). "semantic": ``module`` maps images float32
+    #: [B,3,H,W] to per-class logits float32 [B,C,H,W] at the input size (edgecv.export.semantic).
+    task: str = "detect"
 
     def __post_init__(self) -> None:
         # Lists, not tuples: the metadata (JSON) stores lists and validates them as such.
@@ -56,7 +59,7 @@ class LoadedDetector:
         self.class_names = list(self.class_names) if isinstance(self.class_names, (list, tuple)) else self.class_names
         problems = validate_fields({"class_names": self.class_names, "mean": self.mean, "std": self.std,
                                     "color_order": self.color_order, "resize": self.resize,
-                                    "pad_value": self.pad_value})
+                                    "pad_value": self.pad_value, "task": self.task})
         if problems:
             raise OptionError("input convention: " + "; ".join(problems))
 
