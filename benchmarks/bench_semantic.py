@@ -22,26 +22,11 @@ import onnxruntime as ort
 import torch
 from rich.console import Console
 from rich.table import Table
-from torch import nn
 
 from edgecv.export.onnx_export import ExportOptions, export_detector
 from edgecv.fileio import write_json
 from edgecv.models import load_for_export
-
-
-def varied_weights(model: nn.Module, seed: int = 0) -> None:
-    """He-normal convolutions and random BatchNorm statistics (PyTorch's default init makes a
-    random network label every pixel alike)."""
-    g = torch.Generator().manual_seed(seed)
-    for module in model.modules():
-        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
-            fan_in = module.weight[0].numel() if isinstance(module, nn.Conv2d) else module.weight[:, 0].numel()
-            module.weight.data.normal_(0, (2 / fan_in) ** 0.5, generator=g)
-        if isinstance(module, nn.BatchNorm2d):
-            module.running_mean.normal_(0, 0.2, generator=g)
-            module.running_var.uniform_(0.5, 2.0, generator=g)
-            module.weight.data.uniform_(0.5, 1.5, generator=g)
-            module.bias.data.normal_(0, 0.2, generator=g)
+from edgecv.models.tv_segmentation import perturb_batchnorm
 
 
 def latency_ms(path: Path, imgsz: int, runs: int) -> float:
@@ -73,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.models.split(","):
             loaded = load_for_export(name)
             if loaded.extra.get("random_weights"):
-                varied_weights(loaded.module)
+                perturb_batchnorm(loaded.module)
             result = export_detector(loaded, Path(tmp) / f"{name}.onnx", ExportOptions(imgsz=args.imgsz, dynamic=True,
                                                                                                  fidelity_atol=args.atol))
             sizes = result.fidelity["sizes"]

@@ -14,6 +14,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 import onnx
 import torch
@@ -25,6 +26,9 @@ from edgecv.export.nms import DEFAULT_MAX_CANDIDATES, append_nms, check_nms_opti
 from edgecv.fileio import write_with
 from edgecv.metadata import METADATA_KEY, ArtifactMetadata
 from edgecv.models.base import LoadedDetector
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 RAW_OUTPUTS = ("raw_boxes", "raw_scores")
 
@@ -181,14 +185,23 @@ def export_detector(detector: LoadedDetector, out: str | Path, opts: ExportOptio
             images_source = images_source if detector.reference is None else "synthetic shapes (many, one, none)"
         report = check_fidelity(detector.module, raw, model, metadata, images, tolerance, images_source,
                                 reference=detector.reference)
+    return save_checked(model, metadata, report, out, start, console, print_report)
+
+
+def save_checked(model: onnx.ModelProto, metadata: ArtifactMetadata, report: dict, out: Path, start: float,
+                 console: Console | None, print_fn: Callable[[dict, Console], None]) -> ExportResult:
+    """Finish an export: the fidelity ``report`` (empty: not checked) into the metadata and printed
+    (or warned without a console), the graph written atomically (a failed write keeps the old file),
+    then :class:`ExportError` if the check failed — after writing, so the failed graph can be inspected."""
+    if report:
         metadata.fidelity = report
         if console is not None:
-            print_report(report, console)
+            print_fn(report, console)
         else:
             for line in report["warnings"]:
-                warnings.warn(f"fidelity check: {line}", stacklevel=2)
+                warnings.warn(f"fidelity check: {line}", stacklevel=3)
     set_metadata(model, metadata)
-    write_with(out, lambda tmp: onnx.save(model, str(tmp)))  # atomic: a failed write keeps the old file
+    write_with(out, lambda tmp: onnx.save(model, str(tmp)))
     if report and not report["passed"]:
         raise ExportError(f"fidelity check failed for {out}: " + "; ".join(report["failures"]))
     return ExportResult(path=out, metadata=metadata, fidelity=report, seconds=time.time() - start)

@@ -28,8 +28,7 @@ from torch import nn
 
 from edgecv.errors import ExportError
 from edgecv.export.onnx_export import (ExportOptions, ExportResult, _check_images, build_metadata, resolve_options,
-                                       set_metadata, slim)
-from edgecv.fileio import write_with
+                                       save_checked, slim)
 from edgecv.metadata import ArtifactMetadata
 from edgecv.models.base import LoadedDetector
 
@@ -118,14 +117,4 @@ def export_semantic(segmenter: LoadedDetector, out: str | Path, opts: ExportOpti
     if opts.check:
         images = fidelity_images if fidelity_images is not None else default_images(opts.imgsz)
         report = check_semantic_fidelity(segmenter.module, raw, model, metadata, images, tolerance, images_source)
-        metadata.fidelity = report
-        if console is not None:
-            print_semantic_report(report, console)
-        else:
-            for line in report["warnings"]:
-                warnings.warn(f"fidelity check: {line}", stacklevel=2)
-    set_metadata(model, metadata)
-    write_with(out, lambda tmp: onnx.save(model, str(tmp)))  # atomic: a failed write keeps the old file
-    if report and not report["passed"]:
-        raise ExportError(f"fidelity check failed for {out}: " + "; ".join(report["failures"]))
-    return ExportResult(path=out, metadata=metadata, fidelity=report, seconds=time.time() - start)
+    return save_checked(model, metadata, report, out, start, console, print_semantic_report)

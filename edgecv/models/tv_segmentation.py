@@ -170,3 +170,20 @@ def load_tv_segmentation(builder: str, weights: str | Path | None = None, *, tru
                           family=f"torchvision-{builder}", source=source, sha256=sha, task="semantic",
                           mean=IMAGENET_MEAN, std=IMAGENET_STD, color_order="RGB", resize="letterbox",
                           pad_value=114, extra={"random_weights": state is None})
+
+
+def perturb_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Variance-keeping convolution weights and random BatchNorm statistics: a random model whose
+    label maps vary (PyTorch's default init shrinks activations layer after layer, and a random
+    network then labels every pixel with the class of the largest bias)."""
+    g = torch.Generator().manual_seed(seed)
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+            fan_in = module.weight[0].numel() if isinstance(module, nn.Conv2d) else module.weight[:, 0].numel()
+            module.weight.data.normal_(0, (2 / fan_in) ** 0.5, generator=g)
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.normal_(0, 0.2, generator=g)
+            module.running_var.uniform_(0.5, 2.0, generator=g)
+            module.weight.data.uniform_(0.5, 1.5, generator=g)
+            module.bias.data.normal_(0, 0.2, generator=g)
+    return model

@@ -17,13 +17,13 @@ import numpy as np
 import torch
 from rich.console import Console
 from torch.nn import functional as F
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Subset
 
 from edgecv.data.synthetic import CLASS_NAMES, ShapesDataset
 from edgecv.evaluation import evaluate_semantic
 from edgecv.models.checkpoint import save_checkpoint
 from edgecv.models.unet import DEFAULT_WIDTH, UNet, UNetConfig
-from edgecv.models.yolo_train import ModelEma, _lr_at, _optimizer
+from edgecv.models.yolo_train import ModelEma, _lr_at, _optimizer, _Scenes, image_tensor
 
 #: Label map classes of the synthetic set: 0 = background, k + 1 = shape class k.
 SEMANTIC_NAMES: tuple[str, ...] = ("background", *CLASS_NAMES)
@@ -49,20 +49,12 @@ class UNetTrainOptions:
     init: str = ""  # an edgecv U-Net checkpoint to start from (continue a run with a fresh schedule)
 
 
-class _Maps(Dataset):
+class _Maps(_Scenes):
     """Torch view of ShapesDataset: (image float32 [3,H,W] RGB [0,1], label map int64 [H,W])."""
-
-    def __init__(self, shapes: ShapesDataset) -> None:
-        self.shapes = shapes
-
-    def __len__(self) -> int:
-        return len(self.shapes)
 
     def __getitem__(self, index: int):
         sample = self.shapes[index]
-        rgb = cv2.cvtColor(sample.image, cv2.COLOR_BGR2RGB)
-        image = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).float().div_(255)
-        return image, torch.from_numpy(sample.semantic.astype(np.int64))
+        return image_tensor(sample.image), torch.from_numpy(sample.semantic.astype(np.int64))
 
 
 def torch_segmenter(model: torch.nn.Module):

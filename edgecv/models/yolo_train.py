@@ -53,9 +53,13 @@ class _Scenes(Dataset):
 
     def __getitem__(self, index: int):
         sample = self.shapes[index]
-        rgb = cv2.cvtColor(sample.image, cv2.COLOR_BGR2RGB)
-        image = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).float().div_(255)
-        return image, torch.from_numpy(sample.boxes), torch.from_numpy(sample.class_ids).long()
+        return image_tensor(sample.image), torch.from_numpy(sample.boxes), torch.from_numpy(sample.class_ids).long()
+
+
+def image_tensor(image: np.ndarray) -> torch.Tensor:
+    """A BGR uint8 [H,W,3] image as the training input: float32 [3,H,W] RGB in [0, 1]."""
+    rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).float().div_(255)
 
 
 def collate(batch):

@@ -14,7 +14,6 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from torch import nn
 
 from typer.testing import CliRunner
 
@@ -24,6 +23,7 @@ from edgecv.export.api import export_model
 from edgecv.export.onnx_export import ExportOptions
 from edgecv.metadata import METADATA_KEY
 from edgecv.models.checkpoint import save_checkpoint
+from edgecv.models.tv_segmentation import perturb_batchnorm
 from edgecv.models.unet import TINY_WIDTH, UNet, UNetConfig
 
 
@@ -39,21 +39,6 @@ def _session(path) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
-def perturb_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Variance-keeping convolution weights and random BatchNorm statistics: a random model whose
-    label maps vary (PyTorch's default init shrinks activations layer after layer, and a random
-    network then labels every pixel with the class of the largest bias)."""
-    g = torch.Generator().manual_seed(seed)
-    for module in model.modules():
-        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
-            fan_in = module.weight[0].numel() if isinstance(module, nn.Conv2d) else module.weight[:, 0].numel()
-            module.weight.data.normal_(0, (2 / fan_in) ** 0.5, generator=g)
-        if isinstance(module, nn.BatchNorm2d):
-            module.running_mean.normal_(0, 0.2, generator=g)
-            module.running_var.uniform_(0.5, 2.0, generator=g)
-            module.weight.data.uniform_(0.5, 1.5, generator=g)
-            module.bias.data.normal_(0, 0.2, generator=g)
-    return model
 
 
 @pytest.fixture(scope="module")

@@ -83,12 +83,12 @@ def is_loopback(host: str) -> bool:
         return all(ipaddress.ip_address(info[4][0]).is_loopback for info in infos)
 
 
-def exposure_warning(host: str, port: int) -> str | None:
-    """The warning a bind to ``host:port`` deserves, or None for loopback."""
+def exposure_warning(host: str, port: int, what: str = "browser view") -> str | None:
+    """The warning a bind of ``what`` to ``host:port`` deserves, or None for loopback."""
     if is_loopback(host):
         return None
     where = "every network interface of this machine" if host in ("0.0.0.0", "::", "") else host
-    return (f"browser view bound to {host}:{port} ({where}), not loopback: anyone on the network who can "
+    return (f"{what} bound to {host}:{port} ({where}), not loopback: anyone on the network who can "
             f"reach it can watch the stream, there is no authentication; use 127.0.0.1 (the default) "
             f"and an SSH tunnel to watch a remote machine")
 

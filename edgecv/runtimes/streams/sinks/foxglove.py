@@ -32,6 +32,7 @@ import cv2
 from edgecv.errors import MissingDependencyError, OptionError
 from edgecv.runtimes.draw import class_color, track_color
 from edgecv.runtimes.streams.result import StreamResult
+from edgecv.runtimes.streams.sinks.browser import exposure_warning
 
 log = logging.getLogger(__name__)
 FPS_WINDOW_S = 2.0  # the fps figure covers the results of the last this many seconds
@@ -48,18 +49,6 @@ def _sdk() -> Any:
     return foxglove
 
 
-def exposure_warning(host: str, port: int) -> str | None:
-    """The warning a bind to ``host:port`` deserves, or None for loopback."""
-    from edgecv.runtimes.streams.sinks.browser import is_loopback
-
-    if is_loopback(host):
-        return None
-    where = "every network interface of this machine" if host in ("0.0.0.0", "::", "") else host
-    return (f"Foxglove server bound to {host}:{port} ({where}), not loopback: anyone on the network who can "
-            f"reach it can watch the stream, there is no authentication; use 127.0.0.1 (the default) "
-            f"and an SSH tunnel to watch a remote machine")
-
-
 class FoxgloveView:
     """Serves results at ``ws://host:port`` (``port=0``: a free port, see :attr:`port`).
 
@@ -71,7 +60,7 @@ class FoxgloveView:
     def __init__(self, host: str = "127.0.0.1", port: int = 8765, prefix: str = "/edgecv",
                  frame_id: str = "camera", jpeg_quality: int = 80) -> None:
         foxglove = _sdk()
-        message = exposure_warning(host, port)
+        message = exposure_warning(host, port, "Foxglove server")
         if message is not None:
             log.warning(message)
             warnings.warn(message, UserWarning, stacklevel=2)
