@@ -35,7 +35,8 @@ def steer(detections: Detections, width: int) -> tuple[float, float, str] | None
 def main() -> None:
     parser = argparse.ArgumentParser(description="Steer towards the largest detected object.")
     parser.add_argument("model")
-    parser.add_argument("--source", required=True, help="video file, camera index or URL")
+    parser.add_argument("--source", required=True, help="video file, ROS bag, camera index or URL")
+    parser.add_argument("--topic", help="the image topic of a ROS bag")
     parser.add_argument("--hz", type=float, default=30.0, help="control loop rate")
     parser.add_argument("--rate", type=float, default=15.0, help="inference rate cap (Hz)")
     parser.add_argument("--max-age", type=float, default=0.3, help="ignore results older than this (s)")
@@ -43,7 +44,7 @@ def main() -> None:
     args = parser.parse_args()
     source = int(args.source) if args.source.isdigit() else args.source
 
-    with BackgroundPredictor(args.model, source, rate=args.rate) as perception:
+    with BackgroundPredictor(args.model, source, rate=args.rate, topic=args.topic) as perception:
         start = tick = time.monotonic()
         while perception.running and tick - start < args.duration:
             seen = perception.latest(max_age=args.max_age)

@@ -201,6 +201,7 @@ class BackgroundPredictor:
         warn_every: seconds between two "behind the requested rate" warnings (logging).
         nice: how much lower than the caller the perception threads are scheduled (Linux; 0: same).
         conf / capture: as for :func:`~edgecv.runtimes.streams.pipeline.stream`.
+        topic: the image topic when ``source`` is a ROS bag (a recorded drive to replay).
 
     Raises:
         OptionError: a bad knob; SourceError / ArtifactError: the source or the model cannot be opened.
@@ -210,7 +211,7 @@ class BackgroundPredictor:
                  spinning: bool | None = None, on_result: Callable[[Latest], object] | None = None,
                  policy: str = "latest", realtime: bool = True, warn_every: float = 10.0,
                  nice: int = 0, conf: float | None = None, backend: str = "auto",
-                 capture: dict[str, Any] | None = None) -> None:
+                 capture: dict[str, Any] | None = None, topic: str | None = None) -> None:
         self.rate = _check_rate(rate)
         if isinstance(nice, bool) or not isinstance(nice, int) or not 0 <= nice <= 19:
             raise OptionError(f"nice: expected an int in 0..19 (how much lower the perception threads run), "
@@ -220,7 +221,7 @@ class BackgroundPredictor:
         self._state = LoopState(self.rate, on_result, float(warn_every), nice)
         self.predictor, owned = _open_predictor(model, backend, threads, spinning)
         try:
-            opened = open_source(source, self.predictor.max_pixels, capture)
+            opened = open_source(source, self.predictor.max_pixels, capture, topic=topic)
             self.source = _TrackedSource(opened, self._state, bool(realtime))
             self._stream = stream(self.predictor, self.source, policy=policy, sinks=[_Publisher(self._state)],
                                   conf=conf, threaded=True)
