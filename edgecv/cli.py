@@ -143,16 +143,16 @@ def predict(
     """
     from edgecv.runtimes import Predictor, predict_source
     from edgecv.runtimes.image import DEFAULT_MAX_PIXELS
+    from edgecv.runtimes.streams.sinks.views import open_views
 
     limit = DEFAULT_MAX_PIXELS if max_pixels is None else (max_pixels or None)
     per_frame = None if save or quiet or show or serve or foxglove else _print_result
-    views = _views(show, serve)  # checked (display, free port) before the model is opened
-    try:
-        views += _bag_sink(save_bag, save_bag_images) + _foxglove_view(foxglove)
-    except BaseException:
-        for view in views:
-            view.close()
-        raise
+    # checked (display, free port, paths) before the model is opened
+    views = open_views(show=show, serve=serve, save_bag=save_bag, bag_images=save_bag_images, foxglove=foxglove)
+    for view in views:
+        if getattr(view, "url", None):  # the browser view (http://) or the Foxglove server (ws://)
+            where = "Foxglove: open a WebSocket connection to" if view.url.startswith("ws") else "watch at"
+            console.print(f"[green]{where}[/] {view.url}")
     try:
         # A stream decodes, draws and encodes beside inference: ONNX Runtime's spinning threads would
         # take those cores (measured 1.00x -> 1.14x pipelined vs naive on a 1080p clip, bench_stream.py).
@@ -176,52 +176,6 @@ def predict(
     for view in views:
         if getattr(view, "messages", None) is not None:  # the --save-bag sink
             console.print(escape(f"wrote {view.path} ({view.messages} Detection2DArray messages)"), highlight=False)
-
-
-def _views(show: bool, serve: str | None) -> list:
-    """The window and browser-view sinks asked for (edgecv.runtimes.streams.sinks)."""
-    views = []
-    if show:
-        from edgecv.runtimes.streams.sinks.window import WindowView
-
-        views.append(WindowView())
-    if serve:
-        from edgecv.runtimes.streams.sinks.browser import BrowserView, parse_address
-
-        view = BrowserView(*parse_address(serve))
-        console.print(f"[green]watch at[/] {view.url}")
-        views.append(view)
-    return views
-
-
-def _bag_sink(path: Path | None, images: bool) -> list:
-    """The MCAP sink of ``--save-bag`` (edgecv.runtimes.streams.sinks.mcap), checked before the model opens."""
-    if path is None:
-        return []
-    from edgecv.errors import OptionError
-    from edgecv.runtimes.streams.sinks.mcap import McapSink
-
-    if path.suffix.lower() != ".mcap" or path.is_dir() or not path.parent.is_dir():
-        raise OptionError(f"--save-bag: expected a .mcap file in an existing folder, found {path}")
-    return [McapSink(path, images=images)]
-
-
-def _foxglove_view(address: str | None) -> list:
-    """The Foxglove WebSocket server of ``--foxglove`` (edgecv.runtimes.streams.sinks.foxglove)."""
-    if not address:
-        return []
-    from edgecv.runtimes.streams.sinks.browser import parse_address
-    from edgecv.runtimes.streams.sinks.foxglove import FoxgloveView
-
-    from edgecv.errors import OptionError
-
-    try:
-        host, port = parse_address(address, default_port=8765)
-    except OptionError as exc:  # the browser view's parser names its own option
-        raise OptionError(str(exc).replace("--serve", "--foxglove", 1)) from None
-    view = FoxgloveView(host, port)
-    console.print(f"[green]Foxglove: open a WebSocket connection to[/] {view.url}")
-    return [view]
 
 
 def _print_result(result) -> None:
