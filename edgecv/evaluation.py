@@ -316,25 +316,13 @@ def evaluate_semantic(segment: Callable[[Sequence[np.ndarray]], list[np.ndarray]
     return result
 
 
-def label_map_to_image(labels: np.ndarray, info) -> np.ndarray:
-    """A network-input label map [H,W] back to the original image: the letterbox padding cropped
-    away, then nearest-neighbour resize to ``info.orig_shape`` (a label is never interpolated)."""
-    import cv2
-
-    h, w = info.orig_shape
-    sx, sy = info.scales
-    top, left = info.pad_y, info.pad_x
-    crop = labels[top : top + max(1, round(h * sy)), left : left + max(1, round(w * sx))]
-    return cv2.resize(crop.astype(np.uint8 if labels.max(initial=0) < 256 else np.int32), (w, h),
-                      interpolation=cv2.INTER_NEAREST)
-
-
 def onnx_segmenter(model, metadata) -> Callable[[Sequence[np.ndarray]], list[np.ndarray]]:
     """``BGR images -> label maps at each image's size`` for a semantic ONNX graph (path or
     ModelProto) with ONNX Runtime on the CPU and the runtime's pre-processing."""
     import onnxruntime as ort
 
     from edgecv.runtimes.preprocess import preprocess_batch
+    from edgecv.runtimes.tasks.semantic import labels_to_original
 
     graph = str(model) if isinstance(model, (str, Path)) else model.SerializeToString()
     session = ort.InferenceSession(graph, providers=["CPUExecutionProvider"])
@@ -346,7 +334,7 @@ def onnx_segmenter(model, metadata) -> Callable[[Sequence[np.ndarray]], list[np.
             chunk = list(images[start : start + (fixed or len(images))])
             tensor, infos = preprocess_batch(chunk, metadata, batch_size=fixed)
             labels = session.run(["labels"], {metadata.input_name: tensor})[0]
-            maps += [label_map_to_image(labels[i], info) for i, info in enumerate(infos)]
+            maps += [labels_to_original(labels[i], info) for i, info in enumerate(infos)]
         return maps
 
     return segment

@@ -129,15 +129,26 @@ def read_image(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MA
         data = np.fromfile(file, dtype=np.uint8)
     except OSError as exc:
         raise ImageError(f"expected a readable image file at {file}, found: {exc}") from exc
-    size = header_size(data.tobytes()) if max_pixels is not None else None
+    return decode_checked(data, max_pixels, file, cv2.IMREAD_UNCHANGED,
+                          f"expected an image file OpenCV can decode at {file}")
+
+
+def decode_checked(data: np.ndarray, max_pixels: int | None, where: object, flags: int, expected: str) -> np.ndarray:
+    """Decode encoded image bytes (uint8 [N]) with ``cv2.imdecode(data, flags)``, refusing an image
+    above ``max_pixels`` from its header before decoding where the header is parsed (else after).
+
+    Raises:
+        ImageError: ``"<expected>, found N bytes it cannot decode"``, or the image is too large
+            (named by ``where``).
+    """
+    size = header_size(memoryview(data)) if max_pixels is not None else None
     if size is not None:
-        check_pixels(*size, max_pixels, file)
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+        check_pixels(*size, max_pixels, where)
+    image = cv2.imdecode(data, flags) if data.size else None
     if image is None:
-        raise ImageError(f"expected an image file OpenCV can decode at {file}, "
-                         f"found {data.size} bytes it cannot decode")
+        raise ImageError(f"{expected}, found {data.size} bytes it cannot decode")
     if size is None:
-        check_pixels(image.shape[1], image.shape[0], max_pixels, file)
+        check_pixels(image.shape[1], image.shape[0], max_pixels, where)
     return image
 
 

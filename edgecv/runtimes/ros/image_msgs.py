@@ -16,8 +16,7 @@ import cv2
 import numpy as np
 
 from edgecv.errors import ImageError
-from edgecv.runtimes.image import check_pixels, to_bgr_uint8
-from edgecv.runtimes.image_header import header_size
+from edgecv.runtimes.image import check_pixels, decode_checked, to_bgr_uint8
 from edgecv.runtimes.ros.typestore import require
 
 IMAGE = "sensor_msgs/msg/Image"
@@ -50,14 +49,5 @@ def to_bgr(msg: Any, msgtype: str, max_pixels: int | None, where: str) -> tuple[
 
 
 def _compressed(msg: Any, max_pixels: int | None, where: str) -> np.ndarray:
-    data = np.asarray(msg.data, dtype=np.uint8)
-    size = header_size(memoryview(data))
-    if size is not None:
-        check_pixels(size[0], size[1], max_pixels, where)
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    if image is None:
-        raise ImageError(f"{where}: expected a compressed image OpenCV decodes (format {msg.format!r}), "
-                         f"found {data.size} bytes it cannot decode")
-    if size is None:
-        check_pixels(image.shape[1], image.shape[0], max_pixels, where)
-    return image
+    return decode_checked(np.asarray(msg.data, dtype=np.uint8), max_pixels, where, cv2.IMREAD_COLOR,
+                          f"{where}: expected a compressed image OpenCV decodes (format {msg.format!r})")
