@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -41,41 +40,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-LOOPBACK = ("127.", "::1", "localhost", "0.0.0.0")
-
-
-def _count_network_attempts() -> list[str]:
-    """Install an audit hook that records every non-loopback connect / name lookup (a list it fills)."""
-    attempts: list[str] = []
-
-    def hook(event: str, args: tuple) -> None:
-        if event == "socket.connect":
-            address = args[1]
-            host = str(address[0]) if isinstance(address, tuple) else str(address)
-        elif event == "socket.getaddrinfo":
-            host = str(args[0])
-        else:
-            return
-        if host and not host.startswith(LOOPBACK) and not host.startswith("/"):
-            attempts.append(f"{event} {host}")
-
-    sys.addaudithook(hook)
-    return attempts
-
-
-def offline_config(folder: Path) -> dict[str, str]:
-    """A private Ultralytics config dir (sync off, local Arial.ttf) and the environment that selects it."""
-    config = folder / "Ultralytics"
-    config.mkdir(parents=True, exist_ok=True)
-    import matplotlib
-
-    dejavu = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
-    for name in ("Arial.ttf", "Arial.Unicode.ttf"):  # the fonts Ultralytics' plotting asks for
-        shutil.copyfile(dejavu, config / name)
-    settings = {"sync": False, "weights_dir": str(folder / "weights"), "runs_dir": str(folder / "runs"),
-                "datasets_dir": str(folder / "datasets")}
-    (config / "settings.json").write_text(json.dumps(settings))
-    return {"YOLO_OFFLINE": "1", "YOLO_CONFIG_DIR": str(folder), "YOLO_VERBOSE": "False"}
+sys.path.insert(0, str(HERE))
+from ultralytics_offline import NetworkAudit, offline_config  # noqa: E402  (shared with bench_ultralytics_race)
 
 
 def thread_env(threads: int) -> dict[str, str]:
@@ -134,7 +100,9 @@ def work_ultralytics(model: Path, clip: Path, out: Path, threads: int, imgsz: in
 
 def worker(argv: list[str]) -> int:
     """``--worker KIND JSON-ARGS``: run one side, print one JSON line (figures + network attempts)."""
-    attempts = _count_network_attempts()
+    audit = NetworkAudit.install()
+    audit.recording = True  # for the whole life of this worker process
+    attempts = audit.attempts
     kind, args = argv[0], json.loads(argv[1])
     paths = {k: Path(v) for k, v in args.items() if k in ("folder", "model", "clip", "out")}
     args.update(paths)
@@ -173,7 +141,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-network", action="store_true", help="run every worker in an empty network namespace")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
-    sys.path.insert(0, str(HERE))
     from bench_stream import write_clip
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -209,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         line += (f"   {name} {statistics.median(f['fps'] for f in figures[name]):6.2f} frames/s {ratio:.2f}x "
                  f"({'met' if ratio >= 1.3 else 'NOT met'} >= 1.3x)")
     print(line)
-    print(f"boxes per frame: " + ", ".join(f"{n} {statistics.median(f['boxes'] / f['frames'] for f in figs):.1f}"
+    print("boxes per frame: " + ", ".join(f"{n} {statistics.median(f['boxes'] / f['frames'] for f in figs):.1f}"
                                            for n, figs in figures.items()))
     print(f"non-loopback network attempts: {len(attempts)}{' ' + str(sorted(set(attempts))) if attempts else ''}"
           f"{' (workers in an empty network namespace)' if args.no_network else ''}")

@@ -66,20 +66,6 @@ def ratio(numerator: list[float], denominator: list[float]) -> Ratio:
     return Ratio(statistics.median(values), min(values), max(values))
 
 
-def verdict(r: Ratio, margin: float = 0.05) -> str:
-    """Words for ``r`` = edgecv / other time: ahead / behind by >= ``margin`` beyond the spread, or within it."""
-    if r.high < 1.0:
-        lead = 1.0 - r.median
-        return f"edgecv ahead by {lead:.1%}" + (" (>= 5 %: met)" if r.high <= 1.0 - margin else " (< 5 %: not met)")
-    if r.low > 1.0:
-        return f"edgecv behind by {r.median - 1.0:.1%}"
-    return "a tie (1.0 inside the spread)"
-
-
-def median_ms(runs: list[float]) -> float:
-    return statistics.median(runs)
-
-
 def cpu_class() -> tuple[str, str]:
     """``(class, summary)``: the class the README's tables are keyed by (``"AMX"``, ``"AVX512-VNNI"``,
     ``"AVX-VNNI"``, ``"AVX2 only"``, or the ISA name) from :func:`edgecv.runtimes.cpu.cpu_features`,
