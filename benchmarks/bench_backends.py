@@ -5,7 +5,9 @@
 
 Every figure is the median of ``--runs`` interleaved runs (A,B,C,A,B,C,...: every row once per run
 as a block of ``--warmup`` + ``--iters`` calls; :mod:`interleave`), every ratio the median of the
-per-run ratios with their min-max; each table names the CPU class (``cpu_features()``). Sections:
+per-run ratios with their min-max; each table names the CPU class (``cpu_features()``).
+``--clock cpu --threads 1``: process CPU time per call instead of wall time, the figure that
+survives a machine shared with other jobs (it measures work, not waiting for a core). Sections:
 
 1. **demo**: the demo YOLO at 640 (``edgecv export yolo --imgsz 640``). The baseline ("bare") is a
    default ONNX Runtime fp32 session on a ready float tensor; every edgecv path is timed as a
@@ -97,7 +99,7 @@ def demo_rows(artifacts: dict[str, Path], extra: dict[str, Path]) -> list[tuple[
     return rows
 
 
-def demo_section(out: Path, runs: int, iters: int, warmup: int, extra: dict[str, Path]) -> None:
+def demo_section(out: Path, runs: int, iters: int, warmup: int, extra: dict[str, Path], clock: str = "wall") -> None:
     from edgecv.runtimes import Predictor
     from edgecv.runtimes.preprocess import preprocess_batch
 
@@ -112,16 +114,16 @@ def demo_section(out: Path, runs: int, iters: int, warmup: int, extra: dict[str,
         tensor, _ = preprocess_batch([frame], predictor.metadata, 1)  # what this artifact's input takes
         calls[label] = lambda p=predictor: p(frame)
         calls[f"{label} | backend alone"] = lambda p=predictor, t=tensor: p.backend.infer(t)
-    timed = interleaved_runs(calls, runs, iters, warmup)
-    demo_table(timed, predictors, frame, runs, iters)
+    timed = interleaved_runs(calls, runs, iters, warmup, clock)
+    demo_table(timed, predictors, frame, runs, iters, clock)
     for predictor in predictors.values():
         predictor.close()
 
 
 def demo_table(timed: dict[str, list[float]], predictors: dict[str, Any], frame: np.ndarray, runs: int,
-               iters: int) -> None:
+               iters: int, clock: str = "wall") -> None:
     bare = timed["BARE ort fp32 session"]
-    print(header("demo YOLO 640x640, frame 640x480: whole predictor vs bare", runs, iters, THREADS))
+    print(header("demo YOLO 640x640, frame 640x480: whole predictor vs bare", runs, iters, THREADS, clock))
     print(f"{'path [runs at]':46s} {'whole ms':>9s} {'x bare [min-max]':>24s} {'backend ms':>11s} "
           f"{'overhead':>9s}  dets")
     print(f"{'BARE ort fp32 session':46s} {statistics.median(bare):9.2f} {'1.000x':>24s}")
@@ -139,7 +141,7 @@ def demo_table(timed: dict[str, list[float]], predictors: dict[str, Any], frame:
           f"(target <= 5 %)")
 
 
-def rect_section(out: Path, runs: int, iters: int, warmup: int) -> None:
+def rect_section(out: Path, runs: int, iters: int, warmup: int, clock: str = "wall") -> None:
     """Kept apart from the square figure: a ``--dynamic`` export letterboxed to the smallest
     stride-multiple rectangle (the 640x480 frame runs at 480x640, 25 % fewer pixels) vs the same
     baseline (the bare fp32 session on the full 640x640 square)."""
@@ -176,10 +178,10 @@ def rect_section(out: Path, runs: int, iters: int, warmup: int) -> None:
     calls: dict[str, Callable[[], object]] = {"BARE ort fp32 session (square)":
                                               lambda: session.run(None, {"images": tensor})}
     calls.update({label: (lambda p=p: p(frame)) for label, p in predictors.items()})
-    timed = interleaved_runs(calls, runs, iters, warmup)
+    timed = interleaved_runs(calls, runs, iters, warmup, clock)
     bare = timed["BARE ort fp32 session (square)"]
     print(header("rect letterbox (dynamic export, frame 640x480 -> 480x640 input); NOT the square figure",
-                 runs, iters, THREADS))
+                 runs, iters, THREADS, clock))
     for label, values in timed.items():
         dets = "" if label.startswith("BARE") else str(len(predictors[label](frame)))
         print(f"{label:44s} {statistics.median(values):8.2f} ms  {str(ratio(values, bare)):>24s}  {dets}")
@@ -227,11 +229,15 @@ def parse_artifacts(values: list[str]) -> dict[str, Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global THREADS
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("/tmp/edgecv_bench_backends"))
     parser.add_argument("--runs", type=int, default=5, help="interleaved runs, >= 3")
     parser.add_argument("--iters", type=int, default=10, help="timed calls per row per run")
     parser.add_argument("--warmup", type=int, default=3, help="untimed calls per row per run")
+    parser.add_argument("--threads", type=int, default=THREADS, help="threads of every runtime (default 2)")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="cpu: process CPU time (a shared machine's work figure; use with --threads 1)")
     parser.add_argument("--artifact", action="append", default=[], metavar="LABEL=PATH",
                         help="extra demo-section artifact (e.g. a --input uint8 export), run on ORT and OpenVINO")
     parser.add_argument("--skip", default="", help="comma-separated sections to skip: demo,rect,ultralytics,import")
@@ -239,16 +245,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.runs < 3:
         parser.error(f"--runs: at least 3 interleaved runs expected, found {args.runs}")
     extra = parse_artifacts(args.artifact)
+    THREADS = args.threads  # read by every section
     args.out.mkdir(parents=True, exist_ok=True)
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     if "demo" not in skip:
-        demo_section(args.out, args.runs, args.iters, args.warmup, extra)
+        demo_section(args.out, args.runs, args.iters, args.warmup, extra, args.clock)
     if "ultralytics" not in skip:
         from bench_ultralytics_race import run_race
 
-        run_race(args.out / "race", args.runs, args.iters, args.warmup, THREADS)
+        run_race(args.out / "race", args.runs, args.iters, args.warmup, THREADS, args.clock)
     if "rect" not in skip:
-        rect_section(args.out, args.runs, args.iters, args.warmup)
+        rect_section(args.out, args.runs, args.iters, args.warmup, args.clock)
     if "import" not in skip:
         import_section(args.out)
     return 0

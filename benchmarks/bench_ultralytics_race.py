@@ -22,7 +22,8 @@ which also sets the OpenVINO precision hint; torch threads too). bf16 rows only 
 
 Timing (:mod:`interleave`): ``--runs`` interleaved runs (every row once per run, as a block of
 ``--warmup`` + ``--iters`` calls); a row's figure is the median of its per-run medians, a ratio the
-median of per-run ratios with their min-max. "bare" is the ONNX Runtime fp32 session of edgecv's
+median of per-run ratios with their min-max (``--clock cpu``: process CPU time instead of wall
+time, for a machine shared with other jobs; with ``--threads 1``). "bare" is the ONNX Runtime fp32 session of edgecv's
 fp32 graph on a ready float tensor. Nothing downloads: a private Ultralytics config dir with local
 fonts, ``YOLO_OFFLINE=1``, and an audit hook counting every non-loopback connect / lookup and every
 pip subprocess (printed at the end; must be 0).
@@ -168,11 +169,12 @@ def best(rows: list[Row], side: str, runs: dict[str, list[float]]) -> Row:
     return min((row for row in rows if row.side == side), key=lambda row: statistics.median(runs[row.label]))
 
 
-def report(rows: list[Row], runs: dict[str, list[float]], n_runs: int, iters: int, threads: int) -> dict:
+def report(rows: list[Row], runs: dict[str, list[float]], n_runs: int, iters: int, threads: int,
+           clock: str = "wall") -> dict:
     """Print the race table and the pairs; return them as plain data (for ``--json``)."""
     bare = runs[next(row.label for row in rows if row.side == "bare")]
     print(header("Ultralytics YOLOv8n (yaml, random weights), static 640 exports, frame 640x480", n_runs, iters,
-                 threads))
+                 threads, clock))
     print(f"{'path':42s} {'runs at':36s} {'ms':>8s}  {'x bare [min-max]':22s} boxes")
     table = {}
     for row in rows:
@@ -204,7 +206,7 @@ def race_verdict(r: Ratio) -> str:
     return "a tie: 1.0 is inside the spread"
 
 
-def run_race(out: Path, runs: int, iters: int, warmup: int, threads: int) -> dict:
+def run_race(out: Path, runs: int, iters: int, warmup: int, threads: int, clock: str = "wall") -> dict:
     """Prepare, time and print the race; returns :func:`report`'s data plus the network audit."""
     if runs < 3:
         raise SystemExit(f"--runs: at least 3 interleaved runs expected, found {runs}")
@@ -217,8 +219,8 @@ def run_race(out: Path, runs: int, iters: int, warmup: int, threads: int) -> dic
         frame, bf16 = frame_640(), has_bf16()
         rows = [bare_row(paths["edgecv_fp32"], frame, threads), *edgecv_rows(paths, frame, threads, bf16),
                 *ultralytics_rows(paths, frame, threads, bf16)]
-        timed = interleaved_runs({row.label: row.call for row in rows}, runs, iters, warmup)
-        result = report(rows, timed, runs, iters, threads)
+        timed = interleaved_runs({row.label: row.call for row in rows}, runs, iters, warmup, clock)
+        result = report(rows, timed, runs, iters, threads, clock)
     if not bf16:
         print("  (no bf16 rows: this CPU has neither AVX512-BF16 nor AMX)")
     print(f"non-loopback network attempts / pip runs during the race: {len(audit.attempts)}"
@@ -236,9 +238,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iters", type=int, default=10, help="timed calls per row per run")
     parser.add_argument("--warmup", type=int, default=3, help="untimed calls per row per run")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="cpu: process CPU time (a shared machine's work figure; use with --threads 1)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
-    result = run_race(args.out, args.runs, args.iters, args.warmup, args.threads)
+    result = run_race(args.out, args.runs, args.iters, args.warmup, args.threads, args.clock)
     if args.json:
         from edgecv.fileio import write_json
 
