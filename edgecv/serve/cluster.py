@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import signal
+import threading
 import warnings
 from typing import Any
 
@@ -71,7 +73,12 @@ def start_cluster(num_cpus: int | None = None) -> bool:
     if address:
         ray.init(address=address, **options)
         return False
+    handler = signal.getsignal(signal.SIGTERM)
     ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, _node_ip_address=LOCALHOST, **options)
+    # ray.init puts a fatal-signal handler (log and abort, no cleanup) over SIGTERM: give the
+    # caller's Python handler back, so `edgecv serve` can shut down the cluster it started
+    if callable(handler) and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
     return True
 
 

@@ -49,16 +49,6 @@ def _request(port: int, method: str, path: str, body: bytes | None = None,
 
 
 @pytest.fixture(scope="module")
-def model_320(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The demo YOLO at 320, dynamic batch (export without the fidelity check: tested elsewhere)."""
-    from edgecv.export.api import export_model
-    from edgecv.export.onnx_export import ExportOptions
-
-    out = tmp_path_factory.mktemp("serve320") / "model.onnx"
-    return export_model("yolo", out=out, opts=ExportOptions(imgsz=320, dynamic=True, conf=0.2, check=False)).path
-
-
-@pytest.fixture(scope="module")
 def photos() -> list[bytes]:
     """Real photos (skimage) encoded as JPEG by OpenCV."""
     from skimage import data
