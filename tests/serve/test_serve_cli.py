@@ -104,3 +104,19 @@ def test_sigterm_shuts_the_cluster_down(model_320: Path) -> None:
     assert _processes_mentioning(ray_tmp) == []
     with pytest.raises(OSError):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5)
+
+
+def test_non_loopback_bind_warns_in_one_line() -> None:
+    import warnings
+
+    from edgecv.serve.cluster import PublicBindWarning, check_bind, is_loopback
+
+    assert is_loopback("127.0.0.1") and is_loopback("127.3.2.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("10.0.0.5") and not is_loopback("example.org")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        check_bind("127.0.0.1", 8000)
+        assert caught == []
+        check_bind("0.0.0.0", 8000)
+    assert len(caught) == 1 and caught[0].category is PublicBindWarning
+    assert "0.0.0.0:8000" in str(caught[0].message) and "\n" not in str(caught[0].message)

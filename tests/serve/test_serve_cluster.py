@@ -73,6 +73,21 @@ def app(model_320: Path):
     assert not ray.is_initialized()
 
 
+def _listen_addresses(port: int) -> set[str]:
+    """Local addresses (hex, as /proc/net/tcp{,6} write them) of sockets listening on ``port``."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:  # 0A = LISTEN
+                found.add(local.rsplit(":", 1)[0])
+    return found
+
+
+def test_http_listens_on_loopback_only(app) -> None:
+    assert _listen_addresses(app.config.port) == {"0100007F"}  # 127.0.0.1, nothing else
+
+
 def _replica_pids(port: int, want: int = 2, timeout: float = 60.0) -> set[int]:
     """PIDs of the replicas answering /health (Serve spreads requests over them)."""
     pids: set[int] = set()
