@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from edgecv.errors import OptionError
-from edgecv.serve.cluster import LOCALHOST, check_bind, start_cluster, start_http, stop_cluster
+from edgecv.errors import EdgecvError, OptionError
+from edgecv.serve.cluster import LOCALHOST, ClusterError, check_bind, start_cluster, start_http, stop_cluster
 from edgecv.serve.http_input import DEFAULT_MAX_BODY_BYTES, DEFAULT_SERVE_MAX_PIXELS
 
 DEFAULT_APP = "edgecv"
@@ -188,6 +188,14 @@ def serve(model: str | os.PathLike[str], *, replicas: int = 1, max_batch: int = 
     try:
         start_http(config.host, config.port)
         handle = _deploy(str(model), config, effective, predictor_options)
+    except EdgecvError:
+        stop_cluster(owned, None)
+        raise
+    except Exception as exc:  # Ray's errors (a replica's constructor failing, a proxy that died): one line
+        stop_cluster(owned, None)
+        lines = [line for line in str(exc).splitlines() if line.strip()]
+        raise ClusterError(f"Ray Serve: expected {config.app_name!r} to start, found {type(exc).__name__}: "
+                           f"{lines[-1][:300] if lines else ''}") from exc
     except BaseException:
         stop_cluster(owned, None)
         raise
