@@ -398,6 +398,36 @@ def build(
     console.print(f"[green]wrote[/] {engine} (+ {engine.name}.json)")
 
 
+@app.command("serve")
+@user_errors
+def serve_cmd(
+    model: str = typer.Argument(..., help="Artifact (.onnx, .engine) or what --backend takes."),
+    replicas: int = typer.Option(1, help="Replicas, each holding one Predictor."),
+    max_batch: int = typer.Option(8, help="Dynamic batching: most images per inference (--dynamic artifact, "
+                                  "or the artifact's fixed batch)."),
+    batch_wait_ms: float = typer.Option(5.0, help="Dynamic batching: wait this long for a batch to fill."),
+    port: int = typer.Option(8000, help="HTTP port (POST /predict, GET /health)."),
+    host: str = typer.Option("127.0.0.1", help="HTTP address; anything but loopback is announced with a warning."),
+    backend: str = typer.Option("auto", help="Predictor backend: auto, onnxruntime, openvino, tensorrt, ..."),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda or cuda:N; default: the backend's own."),
+    threads: Optional[int] = typer.Option(None, help="Inference threads per replica."),
+    conf: Optional[float] = typer.Option(None, help="Score threshold on top of the graph's."),
+    max_ongoing: Optional[int] = typer.Option(None, help="Requests one replica takes at once (default 2 x max-batch)."),
+    streams: Optional[Path] = typer.Option(None, help="cams.yaml: one stream actor per camera, results to jsonl; "
+                                           "exits when every stream has ended."),
+    duration: Optional[float] = typer.Option(None, help="Stop after this many seconds (default: until SIGTERM/Ctrl-C)."),
+) -> None:
+    """Serve a model on a local Ray Serve cluster: replicas, dynamic batching, HTTP, camera streams."""
+    from edgecv.serve.command import run_serve
+
+    code = run_serve(model, streams=streams, duration=duration, say=lambda line: console.print(escape(line)),
+                     warn=lambda line: err_console.print(f"[yellow]warning:[/] {escape(line)}", highlight=False),
+                     replicas=replicas, max_batch=max_batch, batch_wait_ms=batch_wait_ms, port=port, host=host,
+                     backend=backend, device=device, threads=threads, conf=conf, max_ongoing_requests=max_ongoing)
+    if code:
+        raise typer.Exit(code)
+
+
 def main() -> None:
     app()
 
