@@ -398,6 +398,31 @@ def build(
     console.print(f"[green]wrote[/] {engine} (+ {engine.name}.json)")
 
 
+@app.command("export-triton")
+@user_errors
+def export_triton(
+    artifact: Path = typer.Argument(..., help="edgecv artifact: .onnx, or a TensorRT .engine/.plan with its .json."),
+    repo: Path = typer.Argument(..., help="Triton model repository folder (created if missing)."),
+    max_batch: Optional[int] = typer.Option(None, help="Triton max_batch_size: a --dynamic artifact defaults to 8 "
+                                            "(0 = no batching); a fixed-batch artifact takes only 0 (the default)."),
+    instances: int = typer.Option(1, help="Model instances (instance_group count)."),
+    kind: str = typer.Option("cpu", help="Instance kind: cpu or gpu (a TensorRT engine needs gpu)."),
+    name: Optional[str] = typer.Option(None, help="Model name (folder); default: the artifact's model family."),
+    platform: Optional[str] = typer.Option(None, help="onnxruntime_onnx, tensorrt_plan (default by suffix) or python "
+                                           "(edgecv's ONNX Runtime model.py, for servers without that backend)."),
+    queue_delay_us: int = typer.Option(100, help="dynamic_batching max_queue_delay_microseconds."),
+    threads: Optional[int] = typer.Option(None, help="platform python: ONNX Runtime threads per instance."),
+) -> None:
+    """Write repo/<name>/ (config.pbtxt, 1/model.onnx|model.plan, edgecv.json) for Triton Inference Server."""
+    from edgecv.serve.triton_repo import write_triton_repository
+
+    model = write_triton_repository(artifact, repo, name=name, max_batch=max_batch, instances=instances, kind=kind,
+                                    platform=platform, queue_delay_us=queue_delay_us, threads=threads)
+    console.print(f"[green]wrote[/] {model.dir} (platform {model.platform}, max_batch_size "
+                  f"{model.config.max_batch_size}); clients: Predictor('grpc://HOST:8001/{model.name}', "
+                  "backend='triton')", highlight=False)
+
+
 def main() -> None:
     app()
 

@@ -150,11 +150,12 @@ def _ort_tensor(node: Any, artifact: Path) -> Tensor:
 
 
 def _engine_io(artifact: Path) -> GraphIO:
-    from edgecv.runtimes.backends.tensorrt import engine_json_path, read_engine_json
+    from edgecv.runtimes.backends.tensorrt import check_engine_bytes, engine_json_path, read_engine_json
 
     if not artifact.is_file():
         raise ArtifactError(f"expected a TensorRT engine at {artifact}, found no such file")
     metadata, facts = read_engine_json(artifact)
+    check_engine_bytes(artifact.read_bytes(), facts, str(artifact))  # the json must describe this very plan
     if metadata.task != "detect" or list(metadata.outputs) != list(DETECTION_OUTPUTS):
         raise ArtifactError(f"{artifact}: expected a detect engine (outputs {list(DETECTION_OUTPUTS)}) to write its "
                             f"Triton config from the contract, found task {metadata.task!r} outputs {metadata.outputs}; "

@@ -76,10 +76,11 @@ def _client_module(scheme: str) -> Any:
     return module
 
 
-def _server_error() -> type[Exception]:
+def _server_errors() -> tuple[type[Exception], ...]:
+    """What a client call raises for a server-side or network failure (the HTTP client lets socket errors through)."""
     from tritonclient.utils import InferenceServerException
 
-    return InferenceServerException
+    return InferenceServerException, OSError
 
 
 def _first_line(exc: BaseException) -> str:
@@ -134,7 +135,7 @@ class TritonBackend(ClosesOnExit):
         try:
             config = cls._read_config(scheme, client, model, version, timeout)
             metadata = cls._metadata(config, url)
-        except _server_error() as exc:
+        except _server_errors() as exc:
             client.close()
             raise BackendError(f"backend 'triton': cannot get model {model!r} from {scheme}://{host}: "
                                f"{_first_line(exc)}") from exc
@@ -197,7 +198,7 @@ class TritonBackend(ClosesOnExit):
         extra = {"client_timeout": self.timeout} if self.scheme == "grpc" else {}
         try:
             result = self.client.infer(self.model, [tensor], model_version=self.version, outputs=wanted, **extra)
-        except _server_error() as exc:
+        except _server_errors() as exc:
             raise BackendError(f"triton model {self.model!r} at {self.url} failed on input {list(chunk.shape)} "
                                f"{chunk.dtype}: {_first_line(exc)}") from exc
         return {name: result.as_numpy(name) for name in self._output_names}
