@@ -102,12 +102,13 @@ def export(
 @app.command()
 @user_errors
 def predict(
-    artifact: Path = typer.Argument(..., help="Exported model (.onnx, or .engine with its .json)."),
+    artifact: str = typer.Argument(..., help="Exported model (.onnx, or .engine with its .json), or a model on a "
+                                   "Triton server: grpc://HOST:8001/NAME (backend triton)."),
     source: str = typer.Option(..., help="Image, folder of images, video file, camera index or stream URL."),
     save: Optional[Path] = typer.Option(None, help="Folder for annotated images/video and predictions.jsonl."),
     conf: Optional[float] = typer.Option(None, help="Extra score threshold above the artifact's."),
     threads: Optional[int] = typer.Option(None, help="Inference threads."),
-    backend: str = typer.Option("auto", help="auto (by suffix), onnxruntime, openvino or tensorrt."),
+    backend: str = typer.Option("auto", help="auto (by suffix), onnxruntime, openvino, tensorrt or triton."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda or cuda:N; default: the backend's own."),
     rect: bool = typer.Option(False, "--rect", help="Letterbox to the smallest stride-multiple rectangle "
                               "(a 640x480 frame runs at 480x640); needs an artifact exported with --dynamic."),
@@ -142,8 +143,11 @@ def predict(
     error prints the summary and the files written, then exits 2.
     """
     from edgecv.runtimes import Predictor, predict_source
+    from edgecv.runtimes.backends.triton import is_server_url
     from edgecv.runtimes.image import DEFAULT_MAX_PIXELS
     from edgecv.runtimes.streams.sinks.views import open_views
+
+    model = artifact if is_server_url(artifact) else Path(artifact)  # a URL stays a string: Path folds its "//"
 
     limit = DEFAULT_MAX_PIXELS if max_pixels is None else (max_pixels or None)
     per_frame = None if save or quiet or show or serve or foxglove else _print_result
@@ -156,9 +160,9 @@ def predict(
     try:
         # A stream decodes, draws and encodes beside inference: ONNX Runtime's spinning threads would
         # take those cores (measured 1.00x -> 1.14x pipelined vs naive on a 1080p clip, bench_stream.py).
-        on_ort = backend == "onnxruntime" or (backend == "auto" and artifact.suffix == ".onnx")
+        on_ort = backend == "onnxruntime" or (backend == "auto" and artifact.endswith(".onnx"))
         quiet_ort = {"spinning": False} if on_ort else {}
-        with Predictor(artifact, backend=backend, device=device, threads=threads, rect=rect,
+        with Predictor(model, backend=backend, device=device, threads=threads, rect=rect,
                        max_pixels=limit, backend_options=quiet_ort) as predictor:
             try:
                 summary = predict_source(predictor, int(source) if source.isdigit() else source, save, conf=conf,

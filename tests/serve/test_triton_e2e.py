@@ -8,6 +8,7 @@ as a local ``Predictor`` on the same artifact, on real photos (skimage.data).
 
 from __future__ import annotations
 
+import json
 import sys
 import threading
 from pathlib import Path
@@ -135,3 +136,22 @@ def test_served_config_is_the_written_one(server) -> None:
     assert (served.max_batch_size, served.backend) == (written.max_batch_size, "python")
     assert [(t.name, list(t.dims)) for t in served.output] == [(t.name, list(t.dims)) for t in written.output]
     assert served.dynamic_batching.max_queue_delay_microseconds == 20_000
+
+
+def test_cli_predict_over_grpc_matches_local(server, demo_onnx_dynamic, photos, tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from edgecv.cli import app
+
+    image = tmp_path / "coffee.png"
+    cv2.imwrite(str(image), photos[1])
+    lines = {}
+    for label, model in (("remote", f"{server.grpc_url}/{DYNAMIC}"), ("local", str(demo_onnx_dynamic))):
+        result = CliRunner().invoke(app, ["predict", model, "--source", str(image), "--save", str(tmp_path / label)])
+        assert result.exit_code == 0, result.output
+        lines[label] = [json.loads(line) for line in (tmp_path / label / "predictions.jsonl").read_text().splitlines()]
+    (remote,), (local,) = lines["remote"], lines["local"]  # one line each, the versioned result schema
+    assert remote["schema"] == local["schema"] and len(local["boxes"]) > 0
+    assert remote["labels"] == local["labels"] and remote["class_ids"] == local["class_ids"]
+    np.testing.assert_allclose(remote["boxes"], local["boxes"], atol=2e-3)  # rounded to 3 decimals in the file
+    np.testing.assert_allclose(remote["scores"], local["scores"], atol=2e-5)
