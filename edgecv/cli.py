@@ -415,7 +415,7 @@ def export_triton(
     platform: Optional[str] = typer.Option(None, help="onnxruntime_onnx, tensorrt_plan (default by suffix) or python "
                                            "(edgecv's ONNX Runtime model.py, for servers without that backend)."),
     queue_delay_us: int = typer.Option(100, help="dynamic_batching max_queue_delay_microseconds."),
-    threads: Optional[int] = typer.Option(None, help="platform python: ONNX Runtime threads per instance."),
+    threads: Optional[int] = typer.Option(None, help="ONNX Runtime intra-op threads per instance (not for engines)."),
 ) -> None:
     """Write repo/<name>/ (config.pbtxt, 1/model.onnx|model.plan, edgecv.json) for Triton Inference Server."""
     from edgecv.serve.triton_repo import write_triton_repository

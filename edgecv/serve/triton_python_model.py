@@ -37,7 +37,7 @@ class TritonPythonModel:
         config = json.loads(args["model_config"])
         path = os.path.join(args["model_repository"], args["model_version"], ARTIFACT)
         options = ort.SessionOptions()
-        threads = config.get("parameters", {}).get("intra_op_threads", {}).get("string_value", "")
+        threads = config.get("parameters", {}).get("intra_op_thread_count", {}).get("string_value", "")
         if threads:  # the server shares the machine with its other instances: the repository can cap threads
             options.intra_op_num_threads = int(threads)
         self.session = ort.InferenceSession(path, sess_options=options, providers=["CPUExecutionProvider"])

@@ -49,6 +49,8 @@ from edgecv.metadata import DETECTION_OUTPUTS, ArtifactMetadata
 
 #: Model-config parameter holding the edgecv metadata JSON (read by the ``triton`` backend).
 METADATA_PARAMETER = "edgecv_metadata"
+#: ONNX Runtime intra-op threads per instance: the key Triton's ONNX Runtime backend reads (edgecv's model.py too).
+THREADS_PARAMETER = "intra_op_thread_count"
 #: Platform names (Triton's) -> the artifact file name in the version folder.
 PLATFORMS = {"onnxruntime_onnx": "model.onnx", "tensorrt_plan": "model.plan", "python": "model.onnx"}
 KINDS = ("cpu", "gpu")
@@ -195,7 +197,7 @@ def resolve_max_batch(io: GraphIO, max_batch: int | None, source: Path) -> int:
                               f"{first.name!r} with batch {batch} {list(first.dims)} in {source.name}; re-export "
                               "with --dynamic for Triton's batching")
         return 0
-    wanted = 8 if max_batch is None else max_batch
+    wanted = min(8, io.max_profile_batch or 8) if max_batch is None else max_batch
     if io.max_profile_batch is not None and wanted > io.max_profile_batch:
         raise OptionError(f"--max-batch {wanted}: expected at most {io.max_profile_batch}, the largest batch of "
                           f"{source.name}'s optimisation profile; rebuild the engine with a larger --max-shape")
@@ -219,8 +221,8 @@ def build_config(name: str, platform: str, io: GraphIO, max_batch: int, instance
     kind_value = pb2.ModelInstanceGroup.Kind.Value("KIND_GPU" if kind == "gpu" else "KIND_CPU")
     config.instance_group.add(kind=kind_value, count=instances)
     config.parameters[METADATA_PARAMETER].string_value = io.metadata.to_json()
-    if threads is not None and platform == "python":
-        config.parameters["intra_op_threads"].string_value = str(threads)
+    if threads is not None:
+        config.parameters[THREADS_PARAMETER].string_value = str(threads)
     return config
 
 
@@ -238,6 +240,8 @@ def _check_options(name: str, instances: int, kind: str, platform: str, queue_de
     if platform == "tensorrt_plan" and kind != "gpu":
         raise OptionError("kind: expected 'gpu' for a TensorRT engine (tensorrt_plan runs on GPUs only), found "
                           f"{kind!r}")
+    if platform == "tensorrt_plan" and threads is not None:
+        raise OptionError(f"threads: expected none for a TensorRT engine (ONNX Runtime's setting), found {threads!r}")
     if platform == "python" and kind != "cpu":
         raise OptionError(f"kind: expected 'cpu' for platform 'python' (edgecv's model.py runs ONNX Runtime on the "
                           f"CPU), found {kind!r}")
@@ -251,8 +255,8 @@ def write_triton_repository(artifact: str | os.PathLike[str], repo: str | os.Pat
 
     ``name`` defaults to the metadata's model family (else the file stem). ``kind`` is the instance
     group kind (``cpu`` | ``gpu``), ``instances`` its count. ``platform``: ``None`` (by suffix),
-    ``"onnxruntime_onnx"``, ``"tensorrt_plan"`` or ``"python"``. ``threads``: intra-op threads of
-    each instance of the ``python`` platform (``None``: ONNX Runtime's default).
+    ``"onnxruntime_onnx"``, ``"tensorrt_plan"`` or ``"python"``. ``threads``: ONNX Runtime intra-op
+    threads per instance (parameter :data:`THREADS_PARAMETER`; ``None``: ONNX Runtime's default).
 
     Raises:
         ArtifactError: missing or non-edgecv artifact; OptionError: a bad option (one line, expected vs found);

@@ -70,7 +70,7 @@ def test_fixed_batch_artifact_keeps_full_dims(demo_onnx: Path, tmp_path: Path) -
     assert config_tensors(config.input) == graph_tensors(graph.input)  # batch axis kept: no Triton batching
     assert config_tensors(config.output) == graph_tensors(graph.output)
     assert config.WhichOneof("scheduling_choice") is None
-    assert config.parameters["intra_op_threads"].string_value == "2"
+    assert config.parameters["intra_op_thread_count"].string_value == "2"  # Triton's ONNX Runtime backend's key
     model_py = (tmp_path / "b1" / "1" / "model.py").read_text()
     assert "class TritonPythonModel" in model_py and "ARTIFACT = \"model.onnx\"" in model_py
 
