@@ -102,12 +102,13 @@ def export(
 @app.command()
 @user_errors
 def predict(
-    artifact: Path = typer.Argument(..., help="Exported model (.onnx, or .engine with its .json)."),
+    artifact: str = typer.Argument(..., help="Exported model (.onnx, or .engine with its .json), or a model on a "
+                                   "Triton server: grpc://HOST:8001/NAME (backend triton)."),
     source: str = typer.Option(..., help="Image, folder of images, video file, camera index or stream URL."),
     save: Optional[Path] = typer.Option(None, help="Folder for annotated images/video and predictions.jsonl."),
     conf: Optional[float] = typer.Option(None, help="Extra score threshold above the artifact's."),
     threads: Optional[int] = typer.Option(None, help="Inference threads."),
-    backend: str = typer.Option("auto", help="auto (by suffix), onnxruntime, openvino or tensorrt."),
+    backend: str = typer.Option("auto", help="auto (by suffix), onnxruntime, openvino, tensorrt or triton."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda or cuda:N; default: the backend's own."),
     rect: bool = typer.Option(False, "--rect", help="Letterbox to the smallest stride-multiple rectangle "
                               "(a 640x480 frame runs at 480x640); needs an artifact exported with --dynamic."),
@@ -142,8 +143,11 @@ def predict(
     error prints the summary and the files written, then exits 2.
     """
     from edgecv.runtimes import Predictor, predict_source
+    from edgecv.runtimes.backends.triton import is_server_url
     from edgecv.runtimes.image import DEFAULT_MAX_PIXELS
     from edgecv.runtimes.streams.sinks.views import open_views
+
+    model = artifact if is_server_url(artifact) else Path(artifact)  # a URL stays a string: Path folds its "//"
 
     limit = DEFAULT_MAX_PIXELS if max_pixels is None else (max_pixels or None)
     per_frame = None if save or quiet or show or serve or foxglove else _print_result
@@ -156,9 +160,9 @@ def predict(
     try:
         # A stream decodes, draws and encodes beside inference: ONNX Runtime's spinning threads would
         # take those cores (measured 1.00x -> 1.14x pipelined vs naive on a 1080p clip, bench_stream.py).
-        on_ort = backend == "onnxruntime" or (backend == "auto" and artifact.suffix == ".onnx")
+        on_ort = backend == "onnxruntime" or (backend == "auto" and artifact.endswith(".onnx"))
         quiet_ort = {"spinning": False} if on_ort else {}
-        with Predictor(artifact, backend=backend, device=device, threads=threads, rect=rect,
+        with Predictor(model, backend=backend, device=device, threads=threads, rect=rect,
                        max_pixels=limit, backend_options=quiet_ort) as predictor:
             try:
                 summary = predict_source(predictor, int(source) if source.isdigit() else source, save, conf=conf,
@@ -426,6 +430,30 @@ def serve_cmd(
                      backend=backend, device=device, threads=threads, conf=conf, max_ongoing_requests=max_ongoing)
     if code:
         raise typer.Exit(code)
+
+@app.command("export-triton")
+@user_errors
+def export_triton(
+    artifact: Path = typer.Argument(..., help="edgecv artifact: .onnx, or a TensorRT .engine/.plan with its .json."),
+    repo: Path = typer.Argument(..., help="Triton model repository folder (created if missing)."),
+    max_batch: Optional[int] = typer.Option(None, help="Triton max_batch_size: a --dynamic artifact defaults to 8 "
+                                            "(0 = no batching); a fixed-batch artifact takes only 0 (the default)."),
+    instances: int = typer.Option(1, help="Model instances (instance_group count)."),
+    kind: str = typer.Option("cpu", help="Instance kind: cpu or gpu (a TensorRT engine needs gpu)."),
+    name: Optional[str] = typer.Option(None, help="Model name (folder); default: the artifact's model family."),
+    platform: Optional[str] = typer.Option(None, help="onnxruntime_onnx, tensorrt_plan (default by suffix) or python "
+                                           "(edgecv's ONNX Runtime model.py, for servers without that backend)."),
+    queue_delay_us: int = typer.Option(100, help="dynamic_batching max_queue_delay_microseconds."),
+    threads: Optional[int] = typer.Option(None, help="ONNX Runtime intra-op threads per instance (not for engines)."),
+) -> None:
+    """Write repo/<name>/ (config.pbtxt, 1/model.onnx|model.plan, edgecv.json) for Triton Inference Server."""
+    from edgecv.serve.triton_repo import write_triton_repository
+
+    model = write_triton_repository(artifact, repo, name=name, max_batch=max_batch, instances=instances, kind=kind,
+                                    platform=platform, queue_delay_us=queue_delay_us, threads=threads)
+    console.print(f"[green]wrote[/] {model.dir} (platform {model.platform}, max_batch_size "
+                  f"{model.config.max_batch_size}); clients: Predictor('grpc://HOST:8001/{model.name}', "
+                  "backend='triton')", highlight=False)
 
 
 def main() -> None:

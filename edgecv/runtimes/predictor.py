@@ -59,10 +59,11 @@ class Predictor:
     """Run an edgecv artifact (task ``detect``, ``segment`` or ``semantic``).
 
     Args:
-        path: the artifact (``.onnx``).
+        path: the artifact (``.onnx``), or the URL of a model served by Triton
+            (``grpc://host:8001/<model>``, ``http://host:8000/<model>``: backend ``triton``).
         backend: ``"auto"`` (by file suffix: ``.onnx`` -> onnxruntime, ``.engine``/``.plan`` ->
-            tensorrt) or a name from :data:`edgecv.runtimes.backends.LOADERS`
-            (``"onnxruntime"``, ``"openvino"``, ``"tensorrt"``).
+            tensorrt; a URL -> triton) or a name from :data:`edgecv.runtimes.backends.LOADERS`
+            (``"onnxruntime"``, ``"openvino"``, ``"tensorrt"``, ``"triton"``).
         device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``; ``None``: the backend's own (cpu; cuda for tensorrt).
         threads: intra-op threads for the backend (``None``: backend default).
         conf: keep only detections scoring at least this, on top of the threshold baked

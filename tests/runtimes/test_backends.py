@@ -72,9 +72,9 @@ def test_missing_file_and_directory(tmp_path: Path) -> None:
 def test_backend_and_device_choices(toy_artifact: Path) -> None:
     assert resolve_backend(Path("m.onnx")) == "onnxruntime"
     assert resolve_backend(Path("m.onnx"), "ONNXRuntime") == "onnxruntime"
-    assert set(LOADERS) == {"onnxruntime", "openvino", "tensorrt"}
+    assert set(LOADERS) == {"onnxruntime", "openvino", "tensorrt", "triton"}
     with pytest.raises(BackendError, match=r"expected backend 'auto' or one of \['onnxruntime', 'openvino', "
-                                           r"'tensorrt'\], found 'tflite'"):
+                                           r"'tensorrt', 'triton'\], found 'tflite'"):
         Predictor(toy_artifact, backend="tflite")
     with pytest.raises(BackendError, match=r"expected device 'cpu', 'cuda' or 'cuda:N', found 'gpu0'"):
         Predictor(toy_artifact, device="gpu0")

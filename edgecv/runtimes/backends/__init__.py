@@ -12,6 +12,9 @@ on every install; (2) OpenVINO's CPU plugin defaults to bf16 on AVX512-BF16/AMX 
 precision lives in the graph). Ask for ``backend="openvino"`` to get its speed (see
 ``benchmarks/bench_backends.py`` for the measured ratio).
 
+A served model is a URL, not a file: ``grpc://host:port/<model>`` or ``http://host:port/<model>``
+opens the ``triton`` backend (``"auto"`` picks it for such URLs; its loader gets the URL string).
+
 Backend-specific options travel as keyword arguments (``open_backend(..., precision="f32")``,
 ``Predictor(..., backend_options={...})``); each loader rejects options it does not know.
 """
@@ -59,11 +62,19 @@ def _load_tensorrt(path: Path, device: str | None, threads: int | None, **option
     return TensorRtBackend.open(path, device=device or "cuda", **options)
 
 
+def _load_triton(url: str, device: str | None, threads: int | None, **options: Any) -> Backend:
+    from edgecv.runtimes.backends.triton import TritonBackend
+
+    options = _checked("triton", options, {"timeout"})
+    return TritonBackend.open(str(url), device=device, **options)  # threads: the server's instance groups decide
+
+
 #: Backend name -> loader. The only place backends are registered.
 LOADERS: dict[str, Loader] = {
     "onnxruntime": _load_onnxruntime,
     "openvino": _load_openvino,
     "tensorrt": _load_tensorrt,
+    "triton": _load_triton,
 }
 
 #: Artifact suffix -> backend ``"auto"`` picks. Other suffixes fall back to :data:`DEFAULT_BACKEND`.
@@ -96,11 +107,20 @@ def open_backend(path: str | os.PathLike[str], backend: str = "auto", *, device:
     ``device=None`` is the backend's natural device: ``"cpu"``, or ``"cuda"`` for tensorrt.
     ``options`` are backend-specific: onnxruntime ``graph_optimization`` ("all" | "extended" |
     "basic" | "disable"), ``io_binding`` (bool); openvino ``precision`` (None | "f32" | "bf16" |
-    "f16"), ``requests`` (infer-request pool size, None | int >= 1); tensorrt ``check_versions`` (bool), ``plugin_paths`` (plugin library files or folders).
+    "f16"), ``requests`` (infer-request pool size, None | int >= 1); tensorrt ``check_versions`` (bool), ``plugin_paths`` (plugin library files or folders);
+    triton ``timeout`` (seconds per request, default 30). ``path`` may be a ``grpc://`` / ``http://``
+    URL of a model served by Triton (backend ``triton``).
 
     Raises:
         BackendError: unknown backend or device; ArtifactError: missing / corrupt / non-edgecv
         artifact; MissingDependencyError: the backend or device needs an uninstalled package.
     """
+    from edgecv.runtimes.backends.triton import is_server_url
+
+    if is_server_url(path):  # a served model: the URL goes to the loader as is (Path would fold its "//")
+        name = str(backend).strip().lower()
+        if name not in ("auto", "triton"):
+            raise BackendError(f"backend {backend!r} opens files; expected backend 'triton' or 'auto' for {path!r}")
+        return LOADERS["triton"](path, device, threads, **options)
     file = Path(path)
     return LOADERS[resolve_backend(file, backend)](file, device, threads, **options)
