@@ -28,7 +28,7 @@ from torch import nn
 
 from edgecv.export.fidelity import COMPARED, NOT_COMPARED, Tolerance, _session, tolerance_used
 from edgecv.metadata import ArtifactMetadata
-from edgecv.runtimes.preprocess import preprocess_batch
+from edgecv.runtimes.preprocess import network_tensor, preprocess_batch
 
 #: Share of label-map pixels PyTorch and ONNX Runtime must agree on.
 PIXEL_AGREEMENT = 0.995
@@ -41,8 +41,8 @@ def _run(module: nn.Module, raw, final, metadata: ArtifactMetadata, images: list
     for start in range(0, len(images), batch):
         chunk = images[start : start + batch]
         tensor, _ = preprocess_batch(chunk, metadata, batch_size=batch)
-        with torch.no_grad():
-            parts[0].append(module(torch.from_numpy(tensor)).numpy()[: len(chunk)])
+        with torch.no_grad():  # PyTorch gets the float tensor a uint8 artifact's graph computes itself
+            parts[0].append(module(torch.from_numpy(network_tensor(tensor, metadata))).numpy()[: len(chunk)])
         parts[1].append(raw.run(None, {metadata.input_name: tensor})[0][: len(chunk)])
         got = final.run(None, {metadata.input_name: tensor})
         parts[2].append(got[0][: len(chunk)])
@@ -123,7 +123,7 @@ def check_semantic_fidelity(module: nn.Module, raw_model: onnx.ModelProto, final
     failures: list[str] = []
     warns: list[str] = []
     for size in sizes:
-        shape = [metadata.input_shape[0], 3, *(size if not metadata.dynamic else (-1, -1))]
+        shape = metadata.shape_for(metadata.input_shape[0], *(size if not metadata.dynamic else (-1, -1)))
         at = dataclasses.replace(metadata, letterbox_size=list(size), input_shape=shape)
         figures = _compare_at(module.eval(), raw, final, at, images, tol)
         key = f"{size[0]}x{size[1]}"
