@@ -81,12 +81,15 @@ def export(
     input_kind: str = typer.Option("float", "--input", help="Input pixels: 'float' (float32 [B,3,H,W], normalised "
                                    "by the runtime) or 'uint8' (uint8 [B,H,W,3] BGR frames; cast, colours, "
                                    "scaling and layout inside the graph)."),
+    frame: Optional[str] = typer.Option(None, help="With --input uint8: camera frame WIDTHxHEIGHT (e.g. 1280x720) "
+                                        "letterboxed inside the graph too; the artifact then takes those frames as they are."),
     engine: bool = typer.Option(False, "--engine", help="Also build a TensorRT engine (GPU machine) from the "
                                 "int8 graph with --int8, else the fp16 graph with --fp16, else fp32."),
 ) -> None:
     """Export a trained model to ONNX with decode + NMS in the graph (optionally int8 / fp16 beside it)."""
     from edgecv.export.api import export_variants
     from edgecv.export.onnx_export import ExportOptions
+    from edgecv.export.uint8_input import parse_frame
 
     opts = ExportOptions(imgsz=imgsz, batch=batch, dynamic=dynamic, max_det=max_det, conf=conf, iou=iou,
                          opset=opset, check=check)
@@ -95,6 +98,7 @@ def export(
     opts.max_candidates = max_candidates or None
     opts.probs = probs
     opts.input = input_kind
+    opts.frame = parse_frame(frame)
     class_names = [n.strip() for n in names.split(",")] if names else None
     calibration = {"data": calib_data, "method": calib_method, "samples": calib_samples, "max_drop": max_drop,
                    "eval_count": eval_count, **({"target": target} if target else {})}

@@ -34,7 +34,7 @@ from edgecv.runtimes.buffers import TensorPool
 from edgecv.runtimes.detections import Detections
 from edgecv.runtimes.image import DEFAULT_MAX_PIXELS, ConversionNotes, check_max_pixels, read_image, to_bgr_uint8
 from edgecv.runtimes.lineage import warn_if_stale
-from edgecv.runtimes.preprocess import LetterboxInfo, check_rect, input_hw, preprocess_batch
+from edgecv.runtimes.preprocess import LetterboxInfo, check_rect, input_hw, network_hw, preprocess_batch
 from edgecv.runtimes.semantic_map import SemanticMap
 from edgecv.runtimes.tasks import PostContext, task_for
 from edgecv.runtimes.tasks import task_options as resolve_task_options
@@ -223,8 +223,7 @@ class Predictor:
     def _postprocess(self, outputs: dict[str, np.ndarray], infos: Sequence[LetterboxInfo], conf: float | None,
                      shape: tuple[int, ...]) -> list[Result]:
         """The task's results from raw ``outputs`` of an input of ``shape`` (in the artifact's layout)."""
-        h_axis, w_axis = self.metadata.hw_axes
-        context = PostContext(self.class_names, conf, (int(shape[h_axis]), int(shape[w_axis])), self.task_options)
+        context = PostContext(self.class_names, conf, network_hw(self.metadata, shape), self.task_options)
         return self.task.postprocess(outputs, infos, context)
 
     def _prepare(self, image: ImageInput) -> np.ndarray:

@@ -31,7 +31,7 @@ from typing import Callable, Sequence
 import cv2
 import numpy as np
 
-from edgecv.errors import ArtifactError
+from edgecv.errors import ArtifactError, ImageError
 from edgecv.metadata import COLOR_ORDERS, RESIZE_MODES, ArtifactMetadata, validate_fields
 from edgecv.runtimes.image import to_bgr_uint8
 
@@ -216,18 +216,55 @@ def resize_for(image: np.ndarray, size: tuple[int, int], metadata: ArtifactMetad
     return letterbox(image, size, metadata.pad_value)
 
 
+def fit(shape: tuple[int, int], size: tuple[int, int], resize: str = "letterbox") -> tuple[int, int, LetterboxInfo]:
+    """Where an image of ``shape = (h, w)`` lands in ``size = (H, W)`` (:func:`letterbox` / :func:`stretch`
+    arithmetic): ``(new_w, new_h, info)``. The ``--frame`` graph prefix uses the same numbers."""
+    (h, w), (out_h, out_w) = shape, size
+    if resize == "stretch":
+        return out_w, out_h, LetterboxInfo(out_w / w, 0, 0, (int(h), int(w)), scale_y=out_h / h)
+    scale = min(out_h / h, out_w / w)
+    new_w, new_h = min(out_w, max(1, round(w * scale))), min(out_h, max(1, round(h * scale)))
+    return new_w, new_h, LetterboxInfo(float(scale), (out_w - new_w) // 2, (out_h - new_h) // 2, (int(h), int(w)))
+
+
+def graph_frame(metadata: ArtifactMetadata) -> tuple[int, int] | None:
+    """The camera frame ``(H, W)`` a ``--frame`` artifact resizes inside its graph, else None."""
+    frame = metadata.in_graph.get("frame") if metadata.in_graph else None
+    if frame is None:
+        return None
+    if not (isinstance(frame, list) and len(frame) == 2 and all(isinstance(v, int) and v > 0 for v in frame)):
+        raise ArtifactError(f"in_graph.frame: expected [H, W] (2 integers > 0), found {frame!r}")
+    return int(frame[0]), int(frame[1])
+
+
+def network_hw(metadata: ArtifactMetadata, shape: Sequence[int]) -> tuple[int, int]:
+    """``(H, W)`` of the network input (boxes live in it) for an input tensor of ``shape``: the
+    tensor's own height and width, or the letterbox size when the graph resizes the frame itself."""
+    if graph_frame(metadata) is not None:
+        return int(metadata.letterbox_size[0]), int(metadata.letterbox_size[1])
+    h_axis, w_axis = metadata.hw_axes
+    return int(shape[h_axis]), int(shape[w_axis])
+
+
+def _frame_batch(frames: Sequence[np.ndarray], metadata: ArtifactMetadata, frame: tuple[int, int],
+                 tensor: np.ndarray) -> list[LetterboxInfo]:
+    """Copy camera frames of exactly ``frame = (H, W)`` into ``tensor``; their letterbox happens in the graph."""
+    infos = []
+    for i, image in enumerate(frames):
+        if image.shape[:2] != frame:
+            raise ImageError(f"expected {frame[1]}x{frame[0]} frames (the artifact resizes them in its graph: "
+                             f"export --frame), found {image.shape[1]}x{image.shape[0]}")
+        tensor[i] = image
+        infos.append(fit(frame, tuple(metadata.letterbox_size), metadata.resize)[2])
+    return infos
+
+
 def resize_into(image: np.ndarray, out: np.ndarray, metadata: ArtifactMetadata) -> LetterboxInfo:
     """:func:`resize_for` written straight into ``out`` (``[H, W, 3]`` uint8, e.g. one item of a
     uint8 artifact's input tensor): no intermediate image; the padding strips are filled with
     ``pad_value``. Returns the :class:`LetterboxInfo`."""
-    out_h, out_w = out.shape[:2]
     h, w = image.shape[:2]
-    if metadata.resize == "stretch":
-        new_w, new_h, info = out_w, out_h, LetterboxInfo(out_w / w, 0, 0, (int(h), int(w)), scale_y=out_h / h)
-    else:
-        scale = min(out_h / h, out_w / w)
-        new_w, new_h = min(out_w, max(1, round(w * scale))), min(out_h, max(1, round(h * scale)))
-        info = LetterboxInfo(float(scale), (out_w - new_w) // 2, (out_h - new_h) // 2, (int(h), int(w)))
+    new_w, new_h, info = fit((h, w), out.shape[:2], metadata.resize)
     x, y = info.pad_x, info.pad_y
     if (new_w, new_h) == (w, h):
         out[y:y + h, x:x + w] = image
@@ -308,7 +345,11 @@ def preprocess_batch(
     allocate = allocate or np.empty
     if norm is None:  # uint8 artifact: the resized image is the tensor
         tensor = allocate((total, height, width, 3), np.uint8)
-        infos = [resize_into(frame, tensor[i], metadata) for i, frame in enumerate(frames)]
+        frame_hw = graph_frame(metadata)
+        if frame_hw is not None:  # the graph letterboxes too: the camera frame goes in as it is
+            infos = _frame_batch(frames, metadata, frame_hw, tensor)
+        else:
+            infos = [resize_into(frame, tensor[i], metadata) for i, frame in enumerate(frames)]
         tensor[len(images):] = 0
         return tensor, infos
     tensor = allocate((total, 3, height, width), np.float32)

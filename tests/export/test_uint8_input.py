@@ -126,17 +126,39 @@ def test_export_check_passes_for_an_imagenet_normalised_detector(photo_folder: P
     assert result.metadata.in_graph["mean"] == IMAGENET_MEAN and result.metadata.mean == [0.0, 0.0, 0.0]
 
 
-def test_semantic_export_with_uint8_input_passes_its_check_and_predicts(photo_folder: Path, tmp_path: Path) -> None:
+def test_semantic_export_with_uint8_frames_passes_its_check_and_predicts(photo_folder: Path, tmp_path: Path) -> None:
+    """U-Net exported with --input uint8 --frame 256x192: the graph letterboxes 256x192 frames to
+    128x128 itself; the check (PyTorch fed the graph's own pre-processed tensor) passes and the label
+    map comes back at the frame's size."""
     from edgecv.export.fidelity import default_images
 
-    opts = ExportOptions(input="uint8", check_images=photo_folder)
+    opts = ExportOptions(input="uint8", frame=(256, 192), check_images=photo_folder)
     result = export_model("unet", out=tmp_path / "unet.onnx", opts=opts, warn_stale=False)
     assert result.fidelity["passed"], result.fidelity["failures"]
-    assert result.metadata.input_shape == [1, 128, 128, 3] and result.metadata.task == "semantic"
-    image = default_images(128, 1)[0]
+    assert result.metadata.input_shape == [1, 192, 256, 3] and result.metadata.task == "semantic"
+    assert result.metadata.in_graph["frame"] == [192, 256] and result.metadata.letterbox_size == [128, 128]
+    image = cv2.resize(default_images(128, 1)[0], (256, 192), interpolation=cv2.INTER_NEAREST)
     with Predictor(result.path) as predictor:
         semantic = predictor(image)
-    assert semantic.shape == image.shape[:2] and semantic.labels.max() > 0
+    assert semantic.shape == (192, 256) and semantic.labels.max() > 0
+
+
+def test_frame_artifact_letterboxes_in_its_graph_like_the_runtime(demo_onnx: Path, photos: list[np.ndarray],
+                                                                   tmp_path: Path) -> None:
+    """--frame 1280x720: Resize + Pad in the graph give the runtime letterbox's pixels (rounded half
+    up like cv2), hence the float artifact's detections; other frame sizes are refused in one line."""
+    from edgecv.errors import ImageError
+
+    path = export_uint8_input(demo_onnx, tmp_path / "frame.onnx", frame_wh=(1280, 720))
+    names = [n.name for n in onnx.load(str(path)).graph.node if n.name.startswith(PRE_PREFIX)]
+    assert names == [PRE_PREFIX + op for op in ("Cast", "Transpose", "Resize", "Add", "Floor", "Pad", "Gather", "Mul")]
+    assert read_meta(path).input_shape == [1, 720, 1280, 3]
+    frames = [cv2.resize(p, (1280, 720), interpolation=cv2.INTER_AREA) for p in photos[:4]]
+    with Predictor(demo_onnx) as floats, Predictor(path) as framed:
+        pairs, share = matched_share(floats(frames), framed(frames))
+        with pytest.raises(ImageError, match=r"expected 1280x720 frames .* found 640x480"):
+            framed(np.zeros((480, 640, 3), np.uint8))
+    assert pairs >= 4 and share >= 0.99, f"{share:.3f} of {pairs}"
 
 
 @pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="openvino not installed")
@@ -204,3 +226,8 @@ def test_bad_input_kind_and_double_conversion_are_refused(uint8_dynamic: Path, t
         export_model("yolo", out=tmp_path / "x.onnx", opts=ExportOptions(input="int8"), warn_stale=False)
     with pytest.raises(ExportError, match="expected an fp32 graph with float32 input"):
         export_uint8_input(uint8_dynamic, tmp_path / "twice.onnx")
+    with pytest.raises(ExportError, match="--frame: expected --input uint8"):
+        export_model("yolo", out=tmp_path / "x.onnx", opts=ExportOptions(frame=(640, 480)), warn_stale=False)
+    with pytest.raises(ExportError, match="--frame: expected a static input"):
+        export_model("yolo", out=tmp_path / "x.onnx", opts=ExportOptions(input="uint8", frame=(640, 480),
+                                                                      dynamic=True), warn_stale=False)
