@@ -14,6 +14,9 @@ artifact it times, interleaved in one loop so every configuration sees the same 
   reuse): ``preprocess_batch`` without ``allocate`` + ``run_tensor``;
 * ``pre``: the pre-processing alone (pooled buffer).
 
+Artifacts (``--kinds``): ``float``, ``uint8`` (``--input uint8``) and ``uint8+frame`` (``--input uint8
+--frame WxH``: the letterbox in the graph too; the predictor only copies the frame in).
+
 ``onnxruntime-iobinding`` is ONNX Runtime with IO binding on the CPU (does binding pay there?).
 
 The reference is the issue's "bare": the ONNX Runtime fp32 session of the float artifact on a
@@ -66,15 +69,17 @@ def make_frame(size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(np.ascontiguousarray(data.astronaut()[:, :, ::-1]), size, interpolation=cv2.INTER_AREA)
 
 
-def artifacts(folder: Path, imgsz: int) -> dict[str, Path]:
-    """The demo YOLO at ``imgsz`` as float-input and uint8-input artifacts."""
+def artifacts(folder: Path, imgsz: int, frame: tuple[int, int]) -> dict[str, Path]:
+    """The demo YOLO at ``imgsz`` as float-input and uint8-input artifacts, and uint8 with the
+    letterbox of ``frame`` (w, h) in the graph too (``export --frame``)."""
     from edgecv.export.api import export_model
     from edgecv.export.onnx_export import ExportOptions
     from edgecv.export.uint8_input import export_uint8_input
 
     float_path = export_model("yolo", out=folder / "model.onnx", opts=ExportOptions(imgsz=imgsz, check=False),
                               warn_stale=False).path
-    return {"float": float_path, "uint8": export_uint8_input(float_path, folder / "model_uint8.onnx")}
+    return {"float": float_path, "uint8": export_uint8_input(float_path, folder / "model_uint8.onnx"),
+            "uint8+frame": export_uint8_input(float_path, folder / "model_uint8_frame.onnx", frame_wh=frame)}
 
 
 def configurations(predictors: dict[tuple[str, str], Predictor], frame: np.ndarray) -> dict[str, Callable[[], object]]:
@@ -142,13 +147,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="intra-op threads per backend")
     parser.add_argument("--backends", default="onnxruntime,onnxruntime-iobinding,openvino",
                         help="onnxruntime-iobinding: ONNX Runtime with IO binding (CPU-bound inputs and outputs)")
+    parser.add_argument("--kinds", default="float,uint8,uint8+frame", help="artifacts to time")
     parser.add_argument("--out", type=Path, default=None, help="folder for the artifacts (default: a temp folder)")
     args = parser.parse_args()
     backends = [b for b in args.backends.split(",") if b]
     if "onnxruntime" not in backends:
         backends.insert(0, "onnxruntime")  # the reference
     with tempfile.TemporaryDirectory() as tmp:
-        paths = artifacts(args.out or Path(tmp), args.imgsz)
+        paths = artifacts(args.out or Path(tmp), args.imgsz, args.frame)
+        paths = {kind: path for kind, path in paths.items() if kind in args.kinds.split(",")}
         frame = make_frame(args.frame)
         predictors: dict[tuple[str, str], Predictor] = {}
         try:
