@@ -78,12 +78,18 @@ def export(
     eval_count: int = typer.Option(300, help="With --int8: synthetic images for the fp32 vs int8 comparison."),
     fp16: bool = typer.Option(False, "--fp16", help="Also write model_fp16.onnx (fp16 graph, fp32 I/O)."),
     probs: bool = typer.Option(False, "--probs", help="Semantic segmentation: also output probs [B,C,H,W] (softmax)."),
+    input_kind: str = typer.Option("float", "--input", help="Input pixels: 'float' (float32 [B,3,H,W], normalised "
+                                   "by the runtime) or 'uint8' (uint8 [B,H,W,3] BGR frames; cast, colours, "
+                                   "scaling and layout inside the graph)."),
+    frame: Optional[str] = typer.Option(None, help="With --input uint8: camera frame WIDTHxHEIGHT (e.g. 1280x720) "
+                                        "letterboxed inside the graph too; the artifact then takes those frames as they are."),
     engine: bool = typer.Option(False, "--engine", help="Also build a TensorRT engine (GPU machine) from the "
                                 "int8 graph with --int8, else the fp16 graph with --fp16, else fp32."),
 ) -> None:
     """Export a trained model to ONNX with decode + NMS in the graph (optionally int8 / fp16 beside it)."""
     from edgecv.export.api import export_variants
     from edgecv.export.onnx_export import ExportOptions
+    from edgecv.export.uint8_input import parse_frame
 
     opts = ExportOptions(imgsz=imgsz, batch=batch, dynamic=dynamic, max_det=max_det, conf=conf, iou=iou,
                          opset=opset, check=check)
@@ -91,6 +97,8 @@ def export(
     opts = dataclasses.replace(opts, check_images=check_images, **{k: v for k, v in fidelity.items() if v is not None})
     opts.max_candidates = max_candidates or None
     opts.probs = probs
+    opts.input = input_kind
+    opts.frame = parse_frame(frame)
     class_names = [n.strip() for n in names.split(",")] if names else None
     calibration = {"data": calib_data, "method": calib_method, "samples": calib_samples, "max_drop": max_drop,
                    "eval_count": eval_count, **({"target": target} if target else {})}
@@ -386,7 +394,8 @@ def build(
     onnx_path: Path = typer.Argument(..., help="edgecv ONNX artifact (fp32, fp16 or int8 QDQ)."),
     out: Optional[Path] = typer.Option(None, help="Engine path; default <model>.engine beside the ONNX."),
     min_shape: Optional[str] = typer.Option(None, help="Profile min shape, e.g. 1x3x640x640 (dynamic ONNX only)."),
-    opt_shape: Optional[str] = typer.Option(None, help="Profile opt shape, e.g. 4x3x640x640."),
+    opt_shape: Optional[str] = typer.Option(None, help="Profile opt shape in the input's layout, e.g. 4x3x640x640 "
+                                            "(a --input uint8 artifact: 4x640x640x3)."),
     max_shape: Optional[str] = typer.Option(None, help="Profile max shape, e.g. 8x3x640x640."),
     workspace: Optional[int] = typer.Option(None, help="Workspace limit in MiB."),
     timing_cache: Optional[Path] = typer.Option(None, help="Timing cache file (read if present, written after)."),

@@ -18,7 +18,9 @@ Versioning rule (schema v2):
   default that reproduces that version's behaviour (v1 had no ``resize``: letterbox).
 
 History: v1 -- the first schema; v2 -- ``resize`` (``letterbox`` | ``stretch``) and
-``parent`` (the fp32 graph a derived fp16 / int8 graph came from).
+``parent`` (the fp32 graph a derived fp16 / int8 graph came from). Within v2: ``layout`` NHWC with
+``input_dtype`` uint8 and ``in_graph`` (pre-processing inside the graph, ``export --input uint8``);
+a v2 reader from before them refuses such an artifact on its field rules instead of misreading it.
 
 Every document is validated field by field on read (:func:`validate_document`): types,
 ranges, lengths and known values. All problems are collected and raised as one
@@ -46,19 +48,28 @@ TASKS = ("detect", "segment", "semantic")
 PRECISIONS = ("fp32", "fp16", "int8")
 COLOR_ORDERS = ("RGB", "BGR")
 RESIZE_MODES = ("letterbox", "stretch")
-LAYOUTS = ("NCHW",)
-INPUT_DTYPES = ("float32", "float16")
+LAYOUTS = ("NCHW", "NHWC")
+INPUT_DTYPES = ("float32", "float16", "uint8")
+#: Axes of (H, W) in ``input_shape`` per layout; the channel axis is the remaining non-batch one.
+HW_AXES = {"NCHW": (2, 3), "NHWC": (1, 2)}
 
 
 @dataclass
 class ArtifactMetadata:
     """Everything a runtime needs to pre- and post-process for one artifact.
 
-    ``input_shape`` is ``[B, 3, H, W]``; a dynamic axis is ``-1``. Boxes in the outputs are
+    ``input_shape`` is ``[B, 3, H, W]`` (``layout`` NCHW, float input) or ``[B, H, W, 3]``
+    (``layout`` NHWC, ``input_dtype`` uint8: the graph casts, swaps colours, scales, normalises
+    and transposes itself, see ``in_graph``); a dynamic axis is ``-1``. Boxes in the outputs are
     x1,y1,x2,y2 in network-input pixels (after letterbox or stretch). ``mean``/``std`` apply
     to pixels scaled to [0, 1] (``x / 255``), per tensor channel (in ``color_order``).
     ``resize``: ``"letterbox"`` keeps the aspect ratio and pads with ``pad_value``;
     ``"stretch"`` resizes each axis independently to the input size (no padding).
+
+    uint8 input (``edgecv export --input uint8``): ``color_order`` is the order of the input
+    pixels (``BGR``, what every edgecv source gives), ``mean``/``std`` are the identity (the runtime
+    normalises nothing) and ``in_graph`` records what the ``edgecv_pre/`` nodes do:
+    ``{"color_order": network order, "mean": [...], "std": [...], "scale": 255.0, "prefix": "edgecv_pre/"}``.
     """
 
     task: str  # "detect" | "segment" | "semantic"
@@ -74,6 +85,7 @@ class ArtifactMetadata:
     stride: int = 32
     pad_value: int = 114
     resize: str = "letterbox"  # "letterbox" (aspect kept, padded with pad_value) | "stretch" (plain resize)
+    in_graph: dict[str, Any] = field(default_factory=dict)  # pre-processing inside the graph (uint8 input); {} = none
     outputs: list[str] = field(default_factory=lambda: list(DETECTION_OUTPUTS))
     max_det: int = 100
     conf_threshold: float = 0.25
@@ -95,6 +107,15 @@ class ArtifactMetadata:
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    @property
+    def hw_axes(self) -> tuple[int, int]:
+        """Axes of height and width in ``input_shape`` (and in the input tensor): (2, 3) NCHW, (1, 2) NHWC."""
+        return HW_AXES.get(self.layout, HW_AXES["NCHW"])
+
+    def shape_for(self, batch: int, height: int, width: int) -> list[int]:
+        """An input shape in this artifact's layout: ``[B, 3, H, W]`` or ``[B, H, W, 3]``."""
+        return [batch, height, width, 3] if self.layout == "NHWC" else [batch, 3, height, width]
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -217,8 +238,26 @@ def _three_positive(value: Any) -> str | None:
 
 def _input_shape(value: Any) -> str | None:
     ok = (isinstance(value, list) and len(value) == 4 and all(_is_int(v) and (v > 0 or v == -1) for v in value)
-          and value[1] == 3)
-    return None if ok else "[B, 3, H, W]: 4 integers, each > 0 or -1 (dynamic), channels 3"
+          and 3 in (value[1], value[3]))
+    return None if ok else "[B, 3, H, W] or [B, H, W, 3]: 4 integers, each > 0 or -1 (dynamic), channels 3"
+
+
+def _layout_problems(raw: dict[str, Any]) -> list[str]:
+    """Cross-field rules of the input: the channel axis follows ``layout``; uint8 input comes as
+    NHWC and NHWC as uint8 (the two combinations the runtime builds: float NCHW, uint8 NHWC)."""
+    layout, dtype, shape = raw.get("layout", "NCHW"), raw.get("input_dtype", "float32"), raw.get("input_shape")
+    if layout not in LAYOUTS or dtype not in INPUT_DTYPES:
+        return []  # reported by the field rules
+    problems = []
+    if isinstance(shape, list) and len(shape) == 4 and _input_shape(shape) is None:
+        channel = 3 if layout == "NHWC" else 1
+        if shape[channel] != 3:
+            want = "[B, H, W, 3]" if layout == "NHWC" else "[B, 3, H, W]"
+            problems.append(f"input_shape: expected {want} for layout {layout}, found {shape}")
+    if (layout == "NHWC") != (dtype == "uint8"):
+        problems.append(f"input_dtype/layout: expected uint8 with NHWC or a float dtype with NCHW, found "
+                        f"{dtype} with {layout}")
+    return problems
 
 
 def _two_positive_ints(value: Any) -> str | None:
@@ -241,6 +280,7 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "stride": _int_at_least(1),
     "pad_value": _pad_value,
     "resize": _one_of(RESIZE_MODES),
+    "in_graph": _object,
     "outputs": _string_list,
     "max_det": _int_at_least(1),
     "conf_threshold": _unit_interval,
@@ -280,4 +320,4 @@ def validate_document(raw: dict[str, Any]) -> list[str]:
     unknown keys are ignored) plus the required keys :data:`REQUIRED`.
     """
     problems = [f"{name}: expected a value, found the key missing" for name in REQUIRED if name not in raw]
-    return problems + validate_fields({name: raw[name] for name in RULES if name in raw})
+    return problems + validate_fields({name: raw[name] for name in RULES if name in raw}) + _layout_problems(raw)

@@ -45,7 +45,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from edgecv.calibration.graph import COMPUTE_OPS, postprocess_nodes, region_nodes
+from edgecv.calibration.graph import COMPUTE_OPS, is_prefix_node, postprocess_nodes, region_nodes
 from edgecv.errors import QuantizationError
 
 TARGETS = ("onnxruntime", "tensorrt", "openvino")
@@ -198,7 +198,7 @@ def _float_readers(model: onnx.ModelProto, fp32: onnx.ModelProto, opts: EmitOpti
     non-compute node (its Q/DQ pairs sit on Conv / MatMul / Gemm inputs only); likewise for OpenVINO."""
     post = postprocess_nodes(fp32)
     names = {n.name for n in model.graph.node if n.op_type not in ("QuantizeLinear", "DequantizeLinear")}
-    readers = {n for n in names if n in exclude or n in post}
+    readers = {n for n in names if n in exclude or n in post or is_prefix_node(n)}
     if opts.target in COMPUTE_ONLY:
         readers |= {n.name for n in model.graph.node if n.name in names and n.op_type not in COMPUTE_OPS}
     return readers

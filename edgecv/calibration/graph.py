@@ -2,7 +2,9 @@
 
 *Post-processing* = the ``edgecv_nms/`` nodes plus every node from which no compute op
 (:data:`COMPUTE_OPS`) is reachable downstream -- box decode, DFL softmax, the score sigmoid and
-the reshapes / concats feeding NMS. It stays float. The *region* is every other node.
+the reshapes / concats feeding NMS. It stays float. The *region* is every other node except the input pre-processing of a uint8 artifact (the
+``edgecv_pre/`` nodes: cast, colour swap, scaling; :mod:`edgecv.export.uint8_input`), which stays
+float too: quantizing raw pixels or their normalisation would only add error in front of the first layer.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import onnx
 
 from edgecv.errors import QuantizationError
 from edgecv.export.nms import NMS_PREFIX
+from edgecv.export.uint8_input import is_prefix_node
 
 #: Ops whose inputs TensorRT (and ORT's QDQ fusions) consume as int8.
 COMPUTE_OPS = frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm"})
@@ -44,13 +47,14 @@ def postprocess_nodes(model: onnx.ModelProto) -> set[str]:
 
 
 def region_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
-    """Nodes outside post-processing, in graph order (all need unique non-empty names)."""
+    """Nodes outside post-processing and the input pre-processing prefix, in graph order (all need
+    unique non-empty names)."""
     names = [n.name for n in model.graph.node]
     if "" in names or len(set(names)) != len(names):
         raise QuantizationError("expected every node to have a unique name (edgecv exports do), found "
                                 "unnamed or duplicate node names")
     post = postprocess_nodes(model)
-    return [n for n in model.graph.node if n.name not in post]
+    return [n for n in model.graph.node if n.name not in post and not is_prefix_node(n.name)]
 
 
 def float_activations(model: onnx.ModelProto, nodes: list[onnx.NodeProto]) -> list[str]:

@@ -39,7 +39,8 @@ from torch import nn
 from edgecv.errors import OptionError, SourceError
 from edgecv.export.nms_reference import nms_reference
 from edgecv.metadata import ArtifactMetadata
-from edgecv.runtimes.preprocess import preprocess_batch
+from edgecv.export.uint8_input import network_input_fn
+from edgecv.runtimes.preprocess import network_tensor, preprocess_batch
 
 MATCH_IOU = 0.99
 #: At most this many images of a ``check_images`` folder are used (evenly spaced in name order):
@@ -175,7 +176,8 @@ def _session(model: onnx.ModelProto) -> ort.InferenceSession:
 
 
 def _compare_at(module: nn.Module, raw: ort.InferenceSession, final: ort.InferenceSession,
-                metadata: ArtifactMetadata, images: list[np.ndarray], tol: Tolerance, reference=None) -> dict:
+                metadata: ArtifactMetadata, images: list[np.ndarray], tol: Tolerance, reference=None,
+                to_network=None) -> dict:  # noqa: ANN001 (to_network: see uint8_input.network_input_fn)
     """Run both sides on ``images`` at the metadata's letterbox size, in chunks of the fixed batch.
 
     The detections' reference is ``reference`` (the upstream model, see
@@ -188,8 +190,10 @@ def _compare_at(module: nn.Module, raw: ort.InferenceSession, final: ort.Inferen
     for start in range(0, len(images), batch):
         chunk = images[start : start + batch]
         tensor, _ = preprocess_batch(chunk, metadata, batch_size=batch)
+        # what PyTorch gets: a uint8 artifact normalises (and may letterbox) in its graph
+        network = network_tensor(tensor, metadata) if to_network is None else to_network(tensor)
         with torch.no_grad():
-            t_boxes, t_scores = (t.numpy() for t in module(torch.from_numpy(tensor)))
+            t_boxes, t_scores = (t.numpy() for t in module(torch.from_numpy(network)))
         o_boxes, o_scores = raw.run(None, {metadata.input_name: tensor})[:2]
         err_boxes = max(err_boxes, float(np.abs(t_boxes - o_boxes).max()))
         err_scores = max(err_scores, float(np.abs(t_scores - o_scores).max()))
@@ -197,7 +201,7 @@ def _compare_at(module: nn.Module, raw: ort.InferenceSession, final: ort.Inferen
         used_scores = max(used_scores, tolerance_used(o_scores, t_scores, tol.atol, tol.rtol))
         thresholds = {"max_det": metadata.max_det, "iou_threshold": metadata.iou_threshold,
                       "conf_threshold": metadata.conf_threshold}
-        ref = nms_reference(t_boxes, t_scores, **thresholds) if reference is None else reference(tensor, **thresholds)
+        ref = nms_reference(t_boxes, t_scores, **thresholds) if reference is None else reference(network, **thresholds)
         got = final.run(None, {metadata.input_name: tensor})
         for b in range(len(chunk)):
             n_ref, n_got = int(ref[0][b, 0]), int(got[0][b, 0])
@@ -315,8 +319,9 @@ def check_fidelity(module: nn.Module, raw_model: onnx.ModelProto, final_model: o
     warns: list[str] = []
     for size in sizes:
         at = dataclasses.replace(metadata, letterbox_size=list(size),
-                                 input_shape=[metadata.input_shape[0], 3, *(size if not metadata.dynamic else (-1, -1))])
-        figures = _compare_at(module.eval(), raw, final, at, images, tol, reference)
+                                 input_shape=list(metadata.input_shape))  # static: one size; dynamic: all -1
+        figures = _compare_at(module.eval(), raw, final, at, images, tol, reference,
+                              network_input_fn(raw_model, metadata))
         key = f"{size[0]}x{size[1]}"
         status, bad, note = _judge(key, {**figures, "images": len(images), "conf": metadata.conf_threshold}, tol, size)
         report["sizes"][key] = {**figures, "checks": status}

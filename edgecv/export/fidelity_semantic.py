@@ -28,21 +28,23 @@ from torch import nn
 
 from edgecv.export.fidelity import COMPARED, NOT_COMPARED, Tolerance, _session, tolerance_used
 from edgecv.metadata import ArtifactMetadata
-from edgecv.runtimes.preprocess import preprocess_batch
+from edgecv.export.uint8_input import network_input_fn
+from edgecv.runtimes.preprocess import network_tensor, preprocess_batch
 
 #: Share of label-map pixels PyTorch and ONNX Runtime must agree on.
 PIXEL_AGREEMENT = 0.995
 
 
-def _run(module: nn.Module, raw, final, metadata: ArtifactMetadata, images: list[np.ndarray]):
+def _run(module: nn.Module, raw, final, metadata: ArtifactMetadata, images: list[np.ndarray], to_network=None):  # noqa: ANN001
     """Torch logits, ONNX logits, ONNX labels and ONNX probs (or None), stacked over ``images``."""
     batch = metadata.input_shape[0] if metadata.input_shape[0] > 0 else len(images)
     parts: list[list[np.ndarray]] = [[], [], [], []]
     for start in range(0, len(images), batch):
         chunk = images[start : start + batch]
         tensor, _ = preprocess_batch(chunk, metadata, batch_size=batch)
-        with torch.no_grad():
-            parts[0].append(module(torch.from_numpy(tensor)).numpy()[: len(chunk)])
+        with torch.no_grad():  # PyTorch gets the float tensor a uint8 artifact's graph computes itself
+            network = network_tensor(tensor, metadata) if to_network is None else to_network(tensor)
+            parts[0].append(module(torch.from_numpy(network)).numpy()[: len(chunk)])
         parts[1].append(raw.run(None, {metadata.input_name: tensor})[0][: len(chunk)])
         got = final.run(None, {metadata.input_name: tensor})
         parts[2].append(got[0][: len(chunk)])
@@ -52,9 +54,9 @@ def _run(module: nn.Module, raw, final, metadata: ArtifactMetadata, images: list
 
 
 def _compare_at(module: nn.Module, raw, final, metadata: ArtifactMetadata, images: list[np.ndarray],
-                tol: Tolerance) -> dict:
+                tol: Tolerance, to_network=None) -> dict:  # noqa: ANN001 (uint8_input.network_input_fn)
     """Figures at one size (see module docstring)."""
-    t_logits, o_logits, o_labels, o_probs = _run(module, raw, final, metadata, images)
+    t_logits, o_logits, o_labels, o_probs = _run(module, raw, final, metadata, images, to_network)
     scale = max(1e-6, float(np.abs(t_logits).max()))
     diff = float(np.abs(t_logits - o_logits).max())
     t_labels = t_logits.argmax(1)
@@ -123,9 +125,9 @@ def check_semantic_fidelity(module: nn.Module, raw_model: onnx.ModelProto, final
     failures: list[str] = []
     warns: list[str] = []
     for size in sizes:
-        shape = [metadata.input_shape[0], 3, *(size if not metadata.dynamic else (-1, -1))]
-        at = dataclasses.replace(metadata, letterbox_size=list(size), input_shape=shape)
-        figures = _compare_at(module.eval(), raw, final, at, images, tol)
+        # static: the one export size (a --frame graph's input is the frame); dynamic: every axis -1
+        at = dataclasses.replace(metadata, letterbox_size=list(size), input_shape=list(metadata.input_shape))
+        figures = _compare_at(module.eval(), raw, final, at, images, tol, network_input_fn(raw_model, metadata))
         key = f"{size[0]}x{size[1]}"
         status, bad, note = _judge(key, figures, tol)
         report["sizes"][key] = {**figures, "checks": status}

@@ -25,11 +25,13 @@ def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
     from edgecv.calibration.graph import check_not_quantized, postprocess_nodes
+    from edgecv.export.uint8_input import is_prefix_node
 
     check_not_quantized(model)
     if any(i.data_type == onnx.TensorProto.FLOAT16 for i in model.graph.initializer):
         raise QuantizationError("expected an fp32 graph, found float16 initializers (already converted?)")
-    block = sorted(postprocess_nodes(model))
+    # the uint8 input prefix stays fp32 too: pixel scaling in fp16 would round before the first layer
+    block = sorted(postprocess_nodes(model) | {n.name for n in model.graph.node if is_prefix_node(n.name)})
     logging.getLogger("onnxruntime.transformers.float16").setLevel(logging.ERROR)
     out = convert_float_to_float16(model, keep_io_types=True, node_block_list=block, disable_shape_infer=False)
     meta = [p for p in out.metadata_props if p.key == METADATA_KEY]

@@ -23,6 +23,7 @@ from torch import nn
 from edgecv import __version__
 from edgecv.errors import ExportError
 from edgecv.export.nms import DEFAULT_MAX_CANDIDATES, append_nms, check_nms_options
+from edgecv.export.uint8_input import check_export_input, frame_images, to_uint8_input
 from edgecv.fileio import write_with
 from edgecv.metadata import METADATA_KEY, ArtifactMetadata
 from edgecv.models.base import LoadedDetector
@@ -57,6 +58,11 @@ class ExportOptions:
     #: TopK / NMS limits; None = no cap (ONNX Runtime / OpenVINO only). See edgecv.export.nms.
     max_candidates: int | None = DEFAULT_MAX_CANDIDATES
     probs: bool = False  # task "semantic": also output probs [B,C,H,W] (softmax) beside labels (edgecv.export.semantic)
+    #: "float": float32 [B,3,H,W] normalised input; "uint8": uint8 [B,H,W,3] BGR frames, pre-processing
+    #: inside the graph (edgecv.export.uint8_input).
+    input: str = "float"
+    #: With input "uint8": camera frame (width, height) resized (letterbox / stretch) inside the graph too.
+    frame: tuple[int, int] | None = None
 
 
 @dataclass
@@ -170,12 +176,15 @@ def export_detector(detector: LoadedDetector, out: str | Path, opts: ExportOptio
     tolerance = Tolerance(opts.fidelity_atol, opts.fidelity_rtol, opts.fidelity_match)
     fidelity_images, images_source = _check_images(opts, fidelity_images)
     check_nms_options(opts.max_det, opts.iou, opts.conf, opts.max_candidates)  # before seconds of tracing
+    check_export_input(opts.input, opts.frame, opts.dynamic)
     raw = torch_to_onnx(detector.module, opts)
     if opts.simplify:
         raw = slim(raw)
     model = append_nms(raw, boxes_output=RAW_OUTPUTS[0], scores_output=RAW_OUTPUTS[1], max_det=opts.max_det,
                        iou_threshold=opts.iou, conf_threshold=opts.conf, max_candidates=opts.max_candidates)
     metadata = build_metadata(detector, opts)
+    if opts.input == "uint8":
+        raw, model, metadata = to_uint8_input(raw, model, metadata, opts.frame)
     report: dict = {}
     if opts.check:
         if fidelity_images is not None:
@@ -183,6 +192,7 @@ def export_detector(detector: LoadedDetector, out: str | Path, opts: ExportOptio
         else:  # a family with an upstream reference is also checked on scenes with one object and with none
             images = default_images(opts.imgsz) if detector.reference is None else mixed_images(opts.imgsz)
             images_source = images_source if detector.reference is None else "synthetic shapes (many, one, none)"
+        images = frame_images(images, opts.frame)  # a --frame graph takes frames of exactly that size
         report = check_fidelity(detector.module, raw, model, metadata, images, tolerance, images_source,
                                 reference=detector.reference)
     return save_checked(model, metadata, report, out, start, console, print_report)

@@ -29,6 +29,7 @@ from torch import nn
 from edgecv.errors import ExportError
 from edgecv.export.onnx_export import (ExportOptions, ExportResult, _check_images, build_metadata, resolve_options,
                                        save_checked, slim)
+from edgecv.export.uint8_input import check_export_input, frame_images, to_uint8_input
 from edgecv.metadata import ArtifactMetadata
 from edgecv.models.base import LoadedDetector
 
@@ -108,13 +109,17 @@ def export_semantic(segmenter: LoadedDetector, out: str | Path, opts: ExportOpti
     if console is not None and segmenter.extra.get("random_weights"):
         console.print(f"[yellow]no --weights given: {segmenter.family} with random weights[/] (an export / "
                       "benchmark check; pass --weights state_dict.pt for a trained model)")
+    check_export_input(opts.input, opts.frame, opts.dynamic)
     raw = semantic_to_onnx(segmenter.module, opts)
     if opts.simplify:
         raw = slim(raw)
     model = append_label_map(raw, probs=opts.probs)
     metadata = semantic_metadata(segmenter, opts)
+    if opts.input == "uint8":
+        raw, model, metadata = to_uint8_input(raw, model, metadata, opts.frame)
     report: dict = {}
     if opts.check:
         images = fidelity_images if fidelity_images is not None else default_images(opts.imgsz)
+        images = frame_images(images, opts.frame)  # a --frame graph takes frames of exactly that size
         report = check_semantic_fidelity(segmenter.module, raw, model, metadata, images, tolerance, images_source)
     return save_checked(model, metadata, report, out, start, console, print_semantic_report)

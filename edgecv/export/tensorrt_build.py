@@ -139,12 +139,14 @@ def parse_shape(text: str | None) -> Shape | None:
 
 
 def compute_profile(onnx_shape: Sequence[int], default_hw: Sequence[int], *, min_shape: Sequence[int] | None = None,
-                    opt_shape: Sequence[int] | None = None, max_shape: Sequence[int] | None = None) -> Profile:
+                    opt_shape: Sequence[int] | None = None, max_shape: Sequence[int] | None = None,
+                    hw_axes: tuple[int, int] = (2, 3)) -> Profile:
     """One profile from the ONNX input shape (``-1`` = dynamic) and the user's min/opt/max.
 
     Static axes are fixed by the graph (a user shape must repeat them). Defaults for dynamic
     axes: ``opt`` = the user's opt, else the user's max, else batch 1 at ``default_hw`` (the
-    metadata's letterbox size); ``min`` = ``opt`` with batch 1; ``max`` = ``opt``.
+    metadata's letterbox size, on ``hw_axes``: (2, 3) for NCHW, (1, 2) for a uint8 NHWC input);
+    ``min`` = ``opt`` with batch 1; ``max`` = ``opt``.
 
     Raises:
         ExportError: a shape of the wrong rank, a static axis changed, non-positive axes,
@@ -164,7 +166,7 @@ def compute_profile(onnx_shape: Sequence[int], default_hw: Sequence[int], *, min
                 raise ExportError(f"{what}: axis {axis} is static in the ONNX graph ({list(onnx_shape)}), "
                                   f"expected {want}, found {dim}; re-export with --dynamic to vary it")
     default = tuple(
-        want if want > 0 else (1 if axis == 0 else int(default_hw[axis - 2]) if axis >= 2 else 1)
+        want if want > 0 else int(default_hw[hw_axes.index(axis)]) if axis in hw_axes else 1
         for axis, want in enumerate(onnx_shape)
     )
     opt = given["opt_shape"] or given["max_shape"] or default
@@ -249,9 +251,11 @@ def plan_build(onnx_path: str | os.PathLike[str], engine_path: str | os.PathLike
     if profiles:
         if any(v is not None for v in (min_shape, opt_shape, max_shape)):
             raise ExportError("give either profiles=[(min, opt, max), ...] or min/opt/max_shape, found both")
-        built = [compute_profile(shape, hw, min_shape=lo, opt_shape=mid, max_shape=hi) for lo, mid, hi in profiles]
+        built = [compute_profile(shape, hw, min_shape=lo, opt_shape=mid, max_shape=hi, hw_axes=metadata.hw_axes)
+                 for lo, mid, hi in profiles]
     else:
-        built = [compute_profile(shape, hw, min_shape=min_shape, opt_shape=opt_shape, max_shape=max_shape)]
+        built = [compute_profile(shape, hw, min_shape=min_shape, opt_shape=opt_shape, max_shape=max_shape,
+                                 hw_axes=metadata.hw_axes)]
     if workspace_mb is not None and (isinstance(workspace_mb, bool) or int(workspace_mb) <= 0):
         raise ExportError(f"workspace_mb: expected a positive number of MiB or None, found {workspace_mb!r}")
     engine_file = Path(engine_path)

@@ -121,6 +121,9 @@ def export_loaded(detector, out: str | Path, opts, console: Console | None = Non
     :class:`~edgecv.export.onnx_export.ExportOptions` (imgsz, batch, max_det, conf, iou,
     max_candidates, check). Random weights (no ``--weights``) get ``conf <= 0.05``: their scores are
     spread thin and the fidelity check needs detections to compare."""
+    if opts.input != "float":  # the graph starts with torchvision's GeneralizedRCNNTransform, traced as is
+        raise ExportError(f"--input: expected 'float' for two-stage graphs (uint8 input not implemented for "
+                          f"{detector.family} yet), found {opts.input!r}")
     if opts.dynamic:
         raise ExportError("--dynamic: expected a static input for two-stage graphs (anchors are fixed at the "
                           "export size), found --dynamic")

@@ -36,7 +36,7 @@ from edgecv import fileio
 from edgecv.errors import OptionError
 from edgecv.runtimes.cpu import cpu_features
 from edgecv.runtimes.detections import Detections
-from edgecv.runtimes.preprocess import preprocess_batch
+from edgecv.runtimes.preprocess import input_hw, preprocess_batch
 
 
 @dataclass
@@ -114,11 +114,7 @@ def synthetic_frame(width: int, height: int, seed: int = 0) -> np.ndarray:
 
 
 def _input_hw(predictor: Any) -> tuple[int, int]:
-    shape = predictor.metadata.input_shape
-    if len(shape) == 4 and shape[2] > 0 and shape[3] > 0:
-        return int(shape[2]), int(shape[3])
-    h, w = predictor.metadata.letterbox_size
-    return int(h), int(w)
+    return input_hw(predictor.metadata)  # follows the layout (uint8 artifacts are NHWC)
 
 
 def benchmark(artifact: str | os.PathLike[str], *, backend: str = "auto", device: str | None = None,
@@ -151,7 +147,7 @@ def benchmark(artifact: str | os.PathLike[str], *, backend: str = "auto", device
             frame = synthetic_frame(int(w), int(h))
         frames = [frame] * batch
         tensor, _ = preprocess_batch(frames, predictor.metadata, predictor.batch_size, rect=rect)
-        net_h, net_w = tensor.shape[2:]
+        net_h, net_w = (tensor.shape[axis] for axis in predictor.metadata.hw_axes)
         infer = predictor.backend.infer
         for _ in range(warmup):
             predictor(frames)

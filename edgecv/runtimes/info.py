@@ -165,6 +165,15 @@ def _accuracy_rows(accuracy: dict[str, Any]) -> dict[str, str]:
     return rows
 
 
+def _normalisation_row(meta: ArtifactMetadata) -> str:
+    """What turns pixels into the network input, and where (a uint8 artifact does it in its graph)."""
+    g = meta.in_graph
+    if g:
+        return (f"in the graph ({g.get('prefix', '')}): {meta.color_order} -> {g.get('color_order')}, x/255, "
+                f"mean {g.get('mean')}, std {g.get('std')}")
+    return f"x/255, mean {meta.mean}, std {meta.std}"
+
+
 def render(info: ArtifactInfo) -> list[Any]:
     """Rich renderables for ``edgecv info``: summary, IO tensors, calibration, fidelity (+ TensorRT)."""
     from rich.table import Table
@@ -177,7 +186,7 @@ def render(info: ArtifactInfo) -> list[Any]:
         ("task", meta.task), ("model", meta.model_family or "-"), ("precision", meta.precision),
         ("classes", f"{meta.num_classes}: {', '.join(meta.class_names[:12])}{' ...' if meta.num_classes > 12 else ''}"),
         ("input", f"{meta.input_name} {meta.input_shape} {meta.input_dtype} {meta.layout} {meta.color_order}"),
-        ("normalisation", f"x/255, mean {meta.mean}, std {meta.std}"),
+        ("normalisation", _normalisation_row(meta)),
         ("letterbox", f"{meta.letterbox_size} stride {meta.stride} pad {meta.pad_value}"),
         ("thresholds", f"conf {meta.conf_threshold}  iou {meta.iou_threshold}  max_det {meta.max_det}"),
         ("dynamic", str(meta.dynamic)), ("source weights", meta.source_weights or "-"),

@@ -30,10 +30,11 @@ import numpy as np
 from edgecv.errors import OptionError
 from edgecv.metadata import ArtifactMetadata
 from edgecv.runtimes.backends import Backend, open_backend
+from edgecv.runtimes.buffers import TensorPool
 from edgecv.runtimes.detections import Detections
 from edgecv.runtimes.image import DEFAULT_MAX_PIXELS, ConversionNotes, check_max_pixels, read_image, to_bgr_uint8
 from edgecv.runtimes.lineage import warn_if_stale
-from edgecv.runtimes.preprocess import LetterboxInfo, check_rect, input_hw, preprocess_batch
+from edgecv.runtimes.preprocess import LetterboxInfo, check_rect, input_hw, network_hw, preprocess_batch
 from edgecv.runtimes.semantic_map import SemanticMap
 from edgecv.runtimes.tasks import PostContext, task_for
 from edgecv.runtimes.tasks import task_options as resolve_task_options
@@ -117,6 +118,9 @@ class Predictor:
         batch = int(self.metadata.input_shape[0])
         self.batch_size: int | None = batch if batch > 0 else None
         self._notes = ConversionNotes()
+        # Input tensors are lent from here and given back after inference (edgecv.runtimes.buffers):
+        # no per-frame allocation of the network input, safe across threads and in-flight requests.
+        self.buffers = TensorPool()
         self._warned_conf = False
         self._warn_if_conf_ineffective(self.conf)
 
@@ -157,7 +161,7 @@ class Predictor:
         for first in range(0, len(frames), step):
             t0 = time.perf_counter()
             tensor, infos = preprocess_batch(frames[first:first + step], self.metadata, self.batch_size,
-                                            rect=self.rect)
+                                            rect=self.rect, allocate=self.buffers.acquire)
             timing["preprocess_ms"] += (time.perf_counter() - t0) * 1e3
             detections, run = self.run_tensor(tensor, infos, conf=conf)
             results.extend(detections)
@@ -169,13 +173,15 @@ class Predictor:
 
     def prepare_tensor(self, images: Sequence[ImageInput]) -> tuple[np.ndarray, list[LetterboxInfo]]:
         """First half of a prediction, for pipelines that pre-process in another thread: up to
-        ``batch_size`` images -> the input tensor ``[B, 3, H, W]`` (padded to a fixed batch) and
-        one :class:`~edgecv.runtimes.preprocess.LetterboxInfo` per image. Give both to :meth:`run_tensor`."""
+        ``batch_size`` images -> the input tensor ``[B, 3, H, W]`` float (``[B, H, W, 3]`` uint8 for
+        a uint8 artifact; padded to a fixed batch) and one :class:`~edgecv.runtimes.preprocess.LetterboxInfo`
+        per image. Give both to :meth:`run_tensor` (or :meth:`submit_tensor`) once: the tensor is a
+        buffer of this predictor's pool, reused for a later frame after it has run."""
         if self.batch_size is not None and len(images) > self.batch_size:
             raise OptionError(f"images: expected at most {self.batch_size} (the artifact's batch) per tensor, "
                               f"found {len(images)}")
         frames = [self._prepare(image) for image in images]
-        return preprocess_batch(frames, self.metadata, self.batch_size, rect=self.rect)
+        return preprocess_batch(frames, self.metadata, self.batch_size, rect=self.rect, allocate=self.buffers.acquire)
 
     def run_tensor(self, tensor: np.ndarray, infos: Sequence[LetterboxInfo], *, conf: float | None = None
                    ) -> tuple[list[Result], dict[str, float]]:
@@ -183,7 +189,10 @@ class Predictor:
         pixels (one per ``infos`` entry); timing ``{"infer_ms", "postprocess_ms"}`` of this call."""
         conf = self.conf if conf is None else check_conf(conf)
         t1 = time.perf_counter()
-        outputs = self.backend.infer(tensor)
+        try:
+            outputs = self.backend.infer(tensor)
+        finally:
+            self.buffers.release(tensor)  # a pooled tensor is free once run (a caller's own: untouched)
         t2 = time.perf_counter()
         results = self._postprocess(outputs, infos, conf, tensor.shape)
         t3 = time.perf_counter()
@@ -203,7 +212,10 @@ class Predictor:
         wait = submit(tensor)
 
         def finish() -> tuple[list[Result], dict[str, float]]:
-            outputs = wait()
+            try:
+                outputs = wait()
+            finally:
+                self.buffers.release(tensor)
             t2 = time.perf_counter()
             results = self._postprocess(outputs, infos, conf, tensor.shape)
             return results, {"infer_ms": (t2 - t1) * 1e3, "postprocess_ms": (time.perf_counter() - t2) * 1e3}
@@ -211,8 +223,8 @@ class Predictor:
 
     def _postprocess(self, outputs: dict[str, np.ndarray], infos: Sequence[LetterboxInfo], conf: float | None,
                      shape: tuple[int, ...]) -> list[Result]:
-        """The task's results from raw ``outputs`` of an NCHW input of ``shape``."""
-        context = PostContext(self.class_names, conf, (int(shape[2]), int(shape[3])), self.task_options)
+        """The task's results from raw ``outputs`` of an input of ``shape`` (in the artifact's layout)."""
+        context = PostContext(self.class_names, conf, network_hw(self.metadata, shape), self.task_options)
         return self.task.postprocess(outputs, infos, context)
 
     def _prepare(self, image: ImageInput) -> np.ndarray:

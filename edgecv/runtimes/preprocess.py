@@ -15,23 +15,29 @@ Conventions (they must match what the exporter wrote into the artifact metadata,
 * boxes: x1, y1, x2, y2 pixels. Network outputs live in the resized image;
   :func:`scale_boxes_back` maps them to the original image.
 
-The network input size ``(H, W)`` is the artifact's fixed ``input_shape[2:]``, or its
+* uint8 artifacts (``input_dtype`` uint8, ``layout`` NHWC, ``export --input uint8``): the tensor is
+  the resized BGR image itself, ``[B, H, W, 3]`` uint8; cast, colour order, scaling, mean/std and
+  NCHW happen inside the graph (``edgecv_pre/`` nodes). The resize writes straight into the tensor.
+
+The network input size ``(H, W)`` is the artifact's fixed input height and width, or its
 ``letterbox_size`` when those axes are dynamic (:func:`input_hw`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import cv2
 import numpy as np
 
-from edgecv.errors import ArtifactError
+from edgecv.errors import ArtifactError, ImageError
 from edgecv.metadata import COLOR_ORDERS, RESIZE_MODES, ArtifactMetadata, validate_fields
 from edgecv.runtimes.image import to_bgr_uint8
 
 _INPUT_DTYPES = {"float32": np.float32, "float16": np.float16}
+#: Allocates a tensor: ``(shape, dtype) -> array`` (the predictor passes its buffer pool's ``acquire``).
+Allocate = Callable[[tuple[int, ...], type], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -65,12 +71,14 @@ class Normalisation:
 
 
 def input_hw(metadata: ArtifactMetadata) -> tuple[int, int]:
-    """Network input ``(H, W)``: the fixed ``input_shape[2:]``, else ``letterbox_size``."""
+    """Network input ``(H, W)``: the fixed height and width of ``input_shape`` (axes by ``layout``),
+    else ``letterbox_size``."""
     shape = list(metadata.input_shape)
     if len(shape) != 4:
-        raise ArtifactError(f"expected input_shape [B, 3, H, W] in the metadata, found {shape}")
-    if shape[2] > 0 and shape[3] > 0:
-        return int(shape[2]), int(shape[3])
+        raise ArtifactError(f"expected input_shape [B, 3, H, W] or [B, H, W, 3] in the metadata, found {shape}")
+    h_axis, w_axis = metadata.hw_axes
+    if shape[h_axis] > 0 and shape[w_axis] > 0:
+        return int(shape[h_axis]), int(shape[w_axis])
     size = list(metadata.letterbox_size)
     if len(size) != 2 or min(size) <= 0:
         raise ArtifactError(f"expected letterbox_size [H, W] > 0 for dynamic input axes, found {size}")
@@ -84,7 +92,7 @@ def check_rect(metadata: ArtifactMetadata) -> None:
         raise ArtifactError(f"rect letterbox needs an artifact with resize 'letterbox', found resize "
                             f"{metadata.resize!r} (the model expects every image stretched to "
                             f"{list(input_hw(metadata))}); drop rect")
-    if min(metadata.input_shape[2:]) > 0:
+    if min(metadata.input_shape[axis] for axis in metadata.hw_axes) > 0:
         raise ArtifactError(f"rect letterbox needs dynamic height/width (export with --dynamic), found input "
                             f"shape {list(metadata.input_shape)}")
 
@@ -108,10 +116,17 @@ def rect_hw(shapes: Sequence[tuple[int, int]], metadata: ArtifactMetadata) -> tu
     return out_h, out_w
 
 
-def normalisation(metadata: ArtifactMetadata) -> Normalisation:
-    """Validate the metadata's layout, colour order, mean/std and dtype and turn them into a :class:`Normalisation`."""
+def normalisation(metadata: ArtifactMetadata) -> Normalisation | None:
+    """Validate the metadata's layout, colour order, mean/std and dtype and turn them into a
+    :class:`Normalisation`; ``None`` for a uint8 artifact (the graph normalises, see :func:`graph_normalisation`)."""
+    if metadata.input_dtype == "uint8" and metadata.layout == "NHWC":
+        if metadata.color_order != "BGR":
+            raise ArtifactError(f"expected color_order BGR for a uint8 input, found {metadata.color_order!r}")
+        graph_normalisation(metadata)
+        return None
     if metadata.layout != "NCHW":
-        raise ArtifactError(f"expected input layout NCHW in the metadata, found {metadata.layout!r}")
+        raise ArtifactError(f"expected input layout NCHW for a {metadata.input_dtype} input in the metadata, "
+                            f"found {metadata.layout!r}")
     order = metadata.color_order
     if order not in COLOR_ORDERS:
         raise ArtifactError(f"expected color_order one of {list(COLOR_ORDERS)} in the metadata, found {order!r}")
@@ -129,6 +144,36 @@ def normalisation(metadata: ArtifactMetadata) -> Normalisation:
         sub=tuple(m / s for m, s in zip(mean, std)),  # type: ignore[arg-type]
         dtype=_INPUT_DTYPES[metadata.input_dtype],
     )
+
+
+def graph_normalisation(metadata: ArtifactMetadata) -> Normalisation:
+    """What the ``edgecv_pre/`` nodes of a uint8 artifact compute, from its ``in_graph`` record, as a
+    :class:`Normalisation` (float32): the numpy reference of the graph's prefix (:func:`float_tensor`)."""
+    record = dict(metadata.in_graph)
+    inner = {"color_order": record.get("color_order"), "mean": record.get("mean"), "std": record.get("std")}
+    problems = validate_fields(inner)
+    if problems:
+        raise ArtifactError("in_graph: " + "; ".join(problems))
+    return normalisation(ArtifactMetadata(task=metadata.task, class_names=list(metadata.class_names), **inner))
+
+
+def float_tensor(batch: np.ndarray, norm: Normalisation) -> np.ndarray:
+    """A uint8 ``[B, H, W, 3]`` BGR batch as the float32 ``[B, 3, H, W]`` tensor a float-input
+    artifact would get (same arithmetic as :func:`fill_tensor`): the PyTorch side of a uint8
+    artifact's fidelity check."""
+    out = np.empty((batch.shape[0], 3, *batch.shape[1:3]), np.float32)
+    for i, image in enumerate(batch):
+        fill_tensor(image, norm, out[i])
+    return out
+
+
+def network_tensor(tensor: np.ndarray, metadata: ArtifactMetadata) -> np.ndarray:
+    """The float ``[B, 3, H, W]`` tensor the network itself sees for an input ``tensor`` of the
+    artifact: ``tensor`` unchanged for a float artifact, :func:`float_tensor` of it for a uint8 one
+    (the PyTorch side of the fidelity check runs this)."""
+    if normalisation(metadata) is not None:
+        return tensor
+    return float_tensor(tensor, graph_normalisation(metadata))
 
 
 def letterbox(image: np.ndarray, size: tuple[int, int], pad_value: int = 114) -> tuple[np.ndarray, LetterboxInfo]:
@@ -169,6 +214,66 @@ def resize_for(image: np.ndarray, size: tuple[int, int], metadata: ArtifactMetad
     if metadata.resize == "stretch":
         return stretch(image, size)
     return letterbox(image, size, metadata.pad_value)
+
+
+def fit(shape: tuple[int, int], size: tuple[int, int], resize: str = "letterbox") -> tuple[int, int, LetterboxInfo]:
+    """Where an image of ``shape = (h, w)`` lands in ``size = (H, W)`` (:func:`letterbox` / :func:`stretch`
+    arithmetic): ``(new_w, new_h, info)``. The ``--frame`` graph prefix uses the same numbers."""
+    (h, w), (out_h, out_w) = shape, size
+    if resize == "stretch":
+        return out_w, out_h, LetterboxInfo(out_w / w, 0, 0, (int(h), int(w)), scale_y=out_h / h)
+    scale = min(out_h / h, out_w / w)
+    new_w, new_h = min(out_w, max(1, round(w * scale))), min(out_h, max(1, round(h * scale)))
+    return new_w, new_h, LetterboxInfo(float(scale), (out_w - new_w) // 2, (out_h - new_h) // 2, (int(h), int(w)))
+
+
+def graph_frame(metadata: ArtifactMetadata) -> tuple[int, int] | None:
+    """The camera frame ``(H, W)`` a ``--frame`` artifact resizes inside its graph, else None."""
+    frame = metadata.in_graph.get("frame") if metadata.in_graph else None
+    if frame is None:
+        return None
+    if not (isinstance(frame, list) and len(frame) == 2 and all(isinstance(v, int) and v > 0 for v in frame)):
+        raise ArtifactError(f"in_graph.frame: expected [H, W] (2 integers > 0), found {frame!r}")
+    return int(frame[0]), int(frame[1])
+
+
+def network_hw(metadata: ArtifactMetadata, shape: Sequence[int]) -> tuple[int, int]:
+    """``(H, W)`` of the network input (boxes live in it) for an input tensor of ``shape``: the
+    tensor's own height and width, or the letterbox size when the graph resizes the frame itself."""
+    if graph_frame(metadata) is not None:
+        return int(metadata.letterbox_size[0]), int(metadata.letterbox_size[1])
+    h_axis, w_axis = metadata.hw_axes
+    return int(shape[h_axis]), int(shape[w_axis])
+
+
+def _frame_batch(frames: Sequence[np.ndarray], metadata: ArtifactMetadata, frame: tuple[int, int],
+                 tensor: np.ndarray) -> list[LetterboxInfo]:
+    """Copy camera frames of exactly ``frame = (H, W)`` into ``tensor``; their letterbox happens in the graph."""
+    infos = []
+    for i, image in enumerate(frames):
+        if image.shape[:2] != frame:
+            raise ImageError(f"expected {frame[1]}x{frame[0]} frames (the artifact resizes them in its graph: "
+                             f"export --frame), found {image.shape[1]}x{image.shape[0]}")
+        tensor[i] = image
+        infos.append(fit(frame, tuple(metadata.letterbox_size), metadata.resize)[2])
+    return infos
+
+
+def resize_into(image: np.ndarray, out: np.ndarray, metadata: ArtifactMetadata) -> LetterboxInfo:
+    """:func:`resize_for` written straight into ``out`` (``[H, W, 3]`` uint8, e.g. one item of a
+    uint8 artifact's input tensor): no intermediate image; the padding strips are filled with
+    ``pad_value``. Returns the :class:`LetterboxInfo`."""
+    h, w = image.shape[:2]
+    new_w, new_h, info = fit((h, w), out.shape[:2], metadata.resize)
+    x, y = info.pad_x, info.pad_y
+    if (new_w, new_h) == (w, h):
+        out[y:y + h, x:x + w] = image
+    else:
+        cv2.resize(image, (new_w, new_h), dst=out[y:y + new_h, x:x + new_w], interpolation=cv2.INTER_LINEAR)
+    pad = metadata.pad_value
+    out[:y], out[y + new_h:] = pad, pad  # top and bottom strips
+    out[y:y + new_h, :x], out[y:y + new_h, x + new_w:] = pad, pad  # left and right
+    return info
 
 
 def _scale_row(info: LetterboxInfo) -> np.ndarray:
@@ -214,6 +319,7 @@ def preprocess_batch(
     metadata: ArtifactMetadata,
     batch_size: int | None = None,
     rect: bool = False,
+    allocate: Allocate | None = None,
 ) -> tuple[np.ndarray, list[LetterboxInfo]]:
     """Resize (letterbox or stretch, per ``metadata.resize``) and normalise ``images`` into the input tensor.
 
@@ -224,17 +330,29 @@ def preprocess_batch(
         batch_size: pad the batch with all-zero items up to this size (fixed-batch artifacts).
         rect: letterbox to the smallest stride-multiple rectangle holding the batch (:func:`rect_hw`)
             instead of the full letterbox size; dynamic-size letterbox artifacts only.
+        allocate: where the tensor comes from (``(shape, dtype) -> array``, e.g. a reused buffer of
+            :class:`~edgecv.runtimes.buffers.TensorPool`); default a new array.
 
     Returns:
         ``(tensor, infos)``: tensor ``[max(len(images), batch_size), 3, H, W]`` of the artifact's
-        input dtype (float32 unless the artifact says float16), and one :class:`LetterboxInfo`
-        per real image, for :func:`scale_boxes_back`.
+        input dtype (float32 unless the artifact says float16), or ``[N, H, W, 3]`` uint8 BGR for a
+        uint8 artifact, and one :class:`LetterboxInfo` per real image, for :func:`scale_boxes_back`.
     """
     frames = [to_bgr_uint8(image)[0] for image in images]
     height, width = rect_hw([f.shape[:2] for f in frames], metadata) if rect and frames else input_hw(metadata)
     norm = normalisation(metadata)
     total = max(len(images), batch_size or 0)
-    tensor = np.empty((total, 3, height, width), np.float32)
+    allocate = allocate or np.empty
+    if norm is None:  # uint8 artifact: the resized image is the tensor
+        tensor = allocate((total, height, width, 3), np.uint8)
+        frame_hw = graph_frame(metadata)
+        if frame_hw is not None:  # the graph letterboxes too: the camera frame goes in as it is
+            infos = _frame_batch(frames, metadata, frame_hw, tensor)
+        else:
+            infos = [resize_into(frame, tensor[i], metadata) for i, frame in enumerate(frames)]
+        tensor[len(images):] = 0
+        return tensor, infos
+    tensor = allocate((total, 3, height, width), np.float32)
     infos = []
     for i, frame in enumerate(frames):
         padded, info = resize_for(frame, (height, width), metadata)

@@ -58,8 +58,11 @@ def check_input(metadata: ArtifactMetadata, backend: Backend) -> None:
     if backend.input_names != [metadata.input_name]:
         raise ArtifactError(f"{source}: expected one model input {metadata.input_name!r} (from the metadata), "
                             f"found {backend.input_names}")
-    if len(metadata.input_shape) != 4 or metadata.input_shape[1] != 3:
-        raise ArtifactError(f"{source}: expected input_shape [B, 3, H, W], found {metadata.input_shape}")
+    channels = 3 if metadata.layout == "NHWC" else 1
+    if len(metadata.input_shape) != 4 or metadata.input_shape[channels] != 3:
+        want = "[B, H, W, 3]" if metadata.layout == "NHWC" else "[B, 3, H, W]"
+        raise ArtifactError(f"{source}: expected input_shape {want} (layout {metadata.layout}), "
+                            f"found {metadata.input_shape}")
     if not metadata.class_names:
         raise ArtifactError(f"{source}: expected class_names in the metadata, found none")
     input_hw(metadata)
