@@ -440,6 +440,7 @@ def serve_cmd(
     if code:
         raise typer.Exit(code)
 
+
 @app.command("export-triton")
 @user_errors
 def export_triton(
