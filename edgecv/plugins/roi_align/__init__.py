@@ -1,0 +1,65 @@
+"""``edgecv::MultiLevelRoIAlign``: FPN level assignment + RoI Align of every level in one node.
+
+The node form (one form that the CPU twin and TensorRT's ONNX parser both resolve):
+
+* ``domain="ai.onnx.contrib"`` (where onnxruntime-extensions' Python custom ops live), ``op_type=
+  "MultiLevelRoIAlign"``; TensorRT's parser looks an unknown op up in the plugin registry by op type
+  and the ``plugin_version`` / ``plugin_namespace`` attributes, so those are string attributes of
+  the node (``"1"``, ``"edgecv"``), as on ``edgecv::BatchedNMS``.
+* inputs (fixed arity: Python custom ops have no variadic inputs, and a fixed arity is what a
+  TensorRT plugin signature declares):
+
+  - ``features`` float32 ``[B, C, S]``: the pooled FPN levels, finest first, each ``[B, C, H_l, W_l]``
+    flattened to ``[B, C, H_l * W_l]`` and concatenated on the last axis (``S = sum H_l * W_l``);
+  - ``rois`` float32 ``[B, R, 4]``: x1, y1, x2, y2 in network-input pixels, R per image;
+  - ``levels`` float32 ``[L, 4]`` (a constant): per level ``(spatial_scale, H_l, W_l, offset_l)``,
+    ``offset_l`` = where level ``l`` starts in ``S`` (:func:`level_table`). Levels are consecutive
+    FPN levels ``k_min .. k_max`` with ``k = -log2(spatial_scale)``.
+
+* attributes: ``plugin_version`` (str), ``plugin_namespace`` (str), ``output_size`` (int, square
+  bins ``P x P``), ``sampling_ratio`` (int; <= 0: adaptive ``ceil(roi_side / P)`` as torchvision),
+  ``aligned`` (int 0/1: torchvision's ``aligned``; 0 = ONNX ``output_half_pixel``, 1 = ``half_pixel``).
+* output ``pooled`` float32 ``[B * R, C, P, P]``: row ``b * R + r`` is RoI ``r`` of image ``b``,
+  pooled (average of bilinear samples) from its level -- the layout of
+  :func:`edgecv.export.rcnn_ops.multilevel_roi_pool`, so the node drops into the two-stage graph.
+
+Level of a RoI: torchvision's LevelMapper, ``k = floor(4 + log2(sqrt(area) / 224) + 1e-6)`` clamped
+to ``k_min .. k_max``; a box with area <= 0 (degenerate or flipped) goes to ``k_min``, as in the
+portable graph, whose ``Where`` chain falls back to the first level.
+
+Modules: :mod:`.kernel` (Triton kernel + host function), :mod:`.twin` (ONNX Runtime custom op),
+:mod:`.trt` (TensorRT Quick Deployable Plugin), :mod:`.graph` (ONNX pass), :mod:`._compile`
+(ahead-of-time compile for the GPU targets). This module imports numpy only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+OP_TYPE = "MultiLevelRoIAlign"
+DOMAIN = "ai.onnx.contrib"
+PLUGIN_NAMESPACE = "edgecv"
+PLUGIN_VERSION = "1"
+PLUGIN_ID = f"{PLUGIN_NAMESPACE}::{OP_TYPE}"
+#: torchvision's LevelMapper constants: a 224-pixel box goes to level 4.
+CANONICAL_LEVEL = 4
+CANONICAL_SCALE = 224.0
+LEVEL_EPS = 1e-6
+
+
+def level_table(shapes: Sequence[tuple[int, int]], scales: Sequence[float]) -> np.ndarray:
+    """The ``levels`` input: float32 ``[L, 4]`` rows ``(spatial_scale, height, width, offset)``.
+
+    ``shapes`` are the levels' ``(H, W)``, finest first; ``scales[l]`` = 1 / stride of level ``l``.
+    Raises ValueError when the levels are not consecutive FPN levels (each half the previous scale).
+    """
+    if len(shapes) != len(scales) or not shapes:
+        raise ValueError(f"levels: expected as many shapes as scales (>= 1), found {len(shapes)} and {len(scales)}")
+    ks = [-np.log2(s) for s in scales]
+    if any(abs(k - round(k)) > 1e-6 for k in ks) or any(round(b) - round(a) != 1 for a, b in zip(ks, ks[1:])):
+        raise ValueError(f"levels: expected scales 2**-k of consecutive levels k, finest first, found {list(scales)}")
+    offsets = np.cumsum([0] + [h * w for h, w in shapes])[:-1]
+    rows = [(s, h, w, o) for s, (h, w), o in zip(scales, shapes, offsets)]
+    return np.asarray(rows, dtype=np.float32).reshape(-1, 4)
