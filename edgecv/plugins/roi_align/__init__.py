@@ -14,7 +14,8 @@ The node form (one form that the CPU twin and TensorRT's ONNX parser both resolv
   - ``rois`` float32 ``[B, R, 4]``: x1, y1, x2, y2 in network-input pixels, R per image;
   - ``levels`` float32 ``[L, 4]`` (a constant): per level ``(spatial_scale, H_l, W_l, offset_l)``,
     ``offset_l`` = where level ``l`` starts in ``S`` (:func:`level_table`). Levels are consecutive
-    FPN levels ``k_min .. k_max`` with ``k = -log2(spatial_scale)``.
+    FPN levels ``k_min .. k_max`` with ``k = -log2(spatial_scale)`` (only the maps RoIs can reach:
+    :func:`reachable_levels`).
 
 * attributes: ``plugin_version`` (str), ``plugin_namespace`` (str), ``output_size`` (int, square
   bins ``P x P``), ``sampling_ratio`` (int; <= 0: adaptive ``ceil(roi_side / P)`` as torchvision),
@@ -49,17 +50,37 @@ CANONICAL_SCALE = 224.0
 LEVEL_EPS = 1e-6
 
 
-def level_table(shapes: Sequence[tuple[int, int]], scales: Sequence[float]) -> np.ndarray:
-    """The ``levels`` input: float32 ``[L, 4]`` rows ``(spatial_scale, height, width, offset)``.
+def reachable_levels(scales: Sequence[float]) -> int:
+    """How many of the maps (finest first, ``scales[l]`` = 1 / stride) RoIs can be assigned to.
 
-    ``shapes`` are the levels' ``(H, W)``, finest first; ``scales[l]`` = 1 / stride of level ``l``.
-    Raises ValueError when the levels are not consecutive FPN levels (each half the previous scale).
+    torchvision's MultiScaleRoIAlign clamps levels to ``k_min = -log2(scales[0])`` ..
+    ``k_max = -log2(scales[-1])`` and pools RoIs of level ``k`` from map ``k - k_min``: the first
+    ``k_max - k_min + 1`` maps, which must be levels ``k_min, k_min + 1, ...`` (a MobileNetV3 FPN at
+    a small input has two maps of stride 32: ``k_min = k_max``, only the first is read). Raises
+    ValueError for scales that are not powers of 2 or maps that break that order.
     """
-    if len(shapes) != len(scales) or not shapes:
-        raise ValueError(f"levels: expected as many shapes as scales (>= 1), found {len(shapes)} and {len(scales)}")
+    if not scales:
+        raise ValueError("levels: expected at least one level, found none")
     ks = [-np.log2(s) for s in scales]
-    if any(abs(k - round(k)) > 1e-6 for k in ks) or any(round(b) - round(a) != 1 for a, b in zip(ks, ks[1:])):
-        raise ValueError(f"levels: expected scales 2**-k of consecutive levels k, finest first, found {list(scales)}")
+    if any(abs(k - round(k)) > 1e-6 for k in ks):
+        raise ValueError(f"levels: expected scales 2**-k, found {list(scales)}")
+    ks = [round(k) for k in ks]
+    count = ks[-1] - ks[0] + 1
+    if count < 1 or count > len(ks) or ks[:count] != list(range(ks[0], ks[0] + count)):
+        raise ValueError(f"levels: expected consecutive FPN levels finest first (1/4, 1/8, ...), found {list(scales)}")
+    return count
+
+
+def level_table(shapes: Sequence[tuple[int, int]], scales: Sequence[float]) -> np.ndarray:
+    """The ``levels`` input: float32 ``[L, 4]`` rows ``(spatial_scale, height, width, offset)`` of the
+    :func:`reachable_levels` maps (the node's ``features`` hold those maps only, in this order).
+
+    ``shapes`` are the maps' ``(H, W)``, finest first; ``scales[l]`` = 1 / stride of map ``l``.
+    """
+    if len(shapes) != len(scales):
+        raise ValueError(f"levels: expected as many shapes as scales, found {len(shapes)} and {len(scales)}")
+    count = reachable_levels(scales)
+    shapes, scales = list(shapes)[:count], list(scales)[:count]
     offsets = np.cumsum([0] + [h * w for h, w in shapes])[:-1]
     rows = [(s, h, w, o) for s, (h, w), o in zip(scales, shapes, offsets)]
     return np.asarray(rows, dtype=np.float32).reshape(-1, 4)

@@ -199,7 +199,7 @@ def multilevel_roi_align(features: Sequence[torch.Tensor], scales: Sequence[floa
     first, ``scales[l]`` = 1 / stride) -> ``[B * R, C, P, P]`` float32, row ``b * R + r``."""
     table = level_table([tuple(f.shape[-2:]) for f in features], scales)
     levels = torch.from_numpy(table).to(boxes.device)
-    return launch(flatten_levels(features), boxes, levels, output_size, sampling_ratio, aligned,
+    return launch(flatten_levels(list(features)[:len(table)]), boxes, levels, output_size, sampling_ratio, aligned,
                   rois_per_image=max(int(boxes.shape[1]), 1))
 
 
