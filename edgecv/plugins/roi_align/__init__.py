@@ -30,20 +30,24 @@ portable graph, whose ``Where`` chain falls back to the first level.
 
 Modules: :mod:`.kernel` (Triton kernel + host function), :mod:`.twin` (ONNX Runtime custom op),
 :mod:`.trt` (TensorRT Quick Deployable Plugin), :mod:`.graph` (ONNX pass), :mod:`._compile`
-(ahead-of-time compile for the GPU targets). This module imports numpy only.
+(ahead-of-time compile for the GPU targets, until the shared ``edgecv.plugins.compile``). This
+module imports numpy only.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 OP_TYPE = "MultiLevelRoIAlign"
 DOMAIN = "ai.onnx.contrib"
-PLUGIN_NAMESPACE = "edgecv"
-PLUGIN_VERSION = "1"
-PLUGIN_ID = f"{PLUGIN_NAMESPACE}::{OP_TYPE}"
+NAMESPACE = "edgecv"
+VERSION = "1"
+PLUGIN_ID = f"{NAMESPACE}::{OP_TYPE}"
+#: Node attributes besides plugin_namespace / plugin_version, with their Python types (TensorRT's too).
+ATTRIBUTES: dict[str, type] = {"output_size": int, "sampling_ratio": int, "aligned": int}
 #: torchvision's LevelMapper constants: a 224-pixel box goes to level 4.
 CANONICAL_LEVEL = 4
 CANONICAL_SCALE = 224.0
@@ -84,3 +88,14 @@ def level_table(shapes: Sequence[tuple[int, int]], scales: Sequence[float]) -> n
     offsets = np.cumsum([0] + [h * w for h, w in shapes])[:-1]
     rows = [(s, h, w, o) for s, (h, w), o in zip(scales, shapes, offsets)]
     return np.asarray(rows, dtype=np.float32).reshape(-1, 4)
+
+
+def compile_node(attrs: dict[str, Any], capability: str | int, *, ptx_version: int | None = None) -> list:
+    """The kernel a node with these attributes runs, compiled for ``capability`` (list of one
+    CompiledKernel). The shapes (B, R, C, L, S) are launch arguments, not compiled in."""
+    from edgecv.plugins.roi_align._compile import compile_kernel  # merge: edgecv.plugins.compile.compile_kernel
+    from edgecv.plugins.roi_align.kernel import KERNEL_SIGNATURE, NUM_WARPS, kernel_constexprs, roi_align_kernel
+
+    constexprs = kernel_constexprs(int(attrs["output_size"]), int(attrs["sampling_ratio"]), bool(int(attrs["aligned"])))
+    return [compile_kernel(roi_align_kernel, KERNEL_SIGNATURE, constexprs, capability, num_warps=NUM_WARPS,
+                           ptx_version=ptx_version)]

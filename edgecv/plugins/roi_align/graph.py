@@ -23,7 +23,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from edgecv.errors import ExportError
-from edgecv.plugins.roi_align import DOMAIN, OP_TYPE, PLUGIN_NAMESPACE, PLUGIN_VERSION, level_table
+from edgecv.plugins.roi_align import DOMAIN, NAMESPACE, OP_TYPE, VERSION, level_table
 
 SCOPE = "/edgecv_roialign/"
 _ALIGNED = {"output_half_pixel": 0, "half_pixel": 1}
@@ -144,8 +144,8 @@ def plugin_nodes(scope: Scope, shapes: dict[str, list[int]]) -> tuple[list[onnx.
     nodes.append(helper.make_node("Concat", [n.output[0] for n in nodes], [prefix + "features"], axis=2,
                                   name=prefix + "Concat"))
     nodes.append(helper.make_node(OP_TYPE, [prefix + "features", scope.boxes, level_init.name], [scope.output],
-                                  name=prefix + OP_TYPE, domain=DOMAIN, plugin_version=PLUGIN_VERSION,
-                                  plugin_namespace=PLUGIN_NAMESPACE, output_size=scope.output_size,
+                                  name=prefix + OP_TYPE, domain=DOMAIN, plugin_version=VERSION,
+                                  plugin_namespace=NAMESPACE, output_size=scope.output_size,
                                   sampling_ratio=scope.sampling_ratio, aligned=scope.aligned))
     return nodes, [flat_shape, level_init]
 

@@ -33,7 +33,7 @@ _EPS = tl.constexpr(LEVEL_EPS)
 
 @triton.jit
 def roi_align_kernel(feat_ptr, rois_ptr, levels_ptr, batch_ptr, num_rois, rois_per_image, channels, spatial,
-                     out_ptr, NUM_LEVELS: tl.constexpr, POOLED: tl.constexpr, SAMPLING: tl.constexpr,
+                     num_levels, out_ptr, POOLED: tl.constexpr, SAMPLING: tl.constexpr,
                      ALIGNED: tl.constexpr, HAS_BATCH: tl.constexpr, BLOCK_R: tl.constexpr,
                      BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_S: tl.constexpr):
     """``out[n, c, ph, pw]`` for ``BLOCK_R`` RoIs from ``program_id(0) * BLOCK_R`` and the
@@ -65,7 +65,7 @@ def roi_align_kernel(feat_ptr, rois_ptr, levels_ptr, batch_ptr, num_rois, rois_p
     area = tl.maximum((x2 - x1) * (y2 - y1), 0.0)
     k = tl.floor(tl.log2(tl.sqrt(area) / _SIDE0) + _LEVEL0 + _EPS)
     k_lo = tl.floor(0.5 - tl.log2(tl.load(levels_ptr)))
-    k = tl.minimum(tl.maximum(k, k_lo), k_lo + (NUM_LEVELS - 1))
+    k = tl.minimum(tl.maximum(k, k_lo), k_lo + (num_levels - 1))
     row = levels_ptr + (k - k_lo).to(tl.int64) * 4
     scale = tl.load(row, mask=ok, other=1.0)
     height = tl.load(row + 1, mask=ok, other=1.0).to(tl.int64)[:, None]
@@ -149,6 +149,19 @@ def _bilinear(base, y, x, height, width, use, chan_ok):
 #: Elements of one program's ``[BLOCK_C, BLOCK_P, BLOCK_S]`` block: a GPU-friendly size (a few
 #: registers per thread at 4 warps); the interpreter runs larger blocks faster (``max_elements``).
 GPU_BLOCK_ELEMENTS = 4096
+NUM_WARPS = 4
+#: The kernel's runtime arguments in TensorRT's AOT launch order (inputs, scalar extras, output);
+#: ``batch_ptr`` is a constexpr None in the node's build (:func:`kernel_constexprs`).
+KERNEL_SIGNATURE = {"feat_ptr": "*fp32", "rois_ptr": "*fp32", "levels_ptr": "*fp32", "num_rois": "i32",
+                    "rois_per_image": "i32", "channels": "i32", "spatial": "i32", "num_levels": "i32",
+                    "out_ptr": "*fp32"}
+
+
+def kernel_constexprs(output_size: int, sampling_ratio: int, aligned: bool) -> dict:
+    """The node's compile-time arguments (one RoI per program, GPU block size; channels masked)."""
+    _, block_c, block_p, block_s = block_sizes(1, 1 << 30, output_size, sampling_ratio)
+    return {"batch_ptr": None, "POOLED": output_size, "SAMPLING": max(sampling_ratio, 0), "ALIGNED": bool(aligned),
+            "HAS_BATCH": False, "BLOCK_R": 1, "BLOCK_C": block_c, "BLOCK_P": block_p, "BLOCK_S": block_s}
 
 
 def block_sizes(rois: int, channels: int, output_size: int, sampling_ratio: int,
@@ -182,7 +195,7 @@ def launch(features: torch.Tensor, rois: torch.Tensor, levels: torch.Tensor, out
     block_r, block_c, block_p, block_s = block_sizes(count, channels, output_size, sampling_ratio, max_elements)
     grid = (triton.cdiv(count, block_r), triton.cdiv(channels, block_c))
     roi_align_kernel[grid](features, rois, levels, batch, count, int(rois_per_image or count), channels, spatial,
-                           out, NUM_LEVELS=levels.shape[0], POOLED=output_size,
+                           levels.shape[0], out, POOLED=output_size,
                            SAMPLING=max(int(sampling_ratio), 0), ALIGNED=bool(aligned), HAS_BATCH=has_batch,
                            BLOCK_R=block_r, BLOCK_C=block_c, BLOCK_P=block_p, BLOCK_S=block_s)
     return out
