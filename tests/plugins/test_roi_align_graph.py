@@ -17,9 +17,38 @@ from edgecv.export.twostage_fidelity import check_images
 from edgecv.models.tv_twostage import IMAGENET_MEAN, IMAGENET_STD, TwoStageConfig, TwoStageGraph, seeded_random_model
 from edgecv.plugins.roi_align import DOMAIN, OP_TYPE, compile_node, graph, twin
 
-SIZE = 160
+SIZE = 128
 CFG = TwoStageConfig(imgsz=SIZE, max_det=20, conf=0.05, iou=0.5, pre_nms_top_n=100, post_nms_top_n=40)
-FAMILIES = {"fasterrcnn_mobilenet_v3_large_320_fpn": ["box"], "maskrcnn_mobilenet_v3_large_fpn": ["box", "mask"]}
+#: Mask R-CNN: edgecv's MobileNetV3 builder (box + mask scopes; its two maps are both stride 32, so
+#: every RoI reaches one level). Faster R-CNN: torchvision's FasterRCNN on a ResNet-18 FPN, the
+#: ResNet-50 builders' four pooled levels (1/4 .. 1/32) at a fraction of the cost.
+FAMILIES = {"maskrcnn_mobilenet_v3_large_fpn": ["box", "mask"], "fasterrcnn_resnet18_fpn": ["box"]}
+
+
+def faster_resnet18(cfg: TwoStageConfig) -> torch.nn.Module:
+    """Seeded FasterRCNN on a ResNet-18 FPN, BatchNorm statistics and head outputs conditioned as
+    :func:`edgecv.models.tv_twostage.seeded_random_model` does for the builders."""
+    from torchvision.models.detection import FasterRCNN
+    from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
+
+    from edgecv.models.tv_twostage import _spread_outputs
+
+    torch.manual_seed(0)
+    model = FasterRCNN(resnet_fpn_backbone(backbone_name="resnet18", weights=None, trainable_layers=5), num_classes=5,
+                       min_size=cfg.imgsz, max_size=cfg.imgsz, image_mean=[0.0] * 3, image_std=[1.0] * 3,
+                       box_score_thresh=cfg.conf, box_detections_per_img=cfg.max_det,
+                       rpn_pre_nms_top_n_test=cfg.pre_nms_top_n, rpn_post_nms_top_n_test=cfg.post_nms_top_n)
+    norms = [m for m in model.backbone.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None
+    model.backbone.train()
+    with torch.no_grad():
+        for _ in range(2):
+            model.backbone(torch.randn(2, 3, cfg.imgsz, cfg.imgsz))
+    model.eval()
+    _spread_outputs(model, cfg.imgsz)
+    return model
 
 
 def images() -> np.ndarray:
@@ -38,7 +67,7 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 @pytest.fixture(scope="module", params=list(FAMILIES))
 def graphs(request) -> tuple[str, onnx.ModelProto, onnx.ModelProto, torch.nn.Module]:
     """``(builder, portable graph, plugin graph, torchvision model)`` of one family, batch 1."""
-    model = seeded_random_model(request.param, CFG)
+    model = faster_resnet18(CFG) if request.param == "fasterrcnn_resnet18_fpn" else seeded_random_model(request.param, CFG)
     portable = trace_graph(TwoStageGraph(model, CFG).eval(), 1)
     return request.param, portable, graph.replace(portable), model
 
@@ -47,6 +76,11 @@ def test_subgraphs_become_one_plugin_node_each(graphs) -> None:
     builder, portable, plugged, _ = graphs
     scopes = graph.find_scopes(portable)
     assert [s.name for s in scopes] == FAMILIES[builder] and not any(s.reason for s in scopes)
+    four = builder == "fasterrcnn_resnet18_fpn"
+    assert scopes[0].scales == ([1 / 4, 1 / 8, 1 / 16, 1 / 32] if four else [1 / 32, 1 / 32])
+    levels = 4 if four else 1  # maps fed to the node: the reachable levels
+    concat = [n for n in plugged.graph.node if n.name == "/edgecv_roialign/box/plugin/Concat"]
+    assert len(concat) == 1 and len(concat[0].input) == levels
     nodes = [n for n in plugged.graph.node if n.op_type == OP_TYPE]
     assert len(nodes) == len(scopes) and all(n.domain == DOMAIN for n in nodes)
     attrs = [{a.name: onnx.helper.get_attribute_value(a) for a in n.attribute} for n in nodes]

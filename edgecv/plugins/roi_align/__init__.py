@@ -48,6 +48,8 @@ VERSION = "1"
 PLUGIN_ID = f"{NAMESPACE}::{OP_TYPE}"
 #: Node attributes besides plugin_namespace / plugin_version, with their Python types (TensorRT's too).
 ATTRIBUTES: dict[str, type] = {"output_size": int, "sampling_ratio": int, "aligned": int}
+#: torchvision's box head pooler (MultiScaleRoIAlign 7x7, sampling ratio 2, aligned=False).
+DEFAULT_ATTRS: dict[str, Any] = {"output_size": 7, "sampling_ratio": 2, "aligned": 0}
 #: torchvision's LevelMapper constants: a 224-pixel box goes to level 4.
 CANONICAL_LEVEL = 4
 CANONICAL_SCALE = 224.0

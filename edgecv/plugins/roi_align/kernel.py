@@ -63,7 +63,7 @@ def roi_align_kernel(feat_ptr, rois_ptr, levels_ptr, batch_ptr, num_rois, rois_p
         image = n // rois_per_image
     # Level: floor(4 + log2(sqrt(area) / 224) + eps), clamped; area <= 0 -> -inf -> the finest level.
     area = tl.maximum((x2 - x1) * (y2 - y1), 0.0)
-    k = tl.floor(tl.log2(tl.sqrt(area) / _SIDE0) + _LEVEL0 + _EPS)
+    k = tl.floor(tl.log2(tl.div_rn(tl.sqrt_rn(area), _SIDE0)) + _LEVEL0 + _EPS)
     k_lo = tl.floor(0.5 - tl.log2(tl.load(levels_ptr)))
     k = tl.minimum(tl.maximum(k, k_lo), k_lo + (num_levels - 1))
     row = levels_ptr + (k - k_lo).to(tl.int64) * 4
@@ -80,12 +80,14 @@ def roi_align_kernel(feat_ptr, rois_ptr, levels_ptr, batch_ptr, num_rois, rois_p
     if not ALIGNED:
         roi_w = tl.maximum(roi_w, 1.0)
         roi_h = tl.maximum(roi_h, 1.0)
-    bin_w = roi_w / POOLED
-    bin_h = roi_h / POOLED
-    top = (start_h + (bins // POOLED).to(tl.float32) * bin_h)[:, None]  # [Q, 1]: the bin's corner
-    left = (start_w + (bins % POOLED).to(tl.float32) * bin_w)[:, None]
-    bin_w = bin_w[:, None]
-    bin_h = bin_h[:, None]
+    # IEEE division and square root (tl.div_rn, tl.sqrt_rn): Triton's "/" and tl.sqrt are the GPU's
+    # approximate ones, which would round differently from torchvision, the twin and the interpreter.
+    bin_w1 = tl.div_rn(roi_w, POOLED * 1.0)
+    bin_h1 = tl.div_rn(roi_h, POOLED * 1.0)
+    top = (start_h + (bins // POOLED).to(tl.float32) * bin_h1)[:, None]  # [Q, 1]: the bin's corner
+    left = (start_w + (bins % POOLED).to(tl.float32) * bin_w1)[:, None]
+    bin_w = bin_w1[:, None]
+    bin_h = bin_h1[:, None]
 
     chan = tl.program_id(1).to(tl.int64) * BLOCK_C + tl.arange(0, BLOCK_C).to(tl.int64)
     chan_ok = chan < channels
@@ -94,25 +96,25 @@ def roi_align_kernel(feat_ptr, rois_ptr, levels_ptr, batch_ptr, num_rois, rois_p
         samples = tl.arange(0, BLOCK_S)
         iy = (samples // SAMPLING).to(tl.float32)[None, :]
         ix = (samples % SAMPLING).to(tl.float32)[None, :]
-        y = top + (iy + 0.5) * bin_h / SAMPLING  # [Q, BLOCK_S]
-        x = left + (ix + 0.5) * bin_w / SAMPLING
+        y = top + tl.div_rn((iy + 0.5) * bin_h, SAMPLING * 1.0)  # [Q, BLOCK_S]
+        x = left + tl.div_rn((ix + 0.5) * bin_w, SAMPLING * 1.0)
         use = ok[:, None] & (samples < SAMPLING * SAMPLING)[None, :]
         acc = tl.sum(_bilinear(base, y, x, height, width, use, chan_ok), axis=2)
         count = SAMPLING * SAMPLING * 1.0
     else:
-        grid_h = tl.where(ok, tl.ceil(roi_h / POOLED), 0.0).to(tl.int32)
-        grid_w = tl.where(ok, tl.ceil(roi_w / POOLED), 0.0).to(tl.int32)
+        grid_h = tl.where(ok, tl.ceil(bin_h1), 0.0).to(tl.int32)  # ceil(side / P)
+        grid_w = tl.where(ok, tl.ceil(bin_w1), 0.0).to(tl.int32)
         count = tl.maximum(grid_h * grid_w, 1).to(tl.float32)[None, :]
         grid_h = grid_h[:, None]
         grid_w = grid_w[:, None]
         acc = tl.zeros((BLOCK_C, BLOCK_R * BLOCK_P), dtype=tl.float32)
         for iy in range(0, tl.max(grid_h)):
-            y = top + (iy + 0.5) * bin_h / tl.maximum(grid_h, 1)  # [Q, 1]; rows past their grid are unused
+            y = top + tl.div_rn((iy + 0.5) * bin_h, tl.maximum(grid_h, 1).to(tl.float32))  # [Q, 1]; past grid: unused
             for ix in range(0, tl.max(grid_w)):
-                x = left + (ix + 0.5) * bin_w / tl.maximum(grid_w, 1)
+                x = left + tl.div_rn((ix + 0.5) * bin_w, tl.maximum(grid_w, 1).to(tl.float32))
                 use = ok[:, None] & (iy < grid_h) & (ix < grid_w)
                 acc += tl.sum(_bilinear(base, y, x, height, width, use, chan_ok), axis=2)
-    out = acc / count
+    out = tl.div_rn(acc, count)
     dest = out_ptr + n[None, :] * (channels * POOLED * POOLED) + chan[:, None] * (POOLED * POOLED) + bins[None, :]
     tl.store(dest, out, mask=chan_ok[:, None] & ok[None, :])
 
