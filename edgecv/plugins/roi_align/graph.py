@@ -101,6 +101,9 @@ def _describe(scope: Scope, constant: set[str], consumers: dict, graph_outputs: 
         scope.reason = f"expected square bins and a known coordinate mode, found {sizes}, {transforms}"
         return
     order = sorted(aligns, key=lambda n: -_attrs(n).get("spatial_scale", 1.0))
+    if any(n.input[0] not in shapes for n in order):
+        scope.reason = "expected float32 level maps (the node is float32), found another type or none"
+        return
     scope.features = [n.input[0] for n in order]
     scope.scales = [float(_attrs(n).get("spatial_scale", 1.0)) for n in order]
     # Besides the maps: the boxes [B, R, 4] (rank 3; the exporter's shape inference may leave every
@@ -116,11 +119,12 @@ def _describe(scope: Scope, constant: set[str], consumers: dict, graph_outputs: 
 
 
 def _shapes(model: onnx.ModelProto) -> dict[str, list[int]]:
-    """Shapes of every tensor ONNX shape inference reaches (a dim it cannot tell: -1)."""
+    """Shapes of every float32 tensor ONNX shape inference reaches (a dim it cannot tell: -1); other
+    element types are left out, so a float16 scope finds no maps it can feed the float32 node."""
     inferred = onnx.shape_inference.infer_shapes(model)
     infos = [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]
     return {v.name: [d.dim_value if d.HasField("dim_value") else -1 for d in v.type.tensor_type.shape.dim]
-            for v in infos}
+            for v in infos if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT}
 
 
 def plugin_nodes(scope: Scope, shapes: dict[str, list[int]]) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
