@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torchvision
-from torch import Tensor
+from torch import Tensor, nn
 
 #: Score of the padding columns of :func:`select_per_image`: below every real score (>= 0).
 SENTINEL = -1.0
@@ -128,3 +128,24 @@ def multilevel_roi_pool(features: list[Tensor], scales: list[float], boxes: Tens
             pooled = torchvision.ops.roi_align(feature, rois, (output, output), scale, sampling_ratio, False)
         result = pooled if result is None else torch.where(level == i, pooled, result)
     return result
+
+
+class MultiLevelRoIPool(nn.Module):
+    """:func:`multilevel_roi_pool` as a module, so the exported nodes carry its scope in their names."""
+
+    def __init__(self, scales: list[float], output: int, sampling_ratio: int, pooler: str = "align") -> None:
+        super().__init__()
+        self.scales, self.output, self.sampling_ratio, self.pooler = list(scales), output, sampling_ratio, pooler
+
+    def forward(self, features: list[Tensor], boxes: Tensor) -> Tensor:
+        return multilevel_roi_pool(features, self.scales, boxes, self.output, self.sampling_ratio, self.pooler)
+
+
+class RoIPoolers(nn.ModuleDict):
+    """Named :class:`MultiLevelRoIPool` modules called through this one, so that under
+    :class:`~edgecv.models.tv_twostage.TwoStageGraph` (attribute ``edgecv_roialign``) the exported
+    nodes are named ``/edgecv_roialign/<name>/...``: the subgraphs that
+    :func:`edgecv.plugins.roi_align.graph.replace` swaps for plugin nodes."""
+
+    def forward(self, name: str, features: list[Tensor], boxes: Tensor) -> Tensor:  # type: ignore[override]
+        return self[name](features, boxes)

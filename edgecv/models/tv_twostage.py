@@ -162,6 +162,11 @@ class TwoStageGraph(nn.Module):
         self.box_levels, self.box_scales = self._pooled(features, model.roi_heads.box_roi_pool.featmap_names)
         if self.with_masks:
             self.mask_levels, self.mask_scales = self._pooled(features, model.roi_heads.mask_roi_pool.featmap_names)
+        # A named scope: the exported pooling nodes are "/edgecv_roialign/box/..." (and ".../mask/..."),
+        # found by edgecv.plugins.roi_align.graph.replace.
+        self.edgecv_roialign = ops.RoIPoolers({"box": ops.MultiLevelRoIPool(self.box_scales, 7, 2, cfg.pooler)})
+        if self.with_masks:
+            self.edgecv_roialign["mask"] = ops.MultiLevelRoIPool(self.mask_scales, 14, 2)
 
     def _pooled(self, features: dict[str, Tensor], names: list[str]) -> tuple[list[int], list[float]]:
         """Indices of the pooled feature maps and their scales (torchvision's ``_infer_scale``)."""
@@ -200,8 +205,7 @@ class TwoStageGraph(nn.Module):
         """Box head + second-stage NMS: ``(boxes [B, K, 4], scores [B, K], labels [B, K] int64, valid)``."""
         heads, cfg = self.roi_heads, self.cfg
         batch, count = proposals.shape[:2]
-        pooled = ops.multilevel_roi_pool([features[i] for i in self.box_levels], self.box_scales, proposals, 7, 2,
-                                         cfg.pooler)
+        pooled = self.edgecv_roialign("box", [features[i] for i in self.box_levels], proposals)
         logits, deltas = heads.box_predictor(heads.box_head(pooled))  # [B*R, C], [B*R, C*4]
         classes = logits.shape[-1]
         boxes = heads.box_coder.decode_single(deltas, proposals.reshape(-1, 4)).reshape(batch, count, classes, 4)
@@ -224,7 +228,7 @@ class TwoStageGraph(nn.Module):
     def _masks(self, features: list[Tensor], boxes: Tensor, labels: Tensor, kept: Tensor) -> Tensor:
         """``masks [B, K, 28, 28]``: the detected class's mask probabilities (0 on padding rows)."""
         heads = self.roi_heads
-        pooled = ops.multilevel_roi_pool([features[i] for i in self.mask_levels], self.mask_scales, boxes, 14, 2)
+        pooled = self.edgecv_roialign("mask", [features[i] for i in self.mask_levels], boxes)
         logits = heads.mask_predictor(heads.mask_head(pooled))  # [B*K, C, 28, 28]
         side = logits.shape[-1]
         channel = labels.reshape(-1, 1, 1, 1).expand(-1, 1, side, side)
