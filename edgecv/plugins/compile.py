@@ -16,7 +16,9 @@ Linux x86-64 "toolkit driver version" column). Triton writes the newest ISA its 
 knows unless ``ptx_version`` is given (e.g. ``84`` for CUDA 12.4 drivers, if the kernel uses no
 newer feature).
 
-Targets claimed: :data:`TARGETS` (sm_87 Jetson Orin, sm_89 Ada, sm_90 Hopper). The QDP AOT
+Targets claimed: :data:`TARGETS` (sm_87 Jetson Orin, sm_89 Ada, sm_90 Hopper; Triton emits
+``sm_90a`` for the latter: arch-specific code that runs on compute capability 9.0 only, which is
+exactly the claim). The QDP AOT
 route needs TensorRT >= 10.10: on Jetson that is JetPack 7 (its driver, CUDA 13, loads every ISA
 in the table); JetPack 6 ships TensorRT 10.3 and has no AOT plugins at all.
 

@@ -57,10 +57,27 @@ def install_stub(bindings_dir: Path, version: str) -> None:
     sys.modules["tensorrt"] = stub
 
 
+def negative_control(trtp) -> str:
+    """NVIDIA's validation must reject an aot_impl without ``tactic``: proof that the checker is live."""
+    from typing import Tuple
+
+    @trtp.register("edgecvtest::Bad")
+    def bad_desc(x: trtp.TensorDesc, k: int) -> Tuple[trtp.TensorDesc]:
+        return (x.like(),)
+
+    try:
+        @trtp.aot_impl("edgecvtest::Bad")
+        def bad_aot(x: trtp.TensorDesc, k: int, outputs: Tuple[trtp.TensorDesc]):
+            return None
+    except ValueError as exc:
+        return str(exc)
+    return ""
+
+
 def main(root: str) -> None:
     root_path = Path(root)
     bindings = root_path / "tensorrt_bindings"
-    version = next(root_path.glob("*.dist-info")).name.split("-")[1]
+    version = next(root_path.glob("*.dist-info")).name.removesuffix(".dist-info").split("-")[1]
     install_stub(bindings, version)
     import tensorrt.plugin as trtp
 
@@ -79,7 +96,7 @@ def main(root: str) -> None:
                         "attrs": list(definition.input_attrs), "num_outputs": definition.num_outputs,
                         "aot_attrs": list(definition.aot_impl_attr_names),
                         "has_aot": definition.aot_impl_func is not None})
-    print(json.dumps({"version": version, "validate_file": str(Path(trtp.__file__).parent / "_validate.py"),
+    print(json.dumps({"version": version, "negative_control": negative_control(trtp), "validate_file": str(Path(trtp.__file__).parent / "_validate.py"),
                       "plugins": checked}))
 
 

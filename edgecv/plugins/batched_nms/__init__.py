@@ -12,10 +12,15 @@ The node form (one form, resolved by both the ONNX Runtime twin and TensorRT's O
       plugin_namespace  "edgecv"     TensorRT's plugin registry namespace
       plugin_version    "1"          TensorRT's plugin version (QDP plugins are version "1")
       max_det           int          K, rows per image (>= 1)
-      iou_threshold     float        suppress when IoU > this (strict), compared in float32
-      conf_threshold    float        a (box, class) pair is a candidate when score > this (strict)
+      iou_threshold     string       suppress when IoU > this (strict), compared in float32
+      conf_threshold    string       a (box, class) pair is a candidate when score > this (strict)
       max_candidates    int          pre-select the top boxes by best-class score; 0 = no cap
       class_agnostic    int          1: suppression across classes; 0: per class (default)
+
+The thresholds are *string* attributes holding the exact float32 value (``repr`` of it, see
+:func:`threshold_text`): onnxruntime-extensions hands float attributes to Python ops printed with
+six decimals (``0.142857`` for 1/7, which then suppresses a box at IoU exactly 1/7 that ONNX keeps),
+and TensorRT's plugin attributes take ``str`` as readily as ``float``.
 
 Semantics: those of :mod:`edgecv.export.nms` (multi-label, strict thresholds, rows sorted by score
 descending, then class, then box index, zero-padded), with one documented difference: ties in the
@@ -36,8 +41,15 @@ VERSION = "1"
 DOMAIN = "ai.onnx.contrib"
 PLUGIN_ID = f"{NAMESPACE}::{OP_TYPE}"
 #: Node attributes besides plugin_namespace / plugin_version, with their Python types (TensorRT's too).
-ATTRIBUTES: dict[str, type] = {"max_det": int, "iou_threshold": float, "conf_threshold": float,
+ATTRIBUTES: dict[str, type] = {"max_det": int, "iou_threshold": str, "conf_threshold": str,
                                "max_candidates": int, "class_agnostic": int}
+
+
+def threshold_text(value: float) -> str:
+    """A threshold as the node stores it: the shortest text that reads back as the same float32."""
+    import numpy as np
+
+    return str(np.float32(value))  # numpy prints a float32 as its shortest round-tripping decimal
 
 
 def kernel_attrs(attrs: dict[str, Any]) -> dict[str, Any]:

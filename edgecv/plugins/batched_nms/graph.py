@@ -18,7 +18,7 @@ import json
 from typing import Any
 
 from edgecv.errors import ExportError
-from edgecv.plugins.batched_nms import DOMAIN, NAMESPACE, OP_TYPE, VERSION
+from edgecv.plugins.batched_nms import DOMAIN, NAMESPACE, OP_TYPE, VERSION, threshold_text
 
 PREFIX = "edgecv_nms/"
 OUTPUTS = ("num_dets", "boxes", "scores", "classes")
@@ -62,7 +62,7 @@ def plugin_node(onnx_mod: Any, boxes: str, scores: str, params: dict[str, Any], 
     return onnx_mod.helper.make_node(
         OP_TYPE, [boxes, scores], list(outputs), name=name, domain=DOMAIN,
         plugin_namespace=NAMESPACE, plugin_version=VERSION, max_det=int(params["max_det"]),
-        iou_threshold=float(params["iou_threshold"]), conf_threshold=float(params["conf_threshold"]),
+        iou_threshold=threshold_text(params["iou_threshold"]), conf_threshold=threshold_text(params["conf_threshold"]),
         max_candidates=0 if max_candidates is None else int(max_candidates), class_agnostic=int(bool(class_agnostic)),
     )
 

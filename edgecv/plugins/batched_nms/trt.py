@@ -33,8 +33,8 @@ def _define(trtp: Any, trt: Any) -> None:
     """Run the two decorators (their validation raises ValueError on a signature TensorRT rejects)."""
 
     @trtp.register(PLUGIN_ID)
-    def batched_nms_desc(boxes: trtp.TensorDesc, scores: trtp.TensorDesc, max_det: int, iou_threshold: float,
-                         conf_threshold: float, max_candidates: int, class_agnostic: int
+    def batched_nms_desc(boxes: trtp.TensorDesc, scores: trtp.TensorDesc, max_det: int, iou_threshold: str,
+                         conf_threshold: str, max_candidates: int, class_agnostic: int
                          ) -> Tuple[trtp.TensorDesc, trtp.TensorDesc, trtp.TensorDesc, trtp.TensorDesc]:
         batch = boxes.shape_expr[0]
         return (trtp.from_shape_expr((batch, 1), dtype=trt.int32),
@@ -43,8 +43,8 @@ def _define(trtp: Any, trt: Any) -> None:
                 trtp.from_shape_expr((batch, max_det), dtype=trt.int32))
 
     @trtp.aot_impl(PLUGIN_ID)
-    def batched_nms_aot(boxes: trtp.TensorDesc, scores: trtp.TensorDesc, max_det: int, iou_threshold: float,
-                        conf_threshold: float, max_candidates: int, class_agnostic: int,
+    def batched_nms_aot(boxes: trtp.TensorDesc, scores: trtp.TensorDesc, max_det: int, iou_threshold: str,
+                        conf_threshold: str, max_candidates: int, class_agnostic: int,
                         outputs: Tuple[trtp.TensorDesc, trtp.TensorDesc, trtp.TensorDesc, trtp.TensorDesc],
                         tactic: int) -> Tuple[Union[str, bytes], Union[str, bytes], trtp.KernelLaunchParams,
                                               trtp.SymExprs]:

@@ -91,7 +91,7 @@ def batched_nms_numpy(boxes: Any, scores: Any, *, max_det: int, iou_threshold: f
 
 
 def _op_attrs(ext: Any) -> dict[str, int]:
-    types = {int: ext.PyCustomOpDef.dt_int64, float: ext.PyCustomOpDef.dt_float}
+    types = {int: ext.PyCustomOpDef.dt_int64, str: ext.PyCustomOpDef.dt_string}
     attrs = {name: types[kind] for name, kind in ATTRIBUTES.items()}
     attrs.update(plugin_namespace=ext.PyCustomOpDef.dt_string, plugin_version=ext.PyCustomOpDef.dt_string)
     return attrs
