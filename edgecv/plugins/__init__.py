@@ -64,3 +64,15 @@ def plugin_for_op(op_type: str, domain: str = "ai.onnx.contrib") -> str | None:
             if module.OP_TYPE == op_type and module.DOMAIN == domain:
                 return name
     return None
+
+
+def parse_plugin_option(text: str | None) -> list[str] | None:
+    """The CLI's ``--plugins`` value: None (not asked), ``[]`` for ``all`` / empty, else checked names.
+
+    Raises:
+        OptionError: an unknown name.
+    """
+    if text is None:
+        return None
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    return [] if names in ([], ["all"]) else plugin_names(names)
