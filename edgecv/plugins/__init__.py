@@ -2,7 +2,9 @@
 
 :data:`PLUGINS` maps a plugin name to its package. Every package is light at import (no torch,
 triton, onnx or tensorrt) and exposes ``OP_TYPE``, ``NAMESPACE``, ``VERSION``, ``DOMAIN``,
-``ATTRIBUTES`` and ``compile_node(attrs, capability) -> list[CompiledKernel]``; its submodules
+``PLUGIN_ID`` (``"edgecv::<OP_TYPE>"``), ``ATTRIBUTES`` (node attribute -> Python type, in
+``register`` order), ``DEFAULT_ATTRS`` (representative values) and
+``compile_node(attrs, capability, *, ptx_version=None) -> list[CompiledKernel]``; its submodules
 are ``kernel`` (Triton kernels + host function; ``TRITON_INTERPRET=1`` runs them on CPU tensors),
 ``twin`` (``register()``: the ONNX Runtime custom op), ``trt`` (``register()``: tensorrt.plugin
 ``register`` + ``aot_impl``) and ``graph`` (``replace(model) -> model``).

@@ -35,7 +35,7 @@ def cases() -> dict[str, dict]:
     base = _boxes(rng, 1, 20, extent=30.0, max_side=20.0)
     boxes = np.concatenate([base, base, base[:, :10]], axis=1)
     out["ties"] = {"boxes": boxes, "scores": (rng.integers(1, 4, (1, 50, 3)) / 4).astype(np.float32),
-                   "attrs": _attrs(40, 0.3, 0.2)}
+                   "attrs": _attrs(25, 0.3, 0.2)}
     # Degenerate and out-of-image boxes: zero width / height / area, negative and huge coordinates.
     deg = _boxes(rng, 1, 40, extent=60.0)
     deg[0, :8, 2] = deg[0, :8, 0]  # zero width
@@ -46,7 +46,7 @@ def cases() -> dict[str, dict]:
     deg[0, 22:28] -= 500.0  # far outside the image, negative
     deg[0, 28:32] += 1e5  # far outside, large
     out["degenerate"] = {"boxes": deg, "scores": rng.uniform(0, 1, (1, 40, 2)).astype(np.float32),
-                         "attrs": _attrs(40, 0.4, 0.05)}
+                         "attrs": _attrs(25, 0.4, 0.05)}
     out["agnostic"] = {"boxes": _boxes(rng, 2, 60), "scores": rng.uniform(0, 1, (2, 60, 3)).astype(np.float32),
                        "attrs": _attrs(20, 0.5, 0.3, agnostic=True)}
     out["agnostic_preselect"] = {"boxes": _boxes(rng, 1, 70), "scores": rng.uniform(0, 1, (1, 70, 2)).astype(np.float32),

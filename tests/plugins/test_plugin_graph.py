@@ -108,6 +108,7 @@ def test_plugin_graph_with_twin_matches_portable(variant: str, graphs: dict, bat
         hits, total = hits + h, total + t
         assert int(out_b[0].sum()) == int(out_a[0].sum())
     assert total >= (IMAGES if variant == "demo" else 10 * IMAGES), f"too few detections to judge: {total}"
+    print(f"{variant}: {hits}/{total} detections matched on {IMAGES} images")  # the figure, with pytest -s
     assert hits / total >= 0.999, f"{variant}: {hits}/{total} matched"
 
 

@@ -52,6 +52,11 @@ def threshold_text(value: float) -> str:
     return str(np.float32(value))  # numpy prints a float32 as its shortest round-tripping decimal
 
 
+#: Representative node attributes (edgecv export defaults): what benchmarks/bench_plugin_compile.py compiles.
+DEFAULT_ATTRS: dict[str, Any] = {"max_det": 100, "iou_threshold": "0.45", "conf_threshold": "0.25",
+                                 "max_candidates": 3840, "class_agnostic": 0}
+
+
 def kernel_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
     """Node attributes -> keyword arguments of the kernel's host function / constexprs."""
     return {"max_det": int(attrs["max_det"]), "iou_threshold": float(attrs["iou_threshold"]),
