@@ -37,6 +37,9 @@ def test_batched_nms_compiles_to_cubin(cc: int, tmp_path) -> None:
     params = re.findall(r"\.param \.(\w+)", entry[: entry.index(")")])
     assert params[:8] == ["u64", "u64", "u32", "u32", "u64", "u64", "u64", "u64"] and len(params) == 10
     assert any((tmp_path / "triton-cache").rglob("*.cubin"))  # compiled now, into the fresh cache
+    # IoU rounds as on the CPU: IEEE division, no approximate division, no fused multiply-add.
+    float_ops = set(re.findall(r"\b(div\.\w+\.f32|div\.full\.f32|fma\.\w+\.f32|rcp\.approx\S*)", kernel.ptx))
+    assert float_ops == {"div.rn.f32"}, float_ops
 
 
 def test_older_ptx_isa_lowers_the_driver_floor() -> None:

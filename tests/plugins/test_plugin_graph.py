@@ -122,3 +122,19 @@ def test_pass_leaves_a_graph_without_nms_alone_and_refuses_a_foreign_prefix(grap
             n.doc_string = "not json"
     with pytest.raises(ExportError, match="expected the NMS parameters as JSON"):
         apply_plugins(broken, ["BatchedNMS"])
+
+
+def test_predictor_runs_the_flavoured_graph_on_cpu_with_twins(demo_onnx, tmp_path) -> None:
+    """edgecv's ONNX Runtime backend opens model.trt.onnx by registering the twins (no GPU, no torch)."""
+    from edgecv.plugins.passes import write_plugin_graph
+    from edgecv.runtimes import Predictor
+
+    flavoured = write_plugin_graph(demo_onnx, out=tmp_path / "model.trt.onnx")
+    rng = np.random.default_rng(11)
+    with Predictor(flavoured) as twin, Predictor(demo_onnx) as portable:
+        for _ in range(3):
+            frame = draw_scene(rng, (300, 300)).image
+            a, b = twin(frame), portable(frame)
+            assert len(a) == len(b) and len(a) > 0
+            np.testing.assert_array_equal(a.class_ids, b.class_ids)
+            np.testing.assert_allclose(a.boxes, b.boxes, atol=1e-4)

@@ -52,7 +52,7 @@ BLOCK = 128
 KBLOCK = 64
 #: Warps per program (what the AOT launch uses as block_x = NUM_WARPS * 32).
 NUM_WARPS = 4
-_INT_BIG = 2147483647
+# 2147483647 (INT32_MAX) below marks "no pair" in pair keys.
 
 
 @triton.jit
@@ -62,7 +62,8 @@ def _iou_gt(ax1, ay1, ax2, ay2, bx1, by1, bx2, by2, IOU: tl.constexpr):
     h = tl.maximum(tl.minimum(ay2, by2) - tl.maximum(ay1, by1), 0.0)
     inter = w * h
     union = (ax2 - ax1) * (ay2 - ay1) + (bx2 - bx1) * (by2 - by1) - inter
-    iou = tl.where(union > 0.0, inter / tl.where(union > 0.0, union, 1.0), 0.0)
+    # div_rn: IEEE round-to-nearest, as on the CPU (Triton's '/' is the approximate div.full.f32 on NVIDIA GPUs).
+    iou = tl.where(union > 0.0, tl.math.div_rn(inter, tl.where(union > 0.0, union, 1.0)), 0.0)
     return iou > IOU
 
 
