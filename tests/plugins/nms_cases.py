@@ -25,12 +25,12 @@ def cases() -> dict[str, dict]:
     """name -> {"boxes", "scores", "attrs"} (+ "block": the kernel's tile size, for the 6,000-box case)."""
     rng = np.random.default_rng(12)
     out: dict[str, dict] = {}
-    out["random"] = {"boxes": _boxes(rng, 2, 100), "scores": rng.uniform(0, 1, (2, 100, 3)).astype(np.float32),
-                     "attrs": _attrs(30, 0.5, 0.3)}
+    out["random"] = {"boxes": _boxes(rng, 2, 80), "scores": rng.uniform(0, 1, (2, 80, 3)).astype(np.float32),
+                     "attrs": _attrs(20, 0.5, 0.3)}
     # Pre-selection with scores quantised to 0.05: many boxes tie exactly at the cut.
     out["preselect_ties"] = {"boxes": _boxes(rng, 2, 64),
                              "scores": (np.round(rng.uniform(0, 1, (2, 64, 3)) * 20) / 20).astype(np.float32),
-                             "attrs": _attrs(20, 0.45, 0.1, max_candidates=21)}
+                             "attrs": _attrs(15, 0.45, 0.1, max_candidates=21)}
     # Ties everywhere: duplicated boxes and scores in steps of 0.25 across classes.
     base = _boxes(rng, 1, 20, extent=30.0, max_side=20.0)
     boxes = np.concatenate([base, base, base[:, :10]], axis=1)
@@ -48,9 +48,9 @@ def cases() -> dict[str, dict]:
     out["degenerate"] = {"boxes": deg, "scores": rng.uniform(0, 1, (1, 40, 2)).astype(np.float32),
                          "attrs": _attrs(25, 0.4, 0.05)}
     out["agnostic"] = {"boxes": _boxes(rng, 2, 60), "scores": rng.uniform(0, 1, (2, 60, 3)).astype(np.float32),
-                       "attrs": _attrs(20, 0.5, 0.3, agnostic=True)}
+                       "attrs": _attrs(15, 0.5, 0.3, agnostic=True)}
     out["agnostic_preselect"] = {"boxes": _boxes(rng, 1, 70), "scores": rng.uniform(0, 1, (1, 70, 2)).astype(np.float32),
-                                 "attrs": _attrs(20, 0.5, 0.3, max_candidates=25, agnostic=True)}
+                                 "attrs": _attrs(15, 0.5, 0.3, max_candidates=25, agnostic=True)}
     out["none_above_conf"] = {"boxes": _boxes(rng, 2, 30), "scores": rng.uniform(0, 0.2, (2, 30, 2)).astype(np.float32),
                               "attrs": _attrs(10, 0.5, 0.25)}
     out["empty_n"] = {"boxes": np.zeros((2, 0, 4), np.float32), "scores": np.zeros((2, 0, 3), np.float32),
