@@ -85,6 +85,9 @@ def export(
                                         "letterboxed inside the graph too; the artifact then takes those frames as they are."),
     engine: bool = typer.Option(False, "--engine", help="Also build a TensorRT engine (GPU machine) from the "
                                 "int8 graph with --int8, else the fp16 graph with --fp16, else fp32."),
+    plugins: Optional[str] = typer.Option(None, "--plugins", help="Also write <graph>.trt.onnx with edgecv's "
+                                          "TensorRT plugin nodes ('all' or names: BatchedNMS,MultiLevelRoIAlign); "
+                                          "--engine then builds from it. Not yet run on a GPU."),
 ) -> None:
     """Export a trained model to ONNX with decode + NMS in the graph (optionally int8 / fp16 beside it)."""
     from edgecv.export.api import export_variants
@@ -102,8 +105,10 @@ def export(
     class_names = [n.strip() for n in names.split(",")] if names else None
     calibration = {"data": calib_data, "method": calib_method, "samples": calib_samples, "max_drop": max_drop,
                    "eval_count": eval_count, **({"target": target} if target else {})}
+    from edgecv.plugins import parse_plugin_option
+
     export_variants(model, weights, out, opts, int8=calibration if int8 else None, fp16=fp16, engine=engine,
-                    trust=trust_weights, class_names=class_names, size=size, console=console,
+                    plugins=parse_plugin_option(plugins), trust=trust_weights, class_names=class_names, size=size, console=console,
                     **({"num_classes": num_classes} if num_classes is not None else {}))
 
 
@@ -401,9 +406,17 @@ def build(
     timing_cache: Optional[Path] = typer.Option(None, help="Timing cache file (read if present, written after)."),
     plugin: Optional[list[Path]] = typer.Option(None, help="Plugin library to load before parsing (repeatable)."),
     verbose: bool = typer.Option(False, help="TensorRT verbose log."),
+    plugins: Optional[str] = typer.Option(None, "--plugins", help="Build from <model>.trt.onnx (written now) with "
+                                          "edgecv's plugin nodes ('all' or names); a .trt.onnx builds as it is."),
 ) -> None:
     """Build a TensorRT engine (strongly typed) + model.engine.json on this GPU machine."""
     from edgecv.export.tensorrt_build import build_engine, parse_shape
+    from edgecv.plugins import parse_plugin_option
+    from edgecv.plugins.passes import write_plugin_graph
+
+    names = parse_plugin_option(plugins)
+    if names is not None and not onnx_path.name.endswith(".trt.onnx"):
+        onnx_path = write_plugin_graph(onnx_path, names or None)
 
     engine = build_engine(onnx_path, out or onnx_path.with_suffix(".engine"), min_shape=parse_shape(min_shape),
                           opt_shape=parse_shape(opt_shape), max_shape=parse_shape(max_shape), workspace_mb=workspace,

@@ -40,6 +40,7 @@ class Options:
     output_shape: tuple[int, ...] = (1, 5, 4)  # what the context reports for the output
     input_shape: tuple[int, ...] = (-1, 3, 64, 64)
     profile: tuple[tuple[int, ...], ...] = ((1, 3, 64, 64), (2, 3, 64, 64), (4, 3, 64, 64))
+    driver_cuda: int = 12090  # what cudaDriverGetVersion reports (CUDA 12.9)
 
 
 @dataclass
@@ -261,9 +262,29 @@ def _cudart(s: StandIn) -> tuple[types.ModuleType, types.ModuleType]:
     rt.cudaFree = call("cudaFree")
     rt.cudaFreeHost = call("cudaFreeHost")
     rt.cudaStreamDestroy = call("cudaStreamDestroy")
+    rt.cudaDriverGetVersion = call("cudaDriverGetVersion", lambda: o.driver_cuda)
     utils = types.ModuleType("cuda.bindings.utils")
     utils.get_cuda_native_handle = lambda obj: obj.handle
     return rt, utils
+
+
+def _trt_plugin(s: StandIn) -> types.ModuleType:
+    """``tensorrt.plugin``: ``register`` / ``aot_impl`` record the plugin id (the names edgecv's trt.py uses)."""
+    trtp = types.ModuleType("tensorrt.plugin")
+
+    def decorator(name: str) -> Any:
+        def make(plugin_id: str) -> Any:
+            def wrap(fn: Any) -> Any:
+                s.record(name, plugin_id)
+                return fn
+            return wrap
+        return make
+
+    trtp.register, trtp.aot_impl = decorator("trtp.register"), decorator("trtp.aot_impl")
+    for cls in ("TensorDesc", "KernelLaunchParams", "SymExprs", "SymIntExprs", "SymInt32"):
+        setattr(trtp, cls, type(cls, (), {}))
+    trtp.from_shape_expr = lambda *a, **k: None
+    return trtp
 
 
 def install(monkeypatch: Any, options: Options | None = None) -> StandIn:
@@ -275,7 +296,10 @@ def install(monkeypatch: Any, options: Options | None = None) -> StandIn:
     cuda, bindings = types.ModuleType("cuda"), types.ModuleType("cuda.bindings")
     cuda.__path__, bindings.__path__ = [], []  # packages, so `from cuda.bindings import runtime` resolves
     cuda.bindings, bindings.runtime, bindings.utils = bindings, runtime, utils
-    for name, module in (("tensorrt", _tensorrt(standin)), ("cuda", cuda), ("cuda.bindings", bindings),
+    trt, trtp = _tensorrt(standin), _trt_plugin(standin)
+    trt.__path__, trt.plugin = [], trtp  # a package, so `import tensorrt.plugin` resolves
+    trt.int32, trt.float32 = "int32", "float32"
+    for name, module in (("tensorrt", trt), ("tensorrt.plugin", trtp), ("cuda", cuda), ("cuda.bindings", bindings),
                          ("cuda.bindings.runtime", runtime), ("cuda.bindings.utils", utils)):
         monkeypatch.setitem(sys.modules, name, module)
     return standin

@@ -73,19 +73,30 @@ class ExportedVariants:
     fp16: Path | None = None
     int8: Any = None  # edgecv.calibration.QuantizeResult
     engine: Path | None = None
+    plugin_graph: Path | None = None  # <graph>.trt.onnx with edgecv's plugin nodes (plugins=...)
 
 
 def export_variants(name: str = "yolo", weights: str | Path | None = None, out: str | Path | None = None,
                     opts: ExportOptions | None = None, *, int8: dict[str, Any] | None = None, fp16: bool = False,
-                    engine: bool = False, console: Console | None = None, **load: Any) -> ExportedVariants:
+                    engine: bool = False, console: Console | None = None, plugins: list[str] | None = None,
+                    **load: Any) -> ExportedVariants:
     """fp32 export (:func:`export_model`, ``load`` = trust / class_names / size / num_classes), then optionally
     ``model_fp16.onnx``, ``model_int8_<target>.onnx`` (``int8`` = keyword arguments of
     :func:`edgecv.calibration.quantize`, which compares fp32 vs int8 unless ``evaluate=False``;
     target tensorrt with ``engine``, else onnxruntime) and a TensorRT engine built from the int8
     graph if any, else the fp16 one, else fp32 (GPU machine). With ``engine``, TensorRT must be
     importable: checked before the fp32 export and calibration.
+
+    ``plugins`` (names from :data:`edgecv.plugins.PLUGINS`; ``[]`` = all): also write the
+    TensorRT-flavoured ``<graph>.trt.onnx`` of the graph the engine would be built from (edgecv's
+    plugin nodes in place of the portable subgraphs, :func:`edgecv.plugins.passes.write_plugin_graph`);
+    with ``engine`` the engine is built from it. The portable graph stays the artifact.
     """
     console = console or Console()
+    if plugins:  # an unknown name is the user's to fix before minutes of export
+        from edgecv.plugins import plugin_names
+
+        plugin_names(plugins)
     if int8 is not None:  # seconds to check here, instead of failing after the whole fp32 export
         from edgecv.calibration.api import check_quantize_options
         from edgecv.calibration.sources import check_calibration_data
@@ -110,10 +121,15 @@ def export_variants(name: str = "yolo", weights: str | Path | None = None, out: 
         int8 = {"evaluate": True, "target": "tensorrt" if engine else "onnxruntime", **int8}
         result.int8 = quantize(result.fp32.path, console=console, **int8)
         for_engine = result.int8.path
+    if plugins is not None:
+        from edgecv.plugins.passes import write_plugin_graph
+
+        result.plugin_graph = for_engine = write_plugin_graph(for_engine, plugins or None)
+        console.print(f"[green]wrote[/] {result.plugin_graph} (TensorRT-flavoured: edgecv plugin nodes)")
     if engine:
         from edgecv.export.tensorrt_build import build_engine
 
-        result.engine = build_engine(for_engine, for_engine.with_suffix(".engine"))
+        result.engine = build_engine(for_engine, for_engine.with_suffix(".engine"))  # model.trt.onnx -> model.trt.engine
         console.print(f"[green]wrote[/] {result.engine} (+ {result.engine.name}.json)")
     warn_stale_derivatives(result.fp32.path, console)  # only those this run did not re-create
     return result

@@ -18,7 +18,11 @@ Two halves:
   ONNX graph's, so fp16 / int8-QDQ graphs build as exported and nothing is silently re-typed —
   TensorRT 11 removed the precision builder flags and implicit int8 calibration altogether),
   workspace limit via ``set_memory_pool_limit``, one optimisation profile per requested shape
-  range, a timing cache read before and written after the build. A timing cache TensorRT will not
+  range, a timing cache read before and written after the build. A graph holding edgecv's own
+  plugin nodes (``--plugins``) has its Triton kernels compiled for this GPU first, refused when
+  the GPU is not a claimed target or the driver cannot load the kernels' PTX ISA, recorded
+  (``tensorrt.edgecv_plugins``: kernel, target, PTX ISA, minimum driver) and registered with
+  ``tensorrt.plugin`` before parsing (:mod:`edgecv.plugins.engine`). A timing cache TensorRT will not
   attach (made on another GPU or TensorRT version) is a warning and the build goes on without it,
   then writes a fresh one.
 
@@ -77,6 +81,10 @@ class BuildPlan:
     plugins: list[Path] = field(default_factory=list)
     #: ``{"name", "sha256"}`` of each plugin library, in load order (what the engine json records).
     plugin_records: list[dict[str, str]] = field(default_factory=list)
+    #: edgecv's own plugins the graph uses (:data:`edgecv.plugins.PLUGINS` names; no library file).
+    edgecv_plugins: list[str] = field(default_factory=list)
+    #: Their kernels compiled for the build GPU (:func:`edgecv.plugins.engine.kernel_records`).
+    kernel_records: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def json_path(self) -> Path:
@@ -96,6 +104,7 @@ class BuildPlan:
             "input_name": self.input_name,
             "profiles": [{"min": list(p.min), "opt": list(p.opt), "max": list(p.max)} for p in self.profiles],
             "plugins": [dict(r) for r in self.plugin_records],
+            "edgecv_plugins": [dict(r) for r in self.kernel_records],
             "strongly_typed": True,
             "source_onnx": self.onnx_path.name,
         }
@@ -269,8 +278,37 @@ def plan_build(onnx_path: str | os.PathLike[str], engine_path: str | os.PathLike
         onnx_path=source, engine_path=engine_file, input_name=name, onnx_input_shape=shape, profiles=built,
         metadata=metadata, workspace_bytes=None if workspace_mb is None else int(workspace_mb) << 20,
         timing_cache=None if timing_cache is None else Path(timing_cache), plugins=libraries,
-        plugin_records=[plugin_record(p) for p in libraries],
+        plugin_records=[plugin_record(p) for p in libraries], edgecv_plugins=edgecv_plugins_of(source),
     )
+
+
+def edgecv_plugins_of(onnx_path: Path) -> list[str]:
+    """edgecv plugin names whose nodes the ONNX holds (a TensorRT-flavoured graph from ``--plugins``)."""
+    from edgecv.plugins.engine import graph_plugins
+
+    return graph_plugins(onnx_path)
+
+
+def prepare_edgecv_plugins(plan: BuildPlan, capability: str) -> None:
+    """Before parsing: compile + check the plugin kernels for this GPU / driver, then register the plugins.
+
+    Raises:
+        ExportError: a GPU edgecv's kernels are not claimed for, or a driver too old for their PTX.
+    """
+    if not plan.edgecv_plugins:
+        return
+    from edgecv.plugins.engine import kernel_records, register_tensorrt
+
+    plan.kernel_records = kernel_records(plan.onnx_path, capability, driver_cuda_version())
+    register_tensorrt(plan.edgecv_plugins)
+
+
+def driver_cuda_version() -> str:
+    """``"12.4"``-style CUDA version the installed driver supports (``cudaDriverGetVersion``)."""
+    from edgecv.runtimes.backends.tensorrt import cuda_call, import_cudart
+
+    version = int(cuda_call(import_cudart().cudaDriverGetVersion(), "cudaDriverGetVersion"))
+    return f"{version // 1000}.{version % 1000 // 10}"
 
 
 def import_tensorrt() -> Any:
@@ -327,6 +365,8 @@ def build_from_plan(plan: BuildPlan, *, verbose: bool = False) -> Path:
     logger = trt.Logger(trt.Logger.VERBOSE if verbose else trt.Logger.WARNING)
     trt.init_libnvinfer_plugins(logger, "")
     load_plugins(trt, plan.plugins, ExportError)  # before parsing: the parser looks plugin creators up by name
+    capability = compute_capability()
+    prepare_edgecv_plugins(plan, capability)  # edgecv's own plugins: checked, then registered, before parsing
     builder = trt.Builder(logger)
     network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
     parser = trt.OnnxParser(network, logger)
@@ -345,7 +385,7 @@ def build_from_plan(plan: BuildPlan, *, verbose: bool = False) -> Path:
     if serialized is None:
         raise ExportError(f"TensorRT failed to build an engine from {plan.onnx_path} (see the log above)")
     engine = bytes(memoryview(serialized))
-    doc = plan.engine_json(str(trt.__version__), compute_capability(), engine)  # may raise: before any write
+    doc = plan.engine_json(str(trt.__version__), capability, engine)  # may raise: before any write
     write_engine(plan, engine, doc)
     if cache_attached:
         save_timing_cache(config, plan.timing_cache)

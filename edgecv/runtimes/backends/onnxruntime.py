@@ -77,6 +77,10 @@ GRAPH_OPTIMIZATION = {
 }
 
 
+#: Domain of edgecv's plugin nodes (their CPU twins are onnxruntime-extensions Python ops).
+PLUGIN_DOMAIN = "ai.onnx.contrib"
+
+
 def _session_options(threads: int | None, graph_optimization: str = "all", spinning: bool = True) -> ort.SessionOptions:
     level = GRAPH_OPTIMIZATION.get(str(graph_optimization).strip().lower())
     if level is None:
@@ -94,11 +98,21 @@ def _session_options(threads: int | None, graph_optimization: str = "all", spinn
     return options
 
 
-def _create_session(path: Path, options: ort.SessionOptions, providers: list[Any]) -> ort.InferenceSession:
-    """Open the session; translate ONNX Runtime's load errors into :class:`ArtifactError`."""
+def _create_session(path: Path, options: ort.SessionOptions, providers: list[Any],
+                    twins: bool = False) -> ort.InferenceSession:
+    """Open the session; translate ONNX Runtime's load errors into :class:`ArtifactError`.
+
+    A graph with edgecv plugin nodes (``model.trt.onnx`` from ``--plugins``; domain
+    ``ai.onnx.contrib``) is retried once with the plugins' CPU twins registered
+    (:func:`edgecv.plugins.twins.session_options`; numpy + onnxruntime-extensions, no torch).
+    """
     try:
         return ort.InferenceSession(str(path), sess_options=options, providers=providers)
     except ORT_ERRORS as exc:
+        if not twins and PLUGIN_DOMAIN in str(exc):
+            from edgecv.plugins.twins import session_options
+
+            return _create_session(path, session_options(options=options), providers, twins=True)
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         if isinstance(exc, (ort_state.InvalidProtobuf, ort_state.InvalidArgument)):
             raise ArtifactError(f"expected an ONNX model at {path}, found {describe_file(path)} "

@@ -22,7 +22,9 @@
   deprecated there, and ``stream.getPtr()`` is the address *of* the handle, not the handle);
   older cuda-bindings fall back to ``int(stream)``.
 * Plugin libraries recorded in the json are found by name, verified by SHA-256 and loaded before
-  deserializing (:mod:`edgecv.runtimes.backends.tensorrt_plugins`).
+  deserializing (:mod:`edgecv.runtimes.backends.tensorrt_plugins`); edgecv's own plugins
+  (``tensorrt.edgecv_plugins`` in the json, kernels embedded in the engine) are registered with
+  ``tensorrt.plugin`` first (:func:`edgecv.plugins.engine.register_for_engine`).
 * Output buffers are sized from the shapes TensorRT infers for the largest input; an output
   whose shape depends on the data (``-1`` after the inputs are set) is refused with a clear
   error: edgecv's outputs are padded to ``max_det`` precisely so that never happens.
@@ -213,6 +215,10 @@ class TensorRtBackend(ClosesOnExit):
         logger = trt.Logger(trt.Logger.WARNING)
         trt.init_libnvinfer_plugins(logger, "")
         load_plugins(trt, plugins)  # before deserializing: the plan names its plugin creators
+        if facts.get("edgecv_plugins"):  # edgecv's own (tensorrt.plugin) plugins; imports tensorrt only
+            from edgecv.plugins.engine import register_for_engine
+
+            register_for_engine(facts, engine_json_path(file))
         runtime = trt.Runtime(logger)
         engine = runtime.deserialize_cuda_engine(plan)
         if engine is None:
