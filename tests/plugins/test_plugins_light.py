@@ -12,7 +12,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 MODULES = ["edgecv.plugins", "edgecv.plugins.compile", "edgecv.plugins.twins", "edgecv.plugins.passes",
            "edgecv.plugins.engine", "edgecv.plugins.batched_nms", "edgecv.plugins.batched_nms.twin",
-           "edgecv.plugins.batched_nms.graph", "edgecv.plugins.batched_nms.trt"]
+           "edgecv.plugins.batched_nms.graph", "edgecv.plugins.batched_nms.trt",
+           "edgecv.plugins.roi_align", "edgecv.plugins.roi_align.twin", "edgecv.plugins.roi_align.trt"]
+# edgecv.plugins.roi_align.graph is an export-side ONNX pass and imports onnx at module level.
 
 
 def test_plugin_modules_import_without_heavy_dependencies() -> None:

@@ -47,6 +47,10 @@ def test_signatures_pass_tensorrt_plugin_validation(version: str) -> None:
                    "attrs": ["max_det", "iou_threshold", "conf_threshold", "max_candidates", "class_agnostic"],
                    "num_outputs": 4, "aot_attrs": ["max_det", "iou_threshold", "conf_threshold", "max_candidates",
                                                    "class_agnostic"], "has_aot": True}
+    assert by_id["edgecv::MultiLevelRoIAlign"] == {
+        "plugin": "edgecv::MultiLevelRoIAlign", "inputs": ["features", "rois", "levels"],
+        "attrs": ["output_size", "sampling_ratio", "aligned"], "num_outputs": 1,
+        "aot_attrs": ["output_size", "sampling_ratio", "aligned"], "has_aot": True}
     from edgecv.plugins import PLUGINS, available
 
     assert sorted(by_id) == sorted(f"edgecv::{n}" for n in PLUGINS if available(n))  # every shipped plugin checked

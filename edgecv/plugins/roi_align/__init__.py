@@ -29,9 +29,9 @@ to ``k_min .. k_max``; a box with area <= 0 (degenerate or flipped) goes to ``k_
 portable graph, whose ``Where`` chain falls back to the first level.
 
 Modules: :mod:`.kernel` (Triton kernel + host function), :mod:`.twin` (ONNX Runtime custom op),
-:mod:`.trt` (TensorRT Quick Deployable Plugin), :mod:`.graph` (ONNX pass), :mod:`._compile`
-(ahead-of-time compile for the GPU targets, until the shared ``edgecv.plugins.compile``). This
-module imports numpy only.
+:mod:`.trt` (TensorRT Quick Deployable Plugin), :mod:`.graph` (ONNX pass); the shared
+:mod:`edgecv.plugins.compile` compiles the kernel ahead of time for the GPU targets. This module
+imports numpy only.
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def level_table(shapes: Sequence[tuple[int, int]], scales: Sequence[float]) -> n
 def compile_node(attrs: dict[str, Any], capability: str | int, *, ptx_version: int | None = None) -> list:
     """The kernel a node with these attributes runs, compiled for ``capability`` (list of one
     CompiledKernel). The shapes (B, R, C, L, S) are launch arguments, not compiled in."""
-    from edgecv.plugins.roi_align._compile import compile_kernel  # merge: edgecv.plugins.compile.compile_kernel
+    from edgecv.plugins.compile import compile_kernel
     from edgecv.plugins.roi_align.kernel import KERNEL_SIGNATURE, NUM_WARPS, kernel_constexprs, roi_align_kernel
 
     constexprs = kernel_constexprs(int(attrs["output_size"]), int(attrs["sampling_ratio"]), bool(int(attrs["aligned"])))

@@ -10,7 +10,7 @@ costs one RoI Align, not ``L`` of them as the portable graph's ``Where`` chain d
 
 On a machine without a GPU the kernel runs under ``TRITON_INTERPRET=1`` on CPU tensors (Triton
 reads the variable when this module is imported, so set it before the import -- the tests do it in
-a subprocess). The same function compiles ahead of time for the GPU targets (:mod:`._compile`).
+a subprocess). The same function compiles ahead of time for the GPU targets (:mod:`edgecv.plugins.compile`).
 """
 
 from __future__ import annotations
