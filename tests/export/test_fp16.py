@@ -74,3 +74,17 @@ def test_fp16_records_its_fp32_parent(small_fp32, tmp_path):
                            "sha256": file_sha256(small_fp32)}
     assert (out.parent / meta.parent["name"]).resolve() == small_fp32.resolve()
     assert not list(out.parent.glob(".*tmp*"))  # atomic write: no temporary file left behind
+
+
+def test_fp16_outputs_skip_the_fp16_round_trip_and_graph_is_sorted(small_fp32, tmp_path):
+    """Boxes come from float NMS: an fp32 -> fp16 -> fp32 Cast pair before the output would round a
+    640 px box to 0.25 px; the converter's input Casts must not stay appended at the end of the graph."""
+    model = onnx.load(str(export_fp16(small_fp32, tmp_path / "h.onnx")))
+    onnx.checker.check_model(model, full_check=True)  # raises on unsorted nodes
+    producer = {o: n for n in model.graph.node for o in n.output}
+    for name in ("boxes", "scores"):
+        node = producer[name]
+        while node.op_type in ("Identity", "Cast"):
+            to = [a.i for a in node.attribute if a.name == "to"]
+            assert to != [onnx.TensorProto.FLOAT16], f"{name} passes through an fp16 Cast"
+            node = producer[node.input[0]]
