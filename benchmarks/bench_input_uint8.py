@@ -104,6 +104,26 @@ def configurations(predictors: dict[tuple[str, str], Predictor], frame: np.ndarr
     return calls
 
 
+def pre_only(paths: dict[str, Path], frame: np.ndarray, iters: int, runs: int) -> dict[str, list[float]]:
+    """``--pre-only``: the runtime's pre-processing alone per artifact (no backend: reads only the
+    metadata), with a new input tensor per frame and with a pooled one, interleaved."""
+    import onnx
+
+    from edgecv.metadata import METADATA_KEY, ArtifactMetadata
+    from edgecv.runtimes.buffers import TensorPool
+
+    pool, calls = TensorPool(), {}
+    for kind, path in paths.items():
+        props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+        meta = ArtifactMetadata.from_json(props[METADATA_KEY])
+
+        def pooled(m: ArtifactMetadata = meta) -> None:
+            pool.release(preprocess_batch([frame], m, 1, allocate=pool.acquire)[0])
+        calls[f"{kind} pre, new tensor"] = lambda m=meta: preprocess_batch([frame], m, 1)
+        calls[f"{kind} pre, pooled tensor"] = pooled
+    return timed_runs(calls, iters, runs, warmup=3)
+
+
 def timed_runs(calls: dict[str, Callable[[], object]], iters: int, runs: int, warmup: int) -> dict[str, list[float]]:
     """Per configuration, the median (ms) of each run; configurations interleaved, order rotated per iteration."""
     names = list(calls)
@@ -147,6 +167,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="intra-op threads per backend")
     parser.add_argument("--backends", default="onnxruntime,onnxruntime-iobinding,openvino",
                         help="onnxruntime-iobinding: ONNX Runtime with IO binding (CPU-bound inputs and outputs)")
+    parser.add_argument("--pre-only", action="store_true", help="time the pre-processing alone (no inference)")
     parser.add_argument("--kinds", default="float,uint8,uint8+frame", help="artifacts to time")
     parser.add_argument("--out", type=Path, default=None, help="folder for the artifacts (default: a temp folder)")
     args = parser.parse_args()
@@ -157,6 +178,11 @@ def main() -> None:
         paths = artifacts(args.out or Path(tmp), args.imgsz, args.frame)
         paths = {kind: path for kind, path in paths.items() if kind in args.kinds.split(",")}
         frame = make_frame(args.frame)
+        if args.pre_only:
+            for name, values in pre_only(paths, frame, args.iters, args.runs).items():
+                print(f"{name:36s} median {statistics.median(values):7.3f} ms, spread {max(values) - min(values):.3f}")
+            print(f"frame {args.frame[0]}x{args.frame[1]} -> {args.imgsz}; CPU: {cpu_features().summary()}")
+            return
         predictors: dict[tuple[str, str], Predictor] = {}
         try:
             for backend in backends:

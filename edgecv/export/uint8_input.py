@@ -14,6 +14,10 @@ Why: the runtime then only letterboxes (straight into a reused uint8 buffer); th
 the channel swap and the transposition run in the backend's kernels (fused into the first
 convolution by OpenVINO / TensorRT), and a GPU receives a quarter of the bytes of a float tensor.
 
+With ``--frame WxH`` (static graphs) the prefix letterboxes too: after the Transpose, Resize (bilinear,
+half-pixel centres) -> Add(0.5) -> Floor (cv2's uint8 rounding) -> Pad(pad_value), and the input is
+the camera frame ``uint8 [B, FH, FW, 3]`` itself (:func:`add_uint8_input`).
+
 The prefix stays float in derived graphs: int8 calibration never quantizes ``edgecv_pre/`` nodes
 (:func:`edgecv.calibration.graph.region_nodes`) and the fp16 pass keeps them fp32.
 The pass is family-agnostic: it only needs the model's single float ``[B, 3, H, W]`` input.
@@ -77,13 +81,11 @@ def is_prefix_node(name: str) -> bool:
     return name.startswith(PRE_PREFIX)
 
 
-def check_frame(frame: tuple[int, int] | None, metadata: ArtifactMetadata, kind: str = "uint8") -> None:
-    """:class:`ExportError` unless ``frame`` (``(H, W)``, or None) can be resized in the graph:
-    uint8 input, static input shape."""
+def check_frame(frame: tuple[int, int] | None, metadata: ArtifactMetadata) -> None:
+    """:class:`ExportError` unless ``frame`` (``(H, W)``, or None) can be resized in the graph of
+    ``metadata``'s model: positive sizes, static input shape."""
     if frame is None:
         return
-    if kind != "uint8":
-        raise ExportError(f"--frame: expected --input uint8 (the graph resizes uint8 frames), found --input {kind}")
     if not (len(frame) == 2 and all(isinstance(v, int) and v > 0 for v in frame)):
         raise ExportError(f"--frame: expected WIDTHxHEIGHT with positive integers, found {frame!r}")
     if min(metadata.input_shape) <= 0:
