@@ -81,7 +81,7 @@ def test_sigterm_shuts_the_cluster_down(model_320: Path) -> None:
                              "--max-batch", "1", "--threads", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=_env(RAY_TMPDIR=ray_tmp), cwd=REPO_ROOT)
     try:
-        deadline, health = time.monotonic() + 120, None
+        deadline, health = time.monotonic() + 400, None  # minutes at load average 20
         while health is None and time.monotonic() < deadline and proc.poll() is None:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as response:
@@ -91,14 +91,14 @@ def test_sigterm_shuts_the_cluster_down(model_320: Path) -> None:
         assert health is not None and health["status"] == "ok", proc.stderr.read() if proc.poll() is not None else ""
         assert _processes_mentioning(ray_tmp), "the cluster's processes should run under RAY_TMPDIR"
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=60)
+        out, err = proc.communicate(timeout=180)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate(timeout=10)
     assert proc.returncode == 0, err[-3000:]
     assert f"at http://127.0.0.1:{port}" in out
-    deadline = time.monotonic() + 15  # raylet/GCS exit just after ray.shutdown returns
+    deadline = time.monotonic() + 60  # raylet/GCS/workers exit just after ray.shutdown returns
     while _processes_mentioning(ray_tmp) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert _processes_mentioning(ray_tmp) == []
