@@ -265,6 +265,9 @@ def run_streams(app: Any, cameras: list[Camera], *, callbacks: dict[str, Callabl
             actor.stop.remote()
         ray.wait(pending, num_returns=len(pending), timeout=STOP_GRACE_S)
     reports = [_report(ref, camera) for ref, camera in runs.items()]
+    for report, ref in zip(reports, runs):
+        if ref in pending:  # still running when stopped: its end was ours, not the source's
+            report.extra["stopped"] = "timeout" if stop is None or not stop.is_set() else "stop"
     for actor in actors:
         ray.kill(actor)
     return reports

@@ -185,8 +185,9 @@ def test_replica_killed_mid_load_is_replaced(app, photos: list[bytes]) -> None:
     assert all(status in (500, 502, 503, 504) or isinstance(status, str) for status in failed), failed
     assert len(failed) <= 16, failed
     assert all(t >= killed_at - 0.5 for t, status in outcomes if status != 200)
-    # Ray replaces the replica: two live PIDs again, the victim gone
-    deadline = time.monotonic() + 60
+    # Ray replaces the replica: two live PIDs again, the victim gone (seconds on an idle machine;
+    # the bound is for a 2-core box at load average 20, where a new replica took minutes)
+    deadline = time.monotonic() + 240
     pids: set[int] = set()
     while time.monotonic() < deadline:
         pids = _replica_pids(port, timeout=10)
@@ -232,7 +233,7 @@ def test_streams_one_working_one_failing(app, model_320: Path, tmp_path: Path) -
         f"  - name: clip\n    source: {tmp_path / 'clip.mp4'}\n    jsonl: out/clip.jsonl\n"
         f"  - name: dead\n    source: http://127.0.0.1:{dead_port}/cam.mjpg\n    give_up_after: 3\n")
     cameras = read_cameras(tmp_path / "cams.yaml")
-    reports = {report.name: report for report in run_streams(app, cameras, timeout=90)}
+    reports = {report.name: report for report in run_streams(app, cameras, timeout=300)}
     assert reports["clip"].error is None and reports["clip"].frames == 12, reports["clip"]
     assert reports["dead"].error and "127.0.0.1" in reports["dead"].error and reports["dead"].frames == 0
     lines = [json.loads(line) for line in (tmp_path / "out" / "clip.jsonl").read_text().splitlines()]
