@@ -3,8 +3,10 @@
 Small enough to train on 2 CPU cores in an hour or two on the built-in synthetic shapes
 (:mod:`edgecv.models.maskrcnn_train`) and to ship as fp16 demo weights (< 10 MB):
 
-* backbone: a stride-2 stem and four stages of residual 3x3 conv blocks (BatchNorm, ReLU) giving
-  C2..C5 at strides 4, 8, 16, 32 with ``widths`` channels; no ImageNet weights, nothing downloads;
+* backbone: edgecv's YOLO-n stages (stem, dark3, dark4, dark5: C2..C5 at strides 4, 8, 16, 32 with
+  32, 64, 128, 256 channels), which training starts from the shipped YOLO demo's weights (trained on
+  the same synthetic shapes; :func:`init_from_yolo`); ``backbone="plain"`` (residual 3x3 conv stages
+  of ``widths`` channels, from scratch) is what the pilot compared it with. Nothing downloads;
 * FPN: torchvision's ``FeaturePyramidNetwork`` with ``fpn_channels`` channels and a max-pool P6;
 * RPN: one anchor size per level (16 .. 256 px, 3 aspect ratios), few proposals (objects are few);
 * heads: torchvision's ``TwoMLPHead`` (``representation`` wide), ``FastRCNNPredictor``, a 2-layer
@@ -28,6 +30,7 @@ from torch import Tensor, nn
 from edgecv.errors import WeightsError
 
 BUILDER = "maskrcnn_tiny"
+BACKBONES = ("yolo_n", "plain")
 DEMO_WEIGHTS = "maskrcnn_shapes.pt"
 
 
@@ -39,10 +42,11 @@ class TinyConfig:
     and head channels; ``representation``: width of the box head's two fully-connected layers.
     """
 
-    widths: tuple[int, ...] = (24, 48, 96, 160)
+    widths: tuple[int, ...] = (32, 64, 128, 256)
     blocks: int = 1
     fpn_channels: int = 64
     representation: int = 256
+    backbone: str = "yolo_n"  # "yolo_n": edgecv's YOLO-n stages (stem, dark3..dark5); "plain": residual 3x3 stages
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "widths": list(self.widths)}
@@ -54,6 +58,8 @@ class TinyConfig:
         except (TypeError, KeyError) as exc:
             raise WeightsError(f"{source}: expected a tiny Mask R-CNN config {{widths, blocks, fpn_channels, "
                                f"representation}}, found {value!r}") from exc
+        if config.backbone not in BACKBONES:
+            raise WeightsError(f"{source}: backbone: expected one of {BACKBONES}, found {config.backbone!r}")
         if len(config.widths) != 4 or not all(isinstance(v, int) and v > 0 for v in (*config.widths, config.blocks,
                                                                                        config.fpn_channels,
                                                                                        config.representation)):
@@ -87,17 +93,23 @@ class TinyBackbone(nn.Module):
         from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastLevelMaxPool
 
         widths = config.widths
-        self.stem = _conv(3, widths[0] // 2, 2)  # stride 2
-        stages, cin = [], widths[0] // 2
-        for width in widths:
-            stages.append(nn.Sequential(_conv(cin, width, 2), *[_Residual(width) for _ in range(config.blocks)]))
-            cin = width
-        self.stages = nn.ModuleList(stages)
+        if config.backbone == "yolo_n":  # the YOLO-n backbone: C2..C5 = stem (stride 4), dark3, dark4, dark5
+            from edgecv.models.yolo import Yolo, YoloConfig
+
+            yolo = Yolo(YoloConfig("n"))
+            self.stages = nn.ModuleList([yolo.stem, yolo.dark3, yolo.dark4, yolo.dark5])
+            widths = (yolo.stem[1].conv.out_channels, yolo.dark3[0].conv.out_channels,
+                      yolo.dark4[0].conv.out_channels, yolo.dark5[0].conv.out_channels)
+        else:
+            stages, cin = [_conv(3, widths[0] // 2, 2)], widths[0] // 2  # a stride-2 stem before C2
+            for width in widths:
+                stages.append(nn.Sequential(_conv(cin, width, 2), *[_Residual(width) for _ in range(config.blocks)]))
+                cin = width
+            self.stages = nn.ModuleList([nn.Sequential(stages[0], stages[1]), *stages[2:]])
         self.fpn = FeaturePyramidNetwork(list(widths), config.fpn_channels, extra_blocks=LastLevelMaxPool())
         self.out_channels = config.fpn_channels
 
     def forward(self, x: Tensor) -> "OrderedDict[str, Tensor]":
-        x = self.stem(x)
         features: OrderedDict[str, Tensor] = OrderedDict()
         for i, stage in enumerate(self.stages):
             x = stage(x)
@@ -134,6 +146,25 @@ def build_tiny_maskrcnn(num_classes: int = 6, config: TinyConfig | None = None, 
         mask_predictor=MaskRCNNPredictor(channels, channels, num_classes),
         **{**defaults, **kwargs},
     )
+
+
+def init_from_yolo(model: nn.Module, path: str | Path | None = None) -> str:
+    """Load the YOLO-n backbone stages of ``model`` (a ``yolo_n`` tiny Mask R-CNN) from an edgecv YOLO-n
+    checkpoint (None: the shipped YOLO demo, trained on the same synthetic shapes). Returns the source."""
+    from edgecv.models.checkpoint import load_checkpoint
+    from edgecv.models.yolo_io import demo_weights_path as yolo_demo
+
+    path = Path(path) if path is not None else yolo_demo()
+    raw = load_checkpoint(path, "yolo")
+    prefixes = {"stem.": "0.", "dark3.": "1.", "dark4.": "2.", "dark5.": "3."}
+    state = {prefixes[k.split(".")[0] + "."] + k.split(".", 1)[1]: v.float()
+             for k, v in raw["state_dict"].items() if k.split(".")[0] + "." in prefixes}
+    try:
+        model.backbone.stages.load_state_dict(state)
+    except RuntimeError as exc:
+        raise WeightsError(f"{path}: expected YOLO-n backbone weights, found ones that do not fit "
+                           f"({str(exc).splitlines()[0]})") from exc
+    return str(path)
 
 
 def demo_weights_path() -> Path:

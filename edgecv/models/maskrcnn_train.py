@@ -53,6 +53,7 @@ class MaskRCNNTrainOptions:
     val_count: int = 100
     eval_every: int = 1
     max_minutes: float = 0.0  # > 0: stop after the epoch that passes this many minutes (this session)
+    init_yolo: str = "demo"  # the YOLO-n checkpoint whose backbone starts the run ("demo": the shipped one; "": none)
 
 
 class _Instances(Dataset):
@@ -129,6 +130,10 @@ def train_maskrcnn(out: str | Path, opts: MaskRCNNTrainOptions, console: Console
     torch.set_num_threads(opts.threads)
     out = Path(out)
     model = build_model(opts.imgsz)
+    if opts.init_yolo and not resume:  # the YOLO demo already learnt these shapes: start from its backbone
+        from edgecv.models.maskrcnn_tiny import init_from_yolo
+
+        console.print(f"backbone initialised from {init_from_yolo(model, None if opts.init_yolo == 'demo' else opts.init_yolo)}")
     ema = ModelEma(model, decay=0.99, tau=50.0)  # runs of a few thousand steps: a window of ~100
     optimizer = _optimizer(model, opts)  # duck-typed: reads lr and weight_decay
     done = {"epoch": 0, "it": 0, "curve": [], "best": -1.0}

@@ -9,16 +9,27 @@ from edgecv.models.checkpoint import load_checkpoint, save_checkpoint
 from edgecv.models.maskrcnn_tiny import BUILDER, TinyConfig, demo_weights_path, load_tiny, wants_tiny
 from edgecv.models.maskrcnn_train import MaskRCNNTrainOptions, best_path, train_maskrcnn
 
-TINY = dict(imgsz=64, epoch_size=2, batch=1, warmup_iters=1, workers=0, val_count=2, threads=2)
+TINY = ["--imgsz", "64", "--epoch-size", "2", "--batch", "1", "--val-count", "1", "--threads", "2"]
+
+
+def _train(*args):
+    from typer.testing import CliRunner
+
+    from edgecv.cli import app
+
+    return CliRunner().invoke(app, ["train", "maskrcnn", *map(str, args)])
 
 
 def test_two_steps_write_a_checkpoint_that_continues_and_exports(tmp_path):
     out = tmp_path / "m.pt"
-    train_maskrcnn(out, MaskRCNNTrainOptions(epochs=1, **TINY))
+    result = _train("--epochs", 1, "--out", out, *TINY)
+    assert result.exit_code == 0, result.output
     raw = load_checkpoint(out, BUILDER)
     assert [row["epoch"] for row in raw["curve"]] == [1] and raw["resume"]["it"] == 2
     assert {"loss", "mask", "box_map", "mask_map"} <= set(raw["curve"][0])
-    train_maskrcnn(out, MaskRCNNTrainOptions(epochs=2, **TINY), resume=True)  # a second session goes on
+    assert raw["train"]["epochs"] == 1 and "command" in raw["train"]  # (the CLI records sys.argv)
+    result = _train("--epochs", 2, "--out", out, "--continue", *TINY)  # a second session goes on
+    assert result.exit_code == 0 and "continuing" in result.output, result.output
     raw = load_checkpoint(out, BUILDER)
     assert [row["epoch"] for row in raw["curve"]] == [1, 2] and raw["resume"]["it"] == 4
     best = load_checkpoint(best_path(out), BUILDER)
@@ -28,7 +39,7 @@ def test_two_steps_write_a_checkpoint_that_continues_and_exports(tmp_path):
     assert loaded.imgsz == 64 and loaded.class_names[0] == "__background__" and loaded.extra["builder"] == BUILDER
     assert wants_tiny("maskrcnn", best_path(out)) and not wants_tiny("fasterrcnn", None)
     with pytest.raises(OptionError, match="--continue .*imgsz 96"):
-        train_maskrcnn(out, MaskRCNNTrainOptions(epochs=3, **{**TINY, "imgsz": 96}), resume=True)
+        train_maskrcnn(out, MaskRCNNTrainOptions(imgsz=96, epochs=3), resume=True)
 
 
 def test_other_architecture_or_family_is_refused(tmp_path):
@@ -59,7 +70,8 @@ def test_shipped_weights_export_and_eval_box_and_mask_map(tmp_path):
 
     assert demo_weights_path().stat().st_size < 10e6
     out = tmp_path / "maskrcnn.onnx"
-    result = CliRunner().invoke(app, ["export", "maskrcnn", "--out", str(out), "--conf", "0.001", "--no-check"])
+    result = CliRunner().invoke(app, ["export", "maskrcnn", "--out", str(out), "--conf", "0.001", "--iou", "0.5",
+                                      "--no-check"])
     assert result.exit_code == 0, result.output
     onnx_figures = evaluate_model(out, count=6)
     torch_figures = evaluate_model("maskrcnn", count=6, conf=0.001, iou=0.5)
