@@ -172,7 +172,7 @@ def _coco_eval(gt: dict, results: list[dict], class_names: list[str], iou_type: 
         coco_gt.createIndex()
         if not results:
             return 0.0, 0.0, {n: 0.0 for n in class_names}
-        if iou_type == "segm":  # loadRes would overwrite bbox/area from the masks: keep the results intact
+        if iou_type == "segm":  # without a bbox, loadRes takes each area from its mask (COCO's segm convention)
             results = [{k: v for k, v in r.items() if k != "bbox"} for r in results]
         coco_dt = coco_gt.loadRes(results)
         evaluator = COCOeval(coco_gt, coco_dt, iou_type)
@@ -225,12 +225,10 @@ def evaluate(predict: Predict, data, *, class_names: list[str] | None = None,
 
 
 def _add_mask_map(result: EvalResult, data, results: list[dict]) -> None:
-    """Fill ``result.mask_*`` with the ``segm`` figures; the ground truth must carry masks."""
-    annotations = data.gt["annotations"]
-    if any("segmentation" not in a for a in annotations):
-        missing = sum("segmentation" not in a for a in annotations)
-        raise DatasetError(f"mask mAP: expected a 'segmentation' in every ground-truth annotation, found "
-                           f"{missing} of {len(annotations)} without one")
+    """Fill ``result.mask_*`` with the ``segm`` figures, when every ground-truth annotation has a
+    ``segmentation`` (RLE or polygons); a box-only dataset leaves them None (box mAP still holds)."""
+    if any("segmentation" not in a for a in data.gt["annotations"]):
+        return
     result.mask_map50_95, result.mask_map50, result.mask_per_class = _coco_eval(
         data.gt, results, data.class_names, "segm")
 

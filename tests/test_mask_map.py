@@ -80,3 +80,13 @@ def test_box_only_predictor_reports_no_mask_figures():
     result = evaluate(lambda ims: [Detections(data.samples[0].boxes, np.array([0.9], np.float32),
                                               np.array([1], np.int32), NAMES)], data, show_progress=False)
     assert result.map50_95 == pytest.approx(1.0) and result.mask_map50_95 is None and result.mask_per_class == {}
+
+
+def test_box_only_ground_truth_leaves_mask_figures_out():
+    """A dataset without masks still gets box mAP for a mask model; mask figures stay None."""
+    truth = _square(20, 10, 10)
+    data = _Data([_sample(truth, 1)])
+    for annotation in data.gt["annotations"]:
+        del annotation["segmentation"]
+    result = evaluate(_predictor([truth], [data.samples[0].boxes]), data, show_progress=False)
+    assert result.map50_95 == pytest.approx(1.0) and result.mask_map50_95 is None
