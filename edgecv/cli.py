@@ -233,14 +233,20 @@ def evaluate_cmd(
 
     result = evaluate_model(model, data, count=count, imgsz=imgsz, conf=conf, iou=iou, family=family,
                             trust=trust_weights, class_map=class_map, console=console)
-    table = Table(title=f"COCO box mAP of {model} ({result.images} images)")
+    masks = result.mask_map50_95 is not None  # a segment model: box and mask (pycocotools segm) figures
+    table = Table(title=f"COCO {'box and mask' if masks else 'box'} mAP of {model} ({result.images} images)")
     table.add_column("class")
-    table.add_column("AP50-95", justify="right")
+    table.add_column("box AP50-95" if masks else "AP50-95", justify="right")
+    if masks:
+        table.add_column("mask AP50-95", justify="right")
     for name, ap in result.per_class.items():
-        table.add_row(name, f"{ap:.4f}")
-    table.add_row("[bold]all[/]", f"[bold]{result.map50_95:.4f}[/]")
+        table.add_row(name, f"{ap:.4f}", *([f"{result.mask_per_class.get(name, 0.0):.4f}"] if masks else []))
+    table.add_row("[bold]all[/]", f"[bold]{result.map50_95:.4f}[/]", *([f"[bold]{result.mask_map50_95:.4f}[/]"]
+                                                                      if masks else []))
     console.print(table)
     console.print(f"mAP50-95 {result.map50_95:.4f}   mAP50 {result.map50:.4f}   {result.ms_per_image:.1f} ms/image")
+    if masks:
+        console.print(f"mask mAP50-95 {result.mask_map50_95:.4f}   mask mAP50 {result.mask_map50:.4f}")
     from edgecv.calibration.report import print_comparison, stored_comparison
 
     stored = stored_comparison(model)
@@ -304,7 +310,8 @@ def calibrate(
 @app.command()
 @user_errors
 def train(
-    model: str = typer.Argument("yolo", help="Model family: 'yolo' (detection) or 'unet' (semantic segmentation)."),
+    model: str = typer.Argument("yolo", help="Model family: 'yolo' (detection), 'unet' (semantic segmentation) "
+                                "or 'maskrcnn' (instance segmentation, tiny backbone)."),
     data: str = typer.Option("shapes", help="Training data: 'shapes', the built-in synthetic set."),
     size: str = typer.Option("n", help="Model size: n, s or m."),
     imgsz: Optional[int] = typer.Option(None, help="Training image size; default 320 (yolo), 128 (unet)."),
@@ -317,17 +324,31 @@ def train(
     seed: int = typer.Option(0),
     threads: int = typer.Option(2),
     out: Path = typer.Option(Path("runs/yolo.pt"), help="Output checkpoint (written every epoch)."),
+    resume: bool = typer.Option(False, "--continue", help="maskrcnn: continue the run saved in --out."),
+    max_minutes: float = typer.Option(0.0, help="maskrcnn: stop after the epoch that passes this many minutes."),
+    val_count: int = typer.Option(100, help="maskrcnn: synthetic val images per evaluation."),
+    eval_every: int = typer.Option(1, help="maskrcnn: evaluate box and mask mAP every N epochs."),
 ) -> None:
-    """Train edgecv's YOLO on the built-in synthetic shapes set."""
+    """Train edgecv's YOLO, U-Net or tiny Mask R-CNN on the built-in synthetic shapes set."""
     import sys
 
     from edgecv.errors import DatasetError, UnknownModelError
     from edgecv.models.yolo_train import TrainOptions, train_yolo
 
-    if model not in ("yolo", "unet"):
-        raise UnknownModelError(f"training is available for 'yolo' and 'unet', got {model!r}")
+    if model not in ("yolo", "unet", "maskrcnn"):
+        raise UnknownModelError(f"training is available for 'yolo', 'unet' and 'maskrcnn', got {model!r}")
     if data != "shapes":
         raise DatasetError(f"training data: expected 'shapes' (the built-in set), got {data!r}")
+    if model == "maskrcnn":
+        from edgecv.models.maskrcnn_train import MaskRCNNTrainOptions, train_maskrcnn
+
+        opts_m = MaskRCNNTrainOptions(imgsz=imgsz or 256, epochs=epochs, epoch_size=epoch_size, batch=batch, lr=lr,
+                                      seed=seed, threads=threads, max_minutes=max_minutes,
+                                      val_count=val_count, eval_every=eval_every)
+        out = out if out != Path("runs/yolo.pt") else Path("runs/maskrcnn.pt")
+        path = train_maskrcnn(out, opts_m, console, command="edgecv " + " ".join(sys.argv[1:]), resume=resume)
+        console.print(f"[green]saved[/] {path} (best evaluation: {path.with_name(path.stem + '_best' + path.suffix)})")
+        return
     if model == "unet":
         from edgecv.models.unet_train import UNetTrainOptions, train_unet
 

@@ -27,7 +27,8 @@ Predict = Callable[[Sequence[np.ndarray]], list]
 
 @dataclass
 class EvalResult:
-    """COCO figures: ``map50_95`` (AP@[.5:.95]), ``map50`` (AP@.5), per-class AP@[.5:.95]."""
+    """COCO figures: ``map50_95`` (AP@[.5:.95]), ``map50`` (AP@.5), per-class AP@[.5:.95] of the boxes;
+    ``mask_*``: the same for instance masks (pycocotools ``segm``), None when the model has no masks."""
 
     map50_95: float
     map50: float
@@ -37,6 +38,9 @@ class EvalResult:
     ms_per_image: float = 0.0
     class_map: dict[str, str] = field(default_factory=dict)  # dataset category -> model class, where renamed
     ignored_classes: list[str] = field(default_factory=list)  # model classes the dataset has no category for
+    mask_map50_95: float | None = None
+    mask_map50: float | None = None
+    mask_per_class: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -61,15 +65,25 @@ class SyntheticCoco:
 
 
 def _to_coco_results(dets, image_id: int, category_ids: list[int | None]) -> list[dict]:
-    """COCO result entries of one image; detections of model classes without a category are dropped."""
+    """COCO result entries of one image; detections of model classes without a category are dropped.
+
+    With instance masks (``dets.masks``, :class:`~edgecv.runtimes.masks.InstanceMasks` in original
+    pixels) each entry also carries ``segmentation``: the mask's COCO RLE document (compressed
+    counts, image size), which pycocotools' ``segm`` evaluation reads as is.
+    """
+    masks = getattr(dets, "masks", None)
+    documents = masks.to_rle() if masks is not None else [None] * len(dets.boxes)
     out = []
-    for box, score, cls in zip(dets.boxes, dets.scores, dets.class_ids):
+    for box, score, cls, document in zip(dets.boxes, dets.scores, dets.class_ids, documents):
         category = category_ids[int(cls)]
         if category is None:
             continue
         x1, y1, x2, y2 = (float(v) for v in box)
-        out.append({"image_id": image_id, "category_id": category,
-                    "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(score)})
+        entry = {"image_id": image_id, "category_id": category, "bbox": [x1, y1, x2 - x1, y2 - y1],
+                 "score": float(score)}
+        if document is not None:
+            entry["segmentation"] = document
+        out.append(entry)
     return out
 
 
@@ -143,7 +157,10 @@ def match_classes(model_names: Sequence[str], categories: Sequence[tuple[int, st
     return ids
 
 
-def _coco_eval(gt: dict, results: list[dict], class_names: list[str]) -> tuple[float, float, dict[str, float]]:
+def _coco_eval(gt: dict, results: list[dict], class_names: list[str], iou_type: str = "bbox"
+               ) -> tuple[float, float, dict[str, float]]:
+    """``(AP@[.5:.95], AP@.5, per-class AP@[.5:.95])`` of ``results`` against ``gt`` for ``iou_type``
+    ``"bbox"`` or ``"segm"`` (then every ground truth and result entry needs a ``segmentation``)."""
     try:
         from pycocotools.coco import COCO
         from pycocotools.cocoeval import COCOeval
@@ -155,8 +172,10 @@ def _coco_eval(gt: dict, results: list[dict], class_names: list[str]) -> tuple[f
         coco_gt.createIndex()
         if not results:
             return 0.0, 0.0, {n: 0.0 for n in class_names}
+        if iou_type == "segm":  # without a bbox, loadRes takes each area from its mask (COCO's segm convention)
+            results = [{k: v for k, v in r.items() if k != "bbox"} for r in results]
         coco_dt = coco_gt.loadRes(results)
-        evaluator = COCOeval(coco_gt, coco_dt, "bbox")
+        evaluator = COCOeval(coco_gt, coco_dt, iou_type)
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
@@ -182,7 +201,7 @@ def evaluate(predict: Predict, data, *, class_names: list[str] | None = None,
     category_ids = match_classes(model_names, list(zip(data.category_ids, data.class_names)), class_map)
     entries = data.gt["images"]
     results: list[dict] = []
-    elapsed = 0.0
+    elapsed, saw_masks = 0.0, False
     with Progress(disable=not show_progress, transient=True) as progress:
         task = progress.add_task(description, total=len(entries))
         for start in range(0, len(entries), batch):
@@ -192,13 +211,26 @@ def evaluate(predict: Predict, data, *, class_names: list[str] | None = None,
             dets = predict(images)
             elapsed += time.perf_counter() - tic
             for entry, d in zip(chunk, dets):
+                saw_masks = saw_masks or getattr(d, "masks", None) is not None
                 results.extend(_to_coco_results(d, entry["id"], category_ids))
             progress.advance(task, len(chunk))
     map50_95, map50, per_class = _coco_eval(data.gt, results, data.class_names)
-    return EvalResult(map50_95=map50_95, map50=map50, per_class=per_class, images=len(entries),
-                      detections=len(results), ms_per_image=1000 * elapsed / len(entries),
-                      class_map={k: v for k, v in (class_map or {}).items() if k != v},
-                      ignored_classes=[n for n, c in zip(model_names, category_ids) if c is None])
+    result = EvalResult(map50_95=map50_95, map50=map50, per_class=per_class, images=len(entries),
+                        detections=len(results), ms_per_image=1000 * elapsed / len(entries),
+                        class_map={k: v for k, v in (class_map or {}).items() if k != v},
+                        ignored_classes=[n for n, c in zip(model_names, category_ids) if c is None])
+    if saw_masks:
+        _add_mask_map(result, data, results)
+    return result
+
+
+def _add_mask_map(result: EvalResult, data, results: list[dict]) -> None:
+    """Fill ``result.mask_*`` with the ``segm`` figures, when every ground-truth annotation has a
+    ``segmentation`` (RLE or polygons); a box-only dataset leaves them None (box mAP still holds)."""
+    if any("segmentation" not in a for a in data.gt["annotations"]):
+        return
+    result.mask_map50_95, result.mask_map50, result.mask_per_class = _coco_eval(
+        data.gt, results, data.class_names, "segm")
 
 
 def open_eval_data(data: str | Path, *, count: int = 500, imgsz: int = 320):
@@ -242,12 +274,17 @@ def evaluate_model(model: str | Path, data: str | Path = "shapes", *, count: int
 
         weights = None if str(model) in LOADERS else model
         detector = load_for_export(str(model) if weights is None else family, weights, trust=trust)
-        predictor = TorchPredictor(detector, ExportOptions(imgsz=imgsz, conf=conf, iou=iou, max_det=100))
-        meta = predictor.metadata
-        size = predictor.opts.imgsz
+        if "builder" in detector.extra:  # two-stage (tv_twostage): its export graph run in PyTorch, masks pasted
+            from edgecv.export.twostage_predictor import predictor_for
+
+            predictor = predictor_for(detector, imgsz, conf, iou)
+            meta, size = predictor.metadata, predictor.cfg.imgsz
+        else:
+            predictor = TorchPredictor(detector, ExportOptions(imgsz=imgsz, conf=conf, iou=iou, max_det=100))
+            meta, size = predictor.metadata, predictor.opts.imgsz
     dataset = open_eval_data(data, count=count, imgsz=size)
     result = evaluate(predictor, dataset, class_names=meta.class_names, class_map=mapping)
-    if result.ignored_classes:
+    if [n for n in result.ignored_classes if n != "__background__"]:  # torchvision's class 0 is never predicted
         console.print(f"[yellow]note:[/] the dataset has no category for model classes "
                       f"{', '.join(result.ignored_classes)}; their detections are not scored")
     return result

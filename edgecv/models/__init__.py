@@ -51,7 +51,7 @@ TV_SINGLE_STAGE_SHORT = {"ssd": "ssd300_vgg16", "ssdlite": "ssdlite320_mobilenet
 #: ``maskrcnn_mobilenet_v3_large_fpn`` is edgecv's own (torchvision's MaskRCNN on the mobile FPN backbone).
 TWO_STAGE_NAMES = ("fasterrcnn", "maskrcnn", "fasterrcnn_mobilenet_v3_large_320_fpn",
                    "fasterrcnn_mobilenet_v3_large_fpn", "fasterrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn",
-                   "maskrcnn_mobilenet_v3_large_fpn")
+                   "maskrcnn_mobilenet_v3_large_fpn", "maskrcnn_tiny")
 #: semantic segmentation builders (tv_segmentation.py) and short names.
 TV_SEGMENTATION_BUILDERS = ("fcn_resnet50", "fcn_resnet101", "deeplabv3_mobilenet_v3_large", "deeplabv3_resnet50",
                             "deeplabv3_resnet101", "lraspp_mobilenet_v3_large")

@@ -63,6 +63,12 @@ def _maskrcnn_mobilenet(num_classes: int, **kwargs: Any) -> nn.Module:
     return MaskRCNN(backbone, num_classes, rpn_anchor_generator=anchors, **kwargs)
 
 
+def _tiny(**kwargs: Any) -> nn.Module:
+    from edgecv.models.maskrcnn_tiny import build_tiny_maskrcnn
+
+    return build_tiny_maskrcnn(**kwargs)
+
+
 #: builder name -> (constructor(num_classes, **torchvision kwargs), has masks)
 BUILDERS: dict[str, tuple[Callable[..., nn.Module], bool]] = {
     "fasterrcnn_mobilenet_v3_large_320_fpn": (lambda **kw: _tv_builder("fasterrcnn_mobilenet_v3_large_320_fpn")(
@@ -74,11 +80,13 @@ BUILDERS: dict[str, tuple[Callable[..., nn.Module], bool]] = {
     "maskrcnn_resnet50_fpn": (lambda **kw: _tv_builder("maskrcnn_resnet50_fpn")(
         weights=None, weights_backbone=None, **kw), True),
     "maskrcnn_mobilenet_v3_large_fpn": (_maskrcnn_mobilenet, True),  # edgecv's own (not a torchvision builder)
+    "maskrcnn_tiny": (lambda **kw: _tiny(**kw), True),  # edgecv's own, trained demo weights (maskrcnn_tiny.py)
 }
 #: short family name -> default builder
 SHORT_NAMES = {"fasterrcnn": "fasterrcnn_mobilenet_v3_large_320_fpn", "maskrcnn": "maskrcnn_resnet50_fpn"}
 #: default export side per builder (torchvision's min_size)
-DEFAULT_SIZE = {"fasterrcnn_mobilenet_v3_large_320_fpn": 320, "maskrcnn_mobilenet_v3_large_fpn": 320}
+DEFAULT_SIZE = {"fasterrcnn_mobilenet_v3_large_320_fpn": 320, "maskrcnn_mobilenet_v3_large_fpn": 320,
+                "maskrcnn_tiny": 256}
 
 
 @dataclass
@@ -343,7 +351,10 @@ def load_twostage(name: str, weights: str | Path | None = None, *, class_names: 
     """
     from edgecv.export.twostage import export_loaded
     from edgecv.models.base import LoadedDetector
+    from edgecv.models.maskrcnn_tiny import load_tiny, wants_tiny
 
+    if wants_tiny(name, weights):  # `maskrcnn` alone: the shipped tiny Mask R-CNN (trained on synthetic shapes)
+        return load_tiny(weights, class_names=class_names)
     builder = resolve_builder(name)
     state = None if weights is None else load_state(weights)
     count = 91 if state is None else num_classes_of(state, str(weights))
