@@ -89,7 +89,15 @@ def export_variants(name: str = "yolo", weights: str | Path | None = None, out: 
         from edgecv.calibration.sources import check_calibration_data
         from edgecv.evaluation import parse_class_map
 
-        parse_class_map(int8.get("class_map"))  # a malformed --class-map fails before the export
+        class_map = parse_class_map(int8.get("class_map"))  # a bad --class-map fails before the export
+        if str(int8.get("eval_data", "shapes")) == "shapes":
+            from edgecv.data.synthetic import CLASS_NAMES
+            from edgecv.errors import OptionError
+
+            unknown = sorted(set(class_map) - set(CLASS_NAMES))
+            if unknown:
+                raise OptionError(f"class map: expected the synthetic shapes' names on the left "
+                                  f"({', '.join(CLASS_NAMES)}), found {', '.join(unknown)}")
         check_quantize_options(int8.get("method", "percentile"), int8.get("target", "onnxruntime"))
         check_calibration_data(int8.get("data", "shapes"), samples=int8.get("samples", 256),
                                seed=int8.get("seed", 0), every=int8.get("every", 10))

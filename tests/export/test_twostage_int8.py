@@ -71,6 +71,9 @@ def test_cli_int8_export_of_a_coco_named_faster_rcnn(tmp_path) -> None:
     assert "Expected bias" not in done.stdout + done.stderr  # shared initializers are unshared before emitting
     int8_path = tmp_path / "model_int8_onnxruntime.onnx"
     assert_float_regions(onnx.load(int8_path))
+    with Predictor(out, backend="onnxruntime") as predictor:  # the fp32 graph the CLI named
+        assert predictor.metadata.model_family == "fasterrcnn_mobilenet_v3_large_320_fpn"
+        assert predictor.metadata.max_det == 10 and predictor.metadata.class_names[1] == "person"
     with Predictor(int8_path, backend="onnxruntime") as predictor:
         meta = predictor.metadata
         assert meta.precision == "int8" and meta.accuracy["class_map"]["circle"] == "person"
