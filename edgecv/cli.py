@@ -76,6 +76,9 @@ def export(
                                          "(default: tensorrt with --engine, else onnxruntime)."),
     max_drop: Optional[float] = typer.Option(None, min=0.0, help="Max mAP50-95 drop in points; keeps sensitive layers float."),
     eval_count: int = typer.Option(300, help="With --int8: synthetic images for the fp32 vs int8 comparison."),
+    class_map: Optional[str] = typer.Option(None, help="With --int8: dataset category -> model class for the fp32 vs "
+                                            "int8 comparison where names differ, e.g. 'circle=person,square=car' "
+                                            "(a COCO-named head on the synthetic shapes) or a JSON file."),
     fp16: bool = typer.Option(False, "--fp16", help="Also write model_fp16.onnx (fp16 graph, fp32 I/O)."),
     probs: bool = typer.Option(False, "--probs", help="Semantic segmentation: also output probs [B,C,H,W] (softmax)."),
     input_kind: str = typer.Option("float", "--input", help="Input pixels: 'float' (float32 [B,3,H,W], normalised "
@@ -104,7 +107,8 @@ def export(
     opts.frame = parse_frame(frame)
     class_names = [n.strip() for n in names.split(",")] if names else None
     calibration = {"data": calib_data, "method": calib_method, "samples": calib_samples, "max_drop": max_drop,
-                   "eval_count": eval_count, **({"target": target} if target else {})}
+                   "eval_count": eval_count, **({"target": target} if target else {}),
+                   **({"class_map": class_map} if class_map else {})}
     from edgecv.plugins import parse_plugin_option
 
     export_variants(model, weights, out, opts, int8=calibration if int8 else None, fp16=fp16, engine=engine,
@@ -297,6 +301,8 @@ def calibrate(
     exclude: Optional[str] = typer.Option(None, help="Comma-separated node names to keep float."),
     cache: Optional[Path] = typer.Option(None, help="Calibration cache JSON; default <model>.calib.json beside it."),
     out: Optional[Path] = typer.Option(None, help="Output .onnx; default <model>_int8_<target>.onnx beside the input."),
+    class_map: Optional[str] = typer.Option(None, help="Dataset category -> model class for the fp32 vs int8 "
+                                            "comparison where names differ: 'circle=person,...' or a JSON file."),
 ) -> None:
     """Calibrate and quantize an fp32 artifact to an int8 QDQ graph for a target backend."""
     from edgecv.calibration import quantize
@@ -304,7 +310,7 @@ def calibrate(
     nodes = [n.strip() for n in exclude.split(",")] if exclude else None
     quantize(artifact, out, data=data, method=method, target=target, samples=samples, seed=seed, max_drop=max_drop,
              exclude=nodes, evaluate=evaluate, eval_data=eval_data, eval_count=eval_count,
-             cache=cache if cache else True, every=every, console=console)
+             cache=cache if cache else True, every=every, class_map=class_map, console=console)
 
 
 @app.command()

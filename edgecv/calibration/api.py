@@ -121,7 +121,8 @@ def quantize(onnx_path: str | Path, out_path: str | Path | None = None, *, data:
              method: str = "percentile", target: str = "onnxruntime", samples: int = 256, seed: int = 0,
              max_drop: float | None = None, exclude: list[str] | None = None, evaluate: bool = False,
              eval_data: str | Path = "shapes", eval_count: int = 300, cache: str | Path | None | bool = True,
-             form: str = "qdq", every: int = 10, console: Console | None = None) -> QuantizeResult:
+             form: str = "qdq", every: int = 10, class_map: str | Path | dict[str, str] | None = None,
+             console: Console | None = None) -> QuantizeResult:
     """Quantize the fp32 edgecv artifact ``onnx_path`` to int8 for ``target``; write ``out_path``
     (default ``<stem>_int8_<target>.onnx`` beside it: each target its own file). The int8 graph
     records the fp32 graph's name and SHA-256 as its ``parent`` (see :mod:`edgecv.runtimes.lineage`).
@@ -130,7 +131,9 @@ def quantize(onnx_path: str | Path, out_path: str | Path | None = None, *, data:
     entropy | percentile. ``max_drop``: allowed mAP50-95 drop in points (0.5 = 0.005) measured on
     ``eval_data`` (``eval_count`` images); layers are kept float until it holds. ``every``: video
     frame step. ``exclude``: node names kept float. ``form``: ``"qdq"`` or ``"qoperator"`` (onnxruntime
-    target). ``evaluate``: compare fp32 vs int8 without a budget. ``cache``: True
+    target). ``evaluate``: compare fp32 vs int8 without a budget. ``class_map``: dataset category ->
+    model class for that comparison where names differ (``"circle=person,..."``, a JSON file or a dict;
+    e.g. a COCO-named head on the synthetic shapes). ``cache``: True
     (``<stem>.calib.json`` beside the model), a path, or False/None to disable.
 
     When evaluated, ``<out stem>_per_class.png`` and ``<out stem>_report.json`` (accuracy,
@@ -138,7 +141,10 @@ def quantize(onnx_path: str | Path, out_path: str | Path | None = None, *, data:
     """
     from edgecv.calibration.fallback import guarded_emit
 
+    from edgecv.evaluation import parse_class_map
+
     check_quantize_options(method, target)
+    class_map = parse_class_map(class_map)  # a malformed map fails here, before calibration
     console = console or Console()
     onnx_path = Path(onnx_path)
     out_path = Path(out_path) if out_path else default_int8_path(onnx_path, target)
@@ -149,6 +155,12 @@ def quantize(onnx_path: str | Path, out_path: str | Path | None = None, *, data:
     check_not_quantized(model, str(onnx_path))
     if metadata.precision != "fp32":
         raise QuantizationError(f"{onnx_path}: expected an fp32 artifact, found precision {metadata.precision!r}")
+    if metadata.task != "semantic" and (max_drop is not None or evaluate) and str(eval_data) == "shapes":
+        from edgecv.data.synthetic import CLASS_NAMES
+        from edgecv.evaluation import match_classes
+
+        # a COCO-named head on the shapes needs class_map: say so before minutes of calibration
+        match_classes(metadata.class_names, list(enumerate(CLASS_NAMES, 1)), class_map)
     cache_path = default_cache_path(onnx_path) if cache is True else (Path(cache) if cache else None)
     stats, hit, seconds = calibrate_stats(onnx_path, model, metadata, data, samples, seed, cache_path, console,
                                           every)
@@ -165,7 +177,7 @@ def quantize(onnx_path: str | Path, out_path: str | Path | None = None, *, data:
         result.metadata.accuracy = result.accuracy
     elif max_drop is not None or evaluate:
         int8, result = guarded_emit(model, int8, ranges, opts, result, onnx_path, stats, method,
-                                    max_drop, eval_data, eval_count, console)
+                                    max_drop, eval_data, eval_count, console, class_map)
     float_biases = pop_float_biases(int8)  # int32 would overflow: kept float (edgecv.calibration.emit)
     if float_biases:
         result.metadata.calibration["float_biases"] = float_biases

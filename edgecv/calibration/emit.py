@@ -114,6 +114,7 @@ def emit(model: onnx.ModelProto, ranges: dict[str, tuple[float, float]], opts: E
     unknown = sorted(set(exclude) - {n.name for n in model.graph.node})
     if unknown:
         raise QuantizationError(f"exclude: expected node names of the model, found unknown {unknown[:5]}")
+    model = unshared_parameters(model)
     inferred = onnx.shape_inference.infer_shapes(model)
     nodes = [n.name for n in region_nodes(model) if n.name not in set(exclude)]
     logging.getLogger("root").setLevel(logging.WARNING)
@@ -125,6 +126,44 @@ def emit(model: onnx.ModelProto, ranges: dict[str, tuple[float, float]], opts: E
     _rewire_to_float(out, _float_readers(out, model, opts, set(exclude) | float_convs))
     del out.graph.value_info[:]  # stale shapes from inference; ORT re-infers
     _set_float_biases(out, sorted(overflowing))
+    return out
+
+
+def unshared_parameters(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of ``model`` in which every compute node has its own weight and bias initializers.
+
+    Why: the TorchScript exporter turns an initializer equal to another one (a head applied to
+    every FPN level, equal biases) into an ``Identity`` of it, and ONNX Runtime's quantizer then
+    finds a bias that is not an initializer ("Expected bias ... to be an initializer") and leaves it
+    float; one initializer read by several convs is likewise quantized once. Such identities become
+    initializers and each further reader gets its own copy (costs the int8 size of the repeats).
+    """
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    inits = {i.name: i for i in out.graph.initializer}
+    outputs = {o.name for o in out.graph.output}
+    for node in [n for n in out.graph.node
+                 if n.op_type == "Identity" and n.input[0] in inits and n.output[0] not in outputs]:
+        alias = onnx.TensorProto()
+        alias.CopyFrom(inits[node.input[0]])
+        alias.name = node.output[0]
+        out.graph.initializer.append(alias)
+        inits[alias.name] = alias
+        out.graph.node.remove(node)
+    readers: dict[str, int] = {}
+    for node in out.graph.node:
+        if node.op_type not in COMPUTE_OPS:
+            continue
+        for position, name in enumerate(node.input):
+            if position == 0 or name not in inits:
+                continue
+            readers[name] = readers.get(name, 0) + 1
+            if readers[name] > 1:  # the first reader keeps the original
+                copy = onnx.TensorProto()
+                copy.CopyFrom(inits[name])
+                copy.name = f"{name}__copy{readers[name] - 1}"
+                out.graph.initializer.append(copy)
+                node.input[position] = copy.name
     return out
 
 

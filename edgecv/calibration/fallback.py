@@ -42,14 +42,17 @@ class Candidate:
     float_layers: list[str] = field(default_factory=list)
 
 
-def _measure(model: onnx.ModelProto, meta, path: Path, data, description: str, console: Console) -> dict[str, Any]:
-    """Save ``model`` with ``meta`` at ``path`` and return its ``{map50_95, map50, per_class}`` on ``data``."""
+def _measure(model: onnx.ModelProto, meta, path: Path, data, description: str, console: Console,
+             class_map: dict[str, str] | None = None) -> dict[str, Any]:
+    """Save ``model`` with ``meta`` at ``path`` and return its ``{map50_95, map50, per_class}`` on ``data``
+    (``class_map``: dataset category -> model class, for a model whose names are not the dataset's)."""
     from edgecv.calibration.api import write_metadata
 
     write_metadata(model, meta)
     write_with(path, lambda tmp: onnx.save(model, str(tmp)))
     # A progress bar only on a terminal: redirected, a transient bar leaves a blank line per graph.
-    res: EvalResult = evaluate_artifact(path, data, description, show_progress=console.is_terminal)
+    res: EvalResult = evaluate_artifact(path, data, description, show_progress=console.is_terminal,
+                                        class_map=class_map)
     return {"map50_95": res.map50_95, "map50": res.map50, "per_class": res.per_class}
 
 
@@ -66,7 +69,7 @@ def _drop(base: dict[str, Any], row: dict[str, Any]) -> float:
 
 def guarded_emit(fp32: onnx.ModelProto, int8: onnx.ModelProto, ranges: dict, opts: EmitOptions, result,
                  onnx_path: Path, cache, method: str, max_drop: float | None, eval_data, eval_count: int,
-                 console: Console):
+                 console: Console, class_map: dict[str, str] | None = None):
     """Evaluate ``int8`` against ``fp32`` and apply the fallback; returns ``(graph, result)`` with
     ``result.accuracy`` (mAP fractions, drop in points, latency on the target's runtime),
     ``result.excluded``, ``result.metadata`` and ``result.fallback`` (the search steps) filled in."""
@@ -76,9 +79,10 @@ def guarded_emit(fp32: onnx.ModelProto, int8: onnx.ModelProto, ranges: dict, opt
     data = open_eval_data(eval_data, count=eval_count, imgsz=int(fp32_meta.letterbox_size[0]))
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        base = _measure(onnx.load(str(onnx_path)), fp32_meta, folder / "fp32.onnx", data, "evaluating fp32", console)
+        base = _measure(onnx.load(str(onnx_path)), fp32_meta, folder / "fp32.onnx", data, "evaluating fp32", console,
+                        class_map)
         first = Candidate(_measure(int8, result.metadata, folder / "int8.onnx", data, "evaluating int8",
-                                   console), int8,
+                                   console, class_map), int8,
                           list(result.excluded), folder / "int8.onnx")
         best, steps = first, []
         if max_drop is not None and _drop(base, first.row) > max_drop:
@@ -86,12 +90,13 @@ def guarded_emit(fp32: onnx.ModelProto, int8: onnx.ModelProto, ranges: dict, opt
                           "keeping the most quantisation-sensitive layers float, 1, 2, 4, ... per step")
             ranking = layer_sensitivity(fp32, int8, _probe_batches(data, fp32_meta))
             best, steps = _search(fp32, ranges, opts, result, cache, method, ranking, base, first, max_drop,
-                                  folder, data, console)
+                                  folder, data, console, class_map)
         latency = _latency(folder / "fp32.onnx", best.path, opts.target)
     drop = _drop(base, best.row)
     result.excluded = best.excluded
     result.metadata = int8_metadata(fp32_meta, cache, method, opts, best.excluded)
     result.accuracy = {"fp32": base, "int8": best.row, "drop_points": drop, "eval_data": str(eval_data),
+                       **({"class_map": dict(class_map)} if class_map else {}),
                        "eval_images": len(data.gt["images"]), "max_drop": max_drop, "target": opts.target,
                        "latency": latency, "latency_ratio": latency.get("rows", {}).get("int8", {}).get("ratio")}
     result.metadata.accuracy = result.accuracy
@@ -116,7 +121,7 @@ def _latency(fp32_path: Path, int8_path: Path, target: str) -> dict[str, Any]:
 
 
 def _search(fp32, ranges, opts, result, cache, method, ranking, base, first: Candidate, max_drop, folder, data,
-            console) -> tuple[Candidate, list[dict[str, Any]]]:
+            console, class_map=None) -> tuple[Candidate, list[dict[str, Any]]]:
     """Try keeping the top 1, 2, 4, ... sensitive layers float; first within ``max_drop`` wins, else best mAP.
 
     Returns the chosen candidate and one record per step (float layers, node count, mAP, drop).
@@ -131,7 +136,7 @@ def _search(fp32, ranges, opts, result, cache, method, ranking, base, first: Can
         graph = emit(fp32, ranges, opts, excluded)
         meta = int8_metadata(result.metadata, cache, method, opts, excluded)
         path = folder / f"int8_float{count}.onnx"
-        row = _measure(graph, meta, path, data, f"evaluating int8 with {count} layers float", console)
+        row = _measure(graph, meta, path, data, f"evaluating int8 with {count} layers float", console, class_map)
         drop = _drop(base, row)
         steps.append({"step": len(steps) + 1, "float_layers": layers, "float_nodes": len(excluded),
                       "map50_95": row["map50_95"], "drop_points": drop,

@@ -1,10 +1,17 @@
 """Graph queries the calibrator needs: the quantizable region, post-processing, already-quantized checks.
 
 *Post-processing* = the ``edgecv_nms/`` nodes plus every node from which no compute op
-(:data:`COMPUTE_OPS`) is reachable downstream -- box decode, DFL softmax, the score sigmoid and
-the reshapes / concats feeding NMS. It stays float. The *region* is every other node except the input pre-processing of a uint8 artifact (the
-``edgecv_pre/`` nodes: cast, colour swap, scaling; :mod:`edgecv.export.uint8_input`), which stays
-float too: quantizing raw pixels or their normalisation would only add error in front of the first layer.
+(:data:`COMPUTE_OPS`) is reachable downstream through *data* inputs -- box decode, DFL softmax,
+the score sigmoid and the reshapes / concats feeding NMS. It stays float. The *region* is every
+other node except the input pre-processing of a uint8 artifact (the ``edgecv_pre/`` nodes: cast,
+colour swap, scaling; :mod:`edgecv.export.uint8_input`), which stays float too: quantizing raw
+pixels or their normalisation would only add error in front of the first layer.
+
+Data inputs (:data:`DATA_INPUTS`): an edge into an index, shape or box input does not carry
+activations onward. That is what keeps a two-stage detector's RPN decode, top-k, NMS and RoI
+level assignment float: their boxes reach the box head only as RoI Align's ``rois`` input and
+their indices only as ``Gather`` indices, while RoI Align's *features* (input 0) and the heads
+stay in the region.
 """
 
 from __future__ import annotations
@@ -19,6 +26,14 @@ from edgecv.export.uint8_input import is_prefix_node
 
 #: Ops whose inputs TensorRT (and ORT's QDQ fusions) consume as int8.
 COMPUTE_OPS = frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm"})
+#: Per op type, the input positions that carry values onward to its outputs; the other inputs are
+#: indices, shapes, boxes or conditions (default: every input carries values).
+DATA_INPUTS: dict[str, tuple[int, ...]] = {
+    "RoiAlign": (0,), "MaxRoiPool": (0,), "Gather": (0,), "GatherElements": (0,), "GatherND": (0,),
+    "Where": (1, 2), "Reshape": (0,), "Expand": (0,), "Tile": (0,), "Slice": (0,), "Pad": (0,), "Resize": (0,),
+    "Squeeze": (0,), "Unsqueeze": (0,), "TopK": (0,), "Shape": (), "Size": (), "NonMaxSuppression": (),
+    "ConstantOfShape": (),
+}
 QUANT_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger",
                        "MatMulInteger", "DynamicQuantizeLinear"})
 
@@ -33,10 +48,12 @@ def check_not_quantized(model: onnx.ModelProto, source: str = "model") -> None:
 
 def postprocess_nodes(model: onnx.ModelProto) -> set[str]:
     """Names of the post-processing nodes (see module docstring)."""
-    consumers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
+    consumers: dict[str, list[onnx.NodeProto]] = defaultdict(list)  # data-input readers only
     for node in model.graph.node:
-        for name in node.input:
-            consumers[name].append(node)
+        carried = DATA_INPUTS.get(node.op_type)
+        for position, name in enumerate(node.input):
+            if carried is None or position in carried:
+                consumers[name].append(node)
     feeds_compute: dict[str, bool] = {}
     for node in reversed(model.graph.node):  # graph nodes are topologically sorted
         feeds_compute[node.name] = any(

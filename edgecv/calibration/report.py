@@ -29,13 +29,15 @@ from edgecv.fileio import write_json, write_with
 TIMING_BACKENDS: dict[str, str | None] = {"onnxruntime": "onnxruntime", "openvino": "openvino", "tensorrt": None}
 
 
-def evaluate_artifact(path: str | Path, data, description: str, show_progress: bool = True) -> EvalResult:
-    """COCO mAP of the artifact at ``path`` on ``data`` (SyntheticCoco / CocoFolder) through the Predictor."""
+def evaluate_artifact(path: str | Path, data, description: str, show_progress: bool = True,
+                      class_map: dict[str, str] | None = None) -> EvalResult:
+    """COCO mAP of the artifact at ``path`` on ``data`` (SyntheticCoco / CocoFolder) through the Predictor;
+    ``class_map``: dataset category -> model class where names differ (see :func:`edgecv.evaluation.match_classes`)."""
     from edgecv.runtimes import Predictor
 
     with Predictor(path) as predictor:
         return evaluate(predictor, data, class_names=list(predictor.class_names), show_progress=show_progress,
-                        description=description)
+                        description=description, class_map=class_map)
 
 
 def timing_backend(target: str) -> tuple[str | None, str]:

@@ -45,9 +45,7 @@ def export_model(name: str = "yolo", weights: str | Path | None = None, out: str
     opts = resolve_options(opts, detector)
     out = Path(out) if out is not None else Path("exports") / name / "model.onnx"
     with console.status(f"exporting {detector.family} at {opts.imgsz}x{opts.imgsz} → {out}"):
-        # A family whose graph ends in the output contract itself (two-stage) brings its own exporter.
-        exporter = detector.extra.get("export", export_detector)
-        result = exporter(detector, out, opts, console=console)
+        result = export_detector(detector, out, opts, console=console)  # dispatches by family / task
     console.print(f"[green]exported[/] {result.path} in {result.seconds:.1f}s")
     if warn_stale:
         warn_stale_derivatives(result.path, console)
@@ -100,7 +98,17 @@ def export_variants(name: str = "yolo", weights: str | Path | None = None, out: 
     if int8 is not None:  # seconds to check here, instead of failing after the whole fp32 export
         from edgecv.calibration.api import check_quantize_options
         from edgecv.calibration.sources import check_calibration_data
+        from edgecv.evaluation import parse_class_map
 
+        class_map = parse_class_map(int8.get("class_map"))  # a bad --class-map fails before the export
+        if str(int8.get("eval_data", "shapes")) == "shapes":
+            from edgecv.data.synthetic import CLASS_NAMES
+            from edgecv.errors import OptionError
+
+            unknown = sorted(set(class_map) - set(CLASS_NAMES))
+            if unknown:
+                raise OptionError(f"class map: expected the synthetic shapes' names on the left "
+                                  f"({', '.join(CLASS_NAMES)}), found {', '.join(unknown)}")
         check_quantize_options(int8.get("method", "percentile"), int8.get("target", "onnxruntime"))
         check_calibration_data(int8.get("data", "shapes"), samples=int8.get("samples", 256),
                                seed=int8.get("seed", 0), every=int8.get("every", 10))

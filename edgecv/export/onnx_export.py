@@ -150,6 +150,19 @@ def _check_images(opts: ExportOptions, given: list | None) -> tuple[list | None,
     return images, str(opts.check_images)
 
 
+def _export_semantic(detector: LoadedDetector, out: str | Path, opts: ExportOptions | None = None,
+                     fidelity_images: list | None = None, console=None) -> ExportResult:
+    from edgecv.export.semantic import export_semantic  # label map in the graph, no NMS
+
+    return export_semantic(detector, out, opts, fidelity_images, console)
+
+
+#: The one export dispatch table, by the artifact's task: exporters of graphs that do not end in
+#: trace + ``append_nms``. A family can bring its own instead (``LoadedDetector.extra["export"]``:
+#: two-stage graphs end in the detection contract themselves); both take ``export_detector``'s arguments.
+TASK_EXPORTERS: dict[str, Callable[..., ExportResult]] = {"semantic": _export_semantic}
+
+
 def export_detector(detector: LoadedDetector, out: str | Path, opts: ExportOptions | None = None,
                     fidelity_images: list | None = None, console=None) -> ExportResult:
     """Export a loaded detector to ``out`` (.onnx) with NMS in the graph and a fidelity check.
@@ -160,10 +173,9 @@ def export_detector(detector: LoadedDetector, out: str | Path, opts: ExportOptio
     """
     from edgecv.export.fidelity import Tolerance, check_fidelity, default_images, mixed_images, print_report
 
-    if detector.task == "semantic":  # label map in the graph, no NMS
-        from edgecv.export.semantic import export_semantic
-
-        return export_semantic(detector, out, opts, fidelity_images, console)
+    exporter = detector.extra.get("export") or TASK_EXPORTERS.get(detector.task)  # see TASK_EXPORTERS
+    if exporter is not None:
+        return exporter(detector, out, opts, fidelity_images=fidelity_images, console=console)
     opts = resolve_options(opts, detector)
     start = time.time()
     out = Path(out)

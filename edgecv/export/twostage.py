@@ -71,12 +71,14 @@ def twostage_metadata(builder: str, cfg: TwoStageConfig, batch: int, class_names
 
 def export_twostage(name: str, out: str | Path, cfg: TwoStageConfig | None = None, *, batch: int = 1,
                     state: dict | None = None, source: str = "", class_names: list[str] | None = None,
-                    check: bool = True, seed: int = 0, console: Console | None = None) -> ExportResult:
+                    check: bool = True, seed: int = 0, console: Console | None = None,
+                    images: list | None = None) -> ExportResult:
     """Export two-stage builder ``name`` (or ``fasterrcnn`` / ``maskrcnn``) to ``out``.
 
     ``state``: a torchvision state dict of that builder (None: seeded random weights, BatchNorm
     statistics measured, class logits spread -- enough for the fidelity check to have detections).
-    ``check``: compare with torchvision's own model (:mod:`edgecv.export.twostage_fidelity`) and
+    ``check``: compare with torchvision's own model (:mod:`edgecv.export.twostage_fidelity`, on ``images``,
+    default :func:`~edgecv.export.twostage_fidelity.fidelity_images`) and
     store the report in the metadata; a failed check raises :class:`ExportError` after writing.
     """
     from edgecv.export.twostage_fidelity import check_twostage, print_twostage_report
@@ -104,7 +106,7 @@ def export_twostage(name: str, out: str | Path, cfg: TwoStageConfig | None = Non
     write_with(out, lambda tmp: onnx.save(onnx_model, str(tmp)))
     report: dict = {}
     if check:
-        report = check_twostage(model, out, cfg)
+        report = check_twostage(model, out, cfg, images)
         report["graph"] = {"builder": builder, **asdict(cfg)}
         metadata.fidelity = report
         set_metadata(onnx_model, metadata)
@@ -116,10 +118,12 @@ def export_twostage(name: str, out: str | Path, cfg: TwoStageConfig | None = Non
     return ExportResult(path=out, metadata=metadata, fidelity=report, seconds=time.time() - start)
 
 
-def export_loaded(detector, out: str | Path, opts, console: Console | None = None) -> ExportResult:  # noqa: ANN001
+def export_loaded(detector, out: str | Path, opts, fidelity_images: list | None = None,  # noqa: ANN001
+                  console: Console | None = None) -> ExportResult:
     """``edgecv export <two-stage name>``: :func:`export_twostage` with the CLI's
     :class:`~edgecv.export.onnx_export.ExportOptions` (imgsz, batch, max_det, conf, iou,
-    max_candidates, check). Random weights (no ``--weights``) get ``conf <= 0.05``: their scores are
+    max_candidates, check); ``fidelity_images`` (BGR uint8) replace the default check images.
+    Random weights (no ``--weights``) get ``conf <= 0.05``: their scores are
     spread thin and the fidelity check needs detections to compare."""
     if opts.input != "float":  # the graph starts with torchvision's GeneralizedRCNNTransform, traced as is
         raise ExportError(f"--input: expected 'float' for two-stage graphs (uint8 input not implemented for "
@@ -133,4 +137,5 @@ def export_loaded(detector, out: str | Path, opts, console: Console | None = Non
     cfg = TwoStageConfig(imgsz=opts.imgsz or detector.imgsz, max_det=opts.max_det, conf=conf, iou=opts.iou,
                          max_candidates=opts.max_candidates)
     return export_twostage(detector.extra["builder"], out, cfg, batch=opts.batch, state=detector.extra["state"],
-                           source=detector.source, class_names=detector.class_names, check=opts.check, console=console)
+                           source=detector.source, class_names=detector.class_names, check=opts.check, console=console,
+                           images=fidelity_images)

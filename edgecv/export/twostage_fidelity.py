@@ -13,8 +13,12 @@ Criteria (never "0/0 matched, passed"): detections matched one-to-one, same clas
 pairs' masks, both pasted by the runtime's own :func:`~edgecv.runtimes.tasks.segment.paste_masks`
 (torchvision's 28x28 grids vs the graph's), so the figure measures the graph, not two pasting codes.
 
-Images: synthetic scenes (many / few objects) and a grey frame, with mild noise
-(:func:`check_images`).
+Images (:func:`fidelity_images`): at two original sizes, the export side square and a
+non-square ``3/4 side x side`` frame (letterboxed into the graph: boxes mapped back and masks
+pasted into the original image by the runtime, which is where a wrong paste-back shows), each
+with synthetic scenes (several objects, one object) and a grey frame (no object), mild noise.
+Figures are reported per original size (``sizes``) and in total; each size with enough
+detections must pass on its own.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from torch import nn
 
 from edgecv.export.fidelity import box_iou
 from edgecv.models.tv_twostage import TwoStageConfig
+from edgecv.runtimes.postprocess import scale_boxes_back
 from edgecv.runtimes.preprocess import LetterboxInfo, preprocess_batch
 
 MATCH_IOU = 0.99
@@ -36,9 +41,10 @@ MIN_DETECTIONS = 20
 BOX_ATOL = 1e-4
 
 
-def check_images(imgsz: int, count: int = 4, noise: float = 4.0) -> list[np.ndarray]:
-    """BGR uint8 check images: ``count`` synthetic scenes and a grey frame, with Gaussian noise of
-    ``noise`` grey levels (seeded).
+def check_images(imgsz: int | tuple[int, int], count: int = 4, noise: float = 4.0,
+                 max_objects: int = 8) -> list[np.ndarray]:
+    """BGR uint8 check images of ``imgsz`` (side or ``(h, w)``): ``count`` synthetic scenes (1 to
+    ``max_objects`` objects) and a grey frame, with Gaussian noise of ``noise`` grey levels (seeded).
 
     Why the noise: on a flat region every anchor of a random-weight network has the same
     objectness, bit for bit, and which of the tied anchors a ``TopK`` keeps is implementation
@@ -46,10 +52,18 @@ def check_images(imgsz: int, count: int = 4, noise: float = 4.0) -> list[np.ndar
     """
     from edgecv.data.synthetic import ShapesDataset
 
-    shapes = ShapesDataset("val", count, imgsz, seed=1234)
-    images = [shapes[i].image for i in range(count)] + [np.full((imgsz, imgsz, 3), 128, np.uint8)]
+    hw = (imgsz, imgsz) if isinstance(imgsz, int) else tuple(imgsz)
+    shapes = ShapesDataset("val", count, hw, seed=1234, max_objects=max_objects)
+    images = [shapes[i].image for i in range(count)] + [np.full((*hw, 3), 128, np.uint8)]
     rng = np.random.default_rng(0)
     return [np.clip(im + rng.normal(0, noise, im.shape), 0, 255).astype(np.uint8) for im in images]
+
+
+def fidelity_images(imgsz: int) -> list[np.ndarray]:
+    """The default check set: at ``imgsz x imgsz`` four scenes + a grey frame; at ``3/4 imgsz x imgsz``
+    one busy scene, one single-object scene and a grey frame (see the module docstring)."""
+    other = (max(32, imgsz * 3 // 4), imgsz)
+    return check_images(imgsz) + check_images(other, count=1) + check_images(other, count=1, max_objects=1)[:1]
 
 
 def torchvision_outputs(model: nn.Module, tensor: np.ndarray) -> list[dict[str, np.ndarray]]:
@@ -104,20 +118,22 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
     return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
 
 
-def _compare(ref: dict, det, tensor_hw: tuple[int, int], tally: dict) -> None:  # noqa: ANN001 (Detections)
-    """Add one image's comparison to ``tally``."""
+def _compare(ref: dict, det, info: LetterboxInfo, tally: dict) -> None:  # noqa: ANN001 (Detections)
+    """Add one image's comparison to ``tally``: torchvision's boxes (network pixels) mapped back to the
+    original image with ``info``, as the Predictor maps its own; masks pasted by the runtime on both sides."""
     from edgecv.runtimes.tasks.segment import paste_masks
 
+    ref_boxes = scale_boxes_back(ref["boxes"], info)
     n_ref, n_got = len(ref["boxes"]), len(det.boxes)
     tally["torch_dets"] += n_ref
     tally["onnx_dets"] += n_got
     tally["pairs"] += max(n_ref, n_got)
     tally["zero_images"] += int(n_got == 0)
-    matched = pairs(ref["boxes"], ref["labels"], det.boxes, det.class_ids, atol=BOX_ATOL * max(tensor_hw))
+    tally["images"] += 1
+    matched = pairs(ref_boxes, ref["labels"], det.boxes, det.class_ids, atol=BOX_ATOL * max(info.orig_shape))
     tally["matched"] += len(matched)
-    tally["matched_iou50"] += len(pairs(ref["boxes"], ref["labels"], det.boxes, det.class_ids, 0.5))
+    tally["matched_iou50"] += len(pairs(ref_boxes, ref["labels"], det.boxes, det.class_ids, 0.5))
     if "grids" in ref and matched and det.masks is not None:
-        info = LetterboxInfo(1.0, 0, 0, tensor_hw)
         rows = [i for i, _ in matched]
         torch_masks = paste_masks(ref["grids"][rows], ref["boxes"][rows], info).dense()
         onnx_masks = det.masks.dense()
@@ -129,18 +145,42 @@ def check_twostage(model: nn.Module, path, cfg: TwoStageConfig, images: list[np.
     :func:`check_images`); returns a JSON-able report (``passed``, ``status``, ``failures``, figures)."""
     from edgecv.runtimes import Predictor
 
-    images = images if images is not None else check_images(cfg.imgsz)
-    tally = {"torch_dets": 0, "onnx_dets": 0, "pairs": 0, "matched": 0, "zero_images": 0, "matched_iou50": 0,
-             "mask_ious": []}
+    images = images if images is not None else fidelity_images(cfg.imgsz)
+    sizes: dict[str, dict] = {}
     with Predictor(path, backend="onnxruntime") as predictor:
         batch = predictor.batch_size or len(images)
         for start in range(0, len(images), batch):
             chunk = images[start:start + batch]
-            tensor, _ = preprocess_batch(chunk, predictor.metadata, batch_size=batch)
+            tensor, infos = preprocess_batch(chunk, predictor.metadata, batch_size=batch)
             refs = torchvision_outputs(model, tensor)
-            for ref, det in zip(refs, predictor(chunk)):
-                _compare(ref, det, (cfg.imgsz, cfg.imgsz), tally)
-    return _judge(tally, cfg, len(images))
+            for ref, det, info in zip(refs, predictor(chunk), infos):
+                key = "x".join(map(str, info.orig_shape))
+                _compare(ref, det, info, sizes.setdefault(key, _empty_tally()))
+    total = _empty_tally()
+    for tally in sizes.values():
+        for name, value in tally.items():
+            total[name] += value
+    report = _judge(total, cfg, len(images))
+    report["sizes"] = {key: _figures(tally) for key, tally in sizes.items()}
+    for key, figures in report["sizes"].items():  # each size with enough detections passes on its own
+        if cfg.pooler != "pool" and figures["torch_dets"] >= MIN_DETECTIONS and figures["matched_share"] < MATCH_SHARE:
+            report["failures"].append(f"at original size {key}: matched {100 * figures['matched_share']:.1f} % "
+                                      f"(torch {figures['torch_dets']}, onnx {figures['onnx_dets']})")
+            report.update(passed=False, status="failed")
+    return report
+
+
+def _empty_tally() -> dict:
+    return {"torch_dets": 0, "onnx_dets": 0, "pairs": 0, "matched": 0, "zero_images": 0, "matched_iou50": 0,
+            "images": 0, "mask_ious": []}
+
+
+def _figures(tally: dict) -> dict:
+    """One size's JSON-able figures: counts, matched share, mean mask IoU."""
+    ious = tally["mask_ious"]
+    return {**{k: v for k, v in tally.items() if k != "mask_ious"},
+            "matched_share": tally["matched"] / tally["pairs"] if tally["pairs"] else None,
+            "mask_iou_mean": float(np.mean(ious)) if ious else None, "mask_pairs": len(ious)}
 
 
 def _judge(tally: dict, cfg: TwoStageConfig, images: int) -> dict:
@@ -182,5 +222,10 @@ def print_twostage_report(report: dict, console: Console) -> None:
                   f"onnx {report['torch_dets']}/{report['onnx_dets']}, matched @IoU{MATCH_IOU} "
                   f"{_percent(report['matched_share'])} (@IoU0.5 {_percent(report['matched_share_iou50'])}){masks}: "
                   f"{report['status']}", highlight=False)
+    for key, f in report.get("sizes", {}).items():
+        console.print(f"  at {key}: {f['images']} images, dets torch/onnx {f['torch_dets']}/{f['onnx_dets']}, "
+                      f"matched {_percent(f['matched_share'])}" + ("" if f["mask_iou_mean"] is None else
+                                                                    f", mask IoU {f['mask_iou_mean']:.4f}"),
+                      highlight=False)
     for line in report.get("failures", []) + report.get("differences", []) + report.get("warnings", []):
         console.print(f"[yellow]{line}[/]", highlight=False)
