@@ -175,3 +175,10 @@ def compile_kernel(fn: Callable, signature: dict[str, str], constexprs: dict[str
     return CompiledKernel(name=str(meta.name), target=target_match.group(1), ptx=ptx, cubin=bytes(compiled.asm["cubin"]),
                           ptx_isa=isa_match.group(1), cuda_version=cuda, min_driver=driver,
                           num_warps=int(meta.num_warps), shared_mem=int(meta.shared), compile_seconds=seconds)
+
+
+def current_capability() -> int:
+    """Compute capability of the GPU TensorRT builds on (Triton's active CUDA driver), e.g. 87."""
+    import triton
+
+    return int(triton.runtime.driver.active.get_current_target().arch)

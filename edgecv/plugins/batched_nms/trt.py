@@ -49,10 +49,11 @@ def _define(trtp: Any, trt: Any) -> None:
                         tactic: int) -> Tuple[Union[str, bytes], Union[str, bytes], trtp.KernelLaunchParams,
                                               trtp.SymExprs]:
         from edgecv.plugins.batched_nms import compile_node
+        from edgecv.plugins.compile import current_capability
 
         attrs = {"max_det": max_det, "iou_threshold": iou_threshold, "conf_threshold": conf_threshold,
                  "max_candidates": max_candidates, "class_agnostic": class_agnostic}
-        (kernel,) = compile_node(attrs, _current_capability())
+        (kernel,) = compile_node(attrs, current_capability())
         launch = trtp.KernelLaunchParams()
         launch.grid_x = boxes.shape_expr[0]
         launch.block_x = kernel.num_warps * 32
@@ -61,13 +62,6 @@ def _define(trtp: Any, trt: Any) -> None:
         extra[0] = trtp.SymInt32(boxes.shape_expr[1])  # N
         extra[1] = trtp.SymInt32(scores.shape_expr[2])  # C
         return kernel.name, kernel.ptx, launch, extra
-
-
-def _current_capability() -> int:
-    """Compute capability of the GPU TensorRT builds on (Triton's active CUDA driver)."""
-    import triton
-
-    return int(triton.runtime.driver.active.get_current_target().arch)
 
 
 def register(trtp: Any = None) -> None:

@@ -40,10 +40,11 @@ def _define(trtp: Any, trt: Any) -> None:
                       tactic: int) -> Tuple[Union[str, bytes], Union[str, bytes], trtp.KernelLaunchParams,
                                             trtp.SymExprs]:
         from edgecv.plugins.roi_align import compile_node
+        from edgecv.plugins.compile import current_capability
         from edgecv.plugins.roi_align.kernel import kernel_constexprs
 
         attrs = {"output_size": output_size, "sampling_ratio": sampling_ratio, "aligned": aligned}
-        (kernel,) = compile_node(attrs, _current_capability())
+        (kernel,) = compile_node(attrs, current_capability())
         block_c = kernel_constexprs(output_size, sampling_ratio, bool(aligned))["BLOCK_C"]
         count = rois.shape_expr[0] * rois.shape_expr[1]
         launch = trtp.KernelLaunchParams()
@@ -58,13 +59,6 @@ def _define(trtp: Any, trt: Any) -> None:
         extra[3] = trtp.SymInt32(features.shape_expr[2])  # spatial
         extra[4] = trtp.SymInt32(levels.shape_expr[0])  # num_levels
         return kernel.name, kernel.ptx, launch, extra
-
-
-def _current_capability() -> int:
-    """Compute capability of the GPU TensorRT builds on (Triton's active CUDA driver)."""
-    import triton
-
-    return int(triton.runtime.driver.active.get_current_target().arch)
 
 
 def register(trtp: Any = None) -> None:
