@@ -283,10 +283,17 @@ def seeded_random_model(name: str, cfg: TwoStageConfig, seed: int = 0, num_class
     random images and the heads' outputs rescaled (:func:`_spread_outputs`), so that random weights
     give well-separated scores: the fidelity check then has detections to match."""
     torch.manual_seed(seed)
-    model = build_torchvision(name, cfg, num_classes)
-    # Random BatchNorm statistics (mean 0, var 1) shrink activations ~10x per block, to ~1e-8 at the
-    # FPN: every anchor would score the same and the comparison would be about ties. Recompute the
-    # statistics on random images (cumulative average), as a trained model has them.
+    return enliven(build_torchvision(name, cfg, num_classes), cfg.imgsz)
+
+
+def enliven(model: nn.Module, imgsz: int) -> nn.Module:
+    """A randomly initialised two-stage ``model`` made to behave like a trained one (in place; returned).
+
+    Random BatchNorm statistics (mean 0, var 1) shrink activations ~10x per block, to ~1e-8 at the
+    FPN: every anchor would score the same and the comparison would be about ties. The statistics
+    are recomputed on random images (cumulative average), as a trained model has them; then the
+    heads' outputs are spread (:func:`_spread_outputs`).
+    """
     norms = [m for m in model.backbone.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     for norm in norms:
         norm.reset_running_stats()
@@ -294,9 +301,9 @@ def seeded_random_model(name: str, cfg: TwoStageConfig, seed: int = 0, num_class
     model.backbone.train()
     with torch.no_grad():
         for _ in range(2):
-            model.backbone(torch.randn(2, 3, cfg.imgsz, cfg.imgsz))
+            model.backbone(torch.randn(2, 3, imgsz, imgsz))
     model.eval()
-    _spread_outputs(model, cfg.imgsz)
+    _spread_outputs(model, imgsz)
     return model
 
 

@@ -31,24 +31,14 @@ def faster_resnet18(cfg: TwoStageConfig) -> torch.nn.Module:
     from torchvision.models.detection import FasterRCNN
     from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 
-    from edgecv.models.tv_twostage import _spread_outputs
+    from edgecv.models.tv_twostage import enliven
 
     torch.manual_seed(0)
     model = FasterRCNN(resnet_fpn_backbone(backbone_name="resnet18", weights=None, trainable_layers=5), num_classes=5,
                        min_size=cfg.imgsz, max_size=cfg.imgsz, image_mean=[0.0] * 3, image_std=[1.0] * 3,
                        box_score_thresh=cfg.conf, box_detections_per_img=cfg.max_det,
                        rpn_pre_nms_top_n_test=cfg.pre_nms_top_n, rpn_post_nms_top_n_test=cfg.post_nms_top_n)
-    norms = [m for m in model.backbone.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    for norm in norms:
-        norm.reset_running_stats()
-        norm.momentum = None
-    model.backbone.train()
-    with torch.no_grad():
-        for _ in range(2):
-            model.backbone(torch.randn(2, 3, cfg.imgsz, cfg.imgsz))
-    model.eval()
-    _spread_outputs(model, cfg.imgsz)
-    return model
+    return enliven(model, cfg.imgsz)
 
 
 def images() -> np.ndarray:
