@@ -21,7 +21,7 @@ from edgecv.calibration.cache import CalibrationCache, default_cache_path, model
 from edgecv.calibration.collect import collect_stats
 from edgecv.calibration.emit import TARGETS, EmitOptions, emit, pop_float_biases
 from edgecv.calibration.graph import check_not_quantized, float_activations, region_nodes
-from edgecv.calibration.ranges import METHODS, compute_range
+from edgecv.calibration.ranges import METHODS, compute_range, pixel_range
 from edgecv.calibration.sources import data_hash, iter_batches, open_source
 from edgecv.errors import ArtifactError, CalibrationError, QuantizationError
 from edgecv.fileio import write_with
@@ -165,6 +165,7 @@ def quantize(onnx_path: str | Path, out_path: str | Path | None = None, *, data:
     stats, hit, seconds = calibrate_stats(onnx_path, model, metadata, data, samples, seed, cache_path, console,
                                           every)
     ranges = ranges_for(stats, method)
+    ranges.update((k, v) for k, v in pixel_range(model, metadata).items() if k in ranges)  # known, not estimated
     opts = EmitOptions(target=target, form=form)
     excluded = list(exclude or [])
     int8 = emit(model, ranges, opts, excluded)

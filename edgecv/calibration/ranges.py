@@ -13,10 +13,16 @@ A method turns the statistics into a clipping threshold ``T``; the range is then
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edgecv.errors import CalibrationError
+
+if TYPE_CHECKING:
+    import onnx
+
+    from edgecv.metadata import ArtifactMetadata
 
 BINS = 2048
 HIST_SAMPLE = 1 << 18
@@ -102,3 +108,25 @@ def compute_range(stats: TensorStats, method: str, percentile: float = 99.999) -
         return lo, hi
     threshold = entropy_threshold(stats) if method == "entropy" else percentile_threshold(stats, percentile)
     return max(lo, -threshold), min(hi, threshold)
+
+
+def pixel_range(model: "onnx.ModelProto", metadata: "ArtifactMetadata") -> dict[str, tuple[float, float]]:
+    """``{network input tensor: (lo, hi)}``: the range every uint8 pixel 0..255 maps to after the
+    artifact's normalisation (the lowest and highest over its channels).
+
+    Why not calibrate it: the range is known. Percentile calibration would clip the brightest
+    pixels, and minmax would depend on how bright the calibration images happened to be. For a
+    ``[0, 1]`` input (``x / 255``, YOLO) the uint8 grid is then exactly the pixel grid: quantizing the
+    input loses nothing. The tensor is the float graph input, or the ``edgecv_pre/`` prefix's output
+    in a uint8-input artifact.
+    """
+    from edgecv.export.uint8_input import PRE_PREFIX
+    from edgecv.runtimes.preprocess import graph_normalisation, normalisation
+
+    norm = normalisation(metadata) or graph_normalisation(metadata)
+    lows = [-s for s in norm.sub]
+    highs = [255.0 * m - s for m, s in zip(norm.mul, norm.sub)]
+    prefixed = [o for n in model.graph.node if n.name.startswith(PRE_PREFIX) for o in n.output
+                if o == PRE_PREFIX + "network_input"]
+    name = prefixed[0] if prefixed else model.graph.input[0].name
+    return {name: (float(min(lows)), float(max(highs)))}

@@ -9,6 +9,7 @@ from onnx import numpy_helper
 
 from edgecv.calibration import quantize
 from edgecv.calibration.graph import COMPUTE_OPS, postprocess_nodes
+from edgecv.calibration.hoist import PRESERVING
 from edgecv.errors import QuantizationError
 from edgecv.export.nms import NMS_PREFIX
 from edgecv.runtimes import Predictor
@@ -70,9 +71,17 @@ def test_openvino_target_is_uint8_on_compute_inputs(quantized, small_onnx):
     inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     q_dtypes = {inits[n.input[2]].dtype for n in model.graph.node if n.op_type == "QuantizeLinear"}
     assert q_dtypes == {np.dtype(np.uint8)}
-    consumers = {i: n for n in model.graph.node for i in n.input}
+    readers = {}
+    for node in model.graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
     dq_outputs = [n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"]
-    assert {consumers[t].op_type for t in dq_outputs} <= COMPUTE_OPS
+    # Q/DQ sit on compute inputs, or above the data-movement ops in front of them (edgecv.calibration.hoist)
+    assert {r.op_type for t in dq_outputs for r in readers[t]} <= COMPUTE_OPS | PRESERVING
+    quantized_sources = [n.input[0] for n in model.graph.node if n.op_type == "QuantizeLinear"]
+    assert len(quantized_sources) == len(set(quantized_sources))  # one pair per tensor, shared by its readers
+    first_q = next(n for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == "images")
+    assert np.isclose(inits[first_q.input[1]], 1 / 255) and inits[first_q.input[2]] == 0  # pixels exactly
     images = _scenes()
     with Predictor(small_onnx) as ref, Predictor(quantized["openvino"].path, backend="openvino") as q:
         a, b = ref(images), q(images)
