@@ -8,7 +8,11 @@ saved as a checkpoint, then exported at 640 (static, square) by both sides:
 * **edgecv**: ``export_model("yolo", weights=ckpt, trust=True)`` -> ONNX fp32 with NMS in the graph;
   int8 by edgecv's calibration (``quantize(..., target="openvino")`` and ``target="onnxruntime"``);
   run by edgecv's ``Predictor`` (whole call: letterbox, normalise, infer, post-process) on ONNX
-  Runtime fp32 / int8 and on OpenVINO f32 / int8 / bf16 (``backend_options={"precision": ...}``).
+  Runtime fp32 / int8 and on OpenVINO f32 / int8 / bf16 (``backend_options={"precision": ...}``);
+  the same again exported with ``input="uint8"`` (``edgecv export --input uint8``: the graph takes the
+  letterboxed uint8 BGR frame and normalises it itself), paired with Ultralytics at equal precision
+  as rows of their own. edgecv's artifacts are re-made by every run (the code under test);
+  Ultralytics' exports are reused from ``--out``.
 * **Ultralytics**: ``model.export(format="onnx")``, ``format="openvino"`` (fp32 IR) and
   ``format="openvino", int8=True, data=<data.yaml>`` (NNCF post-training quantization), run by its own
   ``YOLO(export).predict(frame)``; the OpenVINO IR runs at f32, and at bf16 where the CPU has it.
@@ -33,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import sys
 from pathlib import Path
@@ -75,17 +80,20 @@ def prepare(folder: Path) -> dict[str, Path]:
     if not ckpt.is_file():
         ckpt.parent.mkdir(parents=True, exist_ok=True)
         YOLO("yolov8n.yaml").save(str(ckpt))
-    paths = {"data": data_yaml, "edgecv_fp32": folder / "edgecv" / "model.onnx"}
-    if not paths["edgecv_fp32"].is_file():
-        export_model("yolo", weights=ckpt, out=paths["edgecv_fp32"], trust=True, console=Console(quiet=True),
+    paths = {"data": data_yaml}
+    edgecv = folder / "edgecv"
+    if edgecv.exists():
+        shutil.rmtree(edgecv)  # edgecv's side is always made by the code under test (Ultralytics' is reused)
+    for key, kind in (("edgecv_fp32", "float"), ("edgecv_u8_fp32", "uint8")):
+        paths[key] = edgecv / kind / "model.onnx"
+        export_model("yolo", weights=ckpt, out=paths[key], trust=True, console=Console(quiet=True),
                      class_names=[str(i) for i in range(80)], warn_stale=False,
                      opts=ExportOptions(imgsz=640, conf=PREDICT["conf"], iou=PREDICT["iou"],
-                                        max_det=PREDICT["max_det"]))
-    for target in ("openvino", "onnxruntime"):
-        path = paths[f"edgecv_int8_{target}"] = folder / "edgecv" / f"model_int8_{target}.onnx"
-        if not path.is_file():
-            quantize(paths["edgecv_fp32"], path, data=data_yaml.parent / "images" / "val", samples=CALIB_IMAGES,
-                     target=target, cache=folder / "edgecv" / "calib.json", console=Console(quiet=True))
+                                        max_det=PREDICT["max_det"], input=kind))
+    for fp32, target in (("edgecv_fp32", "openvino"), ("edgecv_fp32", "onnxruntime"), ("edgecv_u8_fp32", "openvino")):
+        path = paths[f"{fp32.removesuffix('fp32')}int8_{target}"] = paths[fp32].with_name(f"model_int8_{target}.onnx")
+        quantize(paths[fp32], path, data=data_yaml.parent / "images" / "val", samples=CALIB_IMAGES,
+                 target=target, cache=paths[fp32].with_name("calib.json"), console=Console(quiet=True))
     exports = {"ultra_onnx": ("yolov8n.onnx", dict(format="onnx", simplify=True)),
                "ultra_openvino": ("yolov8n_openvino_model", dict(format="openvino")),
                "ultra_openvino_int8": ("yolov8n_int8_openvino_model",
@@ -113,9 +121,14 @@ def edgecv_rows(paths: dict[str, Path], frame: np.ndarray, threads: int, bf16: b
     specs = [("edgecv onnxruntime fp32", "fp32 onnxruntime", "edgecv_fp32", "onnxruntime", {}),
              ("edgecv openvino f32", "fp32 openvino", "edgecv_fp32", "openvino", {"precision": "f32"}),
              ("edgecv onnxruntime int8 (ort target)", None, "edgecv_int8_onnxruntime", "onnxruntime", {}),
-             ("edgecv openvino int8 (openvino target)", "int8 openvino", "edgecv_int8_openvino", "openvino", {})]
+             ("edgecv openvino int8 (openvino target)", "int8 openvino", "edgecv_int8_openvino", "openvino", {}),
+             ("edgecv onnxruntime fp32, uint8 input", "fp32 onnxruntime", "edgecv_u8_fp32", "onnxruntime", {}),
+             ("edgecv openvino f32, uint8 input", "fp32 openvino", "edgecv_u8_fp32", "openvino", {"precision": "f32"}),
+             ("edgecv openvino int8, uint8 input", "int8 openvino", "edgecv_u8_int8_openvino", "openvino", {})]
     if bf16:
-        specs.append(("edgecv openvino bf16", "bf16 openvino", "edgecv_fp32", "openvino", {"precision": "bf16"}))
+        specs += [("edgecv openvino bf16", "bf16 openvino", "edgecv_fp32", "openvino", {"precision": "bf16"}),
+                  ("edgecv openvino bf16, uint8 input", "bf16 openvino", "edgecv_u8_fp32", "openvino",
+                   {"precision": "bf16"})]
     rows = []
     for label, pair, key, backend, options in specs:
         predictor = Predictor(paths[key], backend=backend, threads=threads, backend_options=options)
@@ -182,16 +195,17 @@ def report(rows: list[Row], runs: dict[str, list[float]], n_runs: int, iters: in
         boxes = "" if row.count is None else str(row.count())
         table[row.label] = {"ms": ms, "runs_ms": runs[row.label], "x_bare": vs_bare.__dict__, "runs_at": row.runs_at}
         print(f"{row.label:42s} {row.runs_at:36s} {ms:8.2f}  {str(vs_bare):22s} {boxes}")
-    pairs: dict[str, Ratio] = {}
-    for key in dict.fromkeys(row.pair for row in rows if row.pair):
-        sides = {row.side: row for row in rows if row.pair == key}
-        if len(sides) == 2:
-            pairs[key] = ratio(runs[sides["edgecv"].label], runs[sides["ultralytics"].label])
+    pairs: dict[str, Ratio] = {}  # every edgecv row against Ultralytics' row of its precision and runtime
+    theirs_at = {row.pair: row for row in rows if row.side == "ultralytics" and row.pair}
+    for row in rows:
+        if row.side == "edgecv" and row.pair in theirs_at:
+            variant = ", uint8 input" if "uint8 input" in row.label else ""
+            pairs[row.pair + variant] = ratio(runs[row.label], runs[theirs_at[row.pair].label])
     ours, theirs = best(rows, "edgecv", runs), best(rows, "ultralytics", runs)
     pairs["best vs best"] = ratio(runs[ours.label], runs[theirs.label])
     print("\nedgecv / Ultralytics time (< 1: edgecv faster), median of per-run ratios [min-max]:")
     for key, r in pairs.items():
-        print(f"  {key:18s} {str(r):24s} {race_verdict(r)}")
+        print(f"  {key:32s} {str(r):24s} {race_verdict(r)}")
     print(f"  (best: {ours.label} vs {theirs.label})")
     return {"rows": table, "pairs": {key: r.__dict__ for key, r in pairs.items()},
             "best": {"edgecv": ours.label, "ultralytics": theirs.label}}
