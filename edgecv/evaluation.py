@@ -1,5 +1,7 @@
 """COCO box mAP of any predictor, computed by pycocotools (the reference COCO evaluation).
 
+(mIoU of semantic label maps lives in :mod:`edgecv.evaluation_semantic`; its names are re-exported here.)
+
 A *predictor* here is any callable ``list[BGR image] -> list[Detections]``:
 :class:`edgecv.runtimes.Predictor` for artifacts, :class:`edgecv.export.torch_predictor.TorchPredictor`
 for PyTorch weights. Both share the runtime's pre/post-processing, so the figures compare models,
@@ -14,13 +16,26 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 from rich.console import Console
 from rich.progress import Progress
 
 from edgecv.errors import ArtifactError, DatasetError, MissingDependencyError, OptionError
+from edgecv.evaluation_semantic import (  # semantic mIoU, re-exported: callers import it from here
+    MiouResult, confusion_matrix, evaluate_semantic, evaluate_semantic_artifact, is_semantic_artifact,
+    miou_from_confusion, onnx_segmenter,
+)
+
+if TYPE_CHECKING:
+    from edgecv.metadata import ArtifactMetadata
+
+__all__ = [
+    "EvalResult", "MiouResult", "Predict", "SyntheticCoco", "confusion_matrix", "evaluate", "evaluate_model",
+    "evaluate_semantic", "evaluate_semantic_artifact", "is_semantic_artifact", "match_classes",
+    "miou_from_confusion", "onnx_segmenter", "open_eval_data", "parse_class_map",
+]
 
 Predict = Callable[[Sequence[np.ndarray]], list]
 
@@ -255,33 +270,9 @@ def evaluate_model(model: str | Path, data: str | Path = "shapes", *, count: int
     console = console or Console()
     mapping = parse_class_map(class_map)
     if str(model).endswith(".onnx"):
-        from edgecv.runtimes import Predictor
-
-        predictor = Predictor(model)
-        if predictor.task.name == "semantic":  # a SemanticMap has no boxes to score
-            predictor.close()
-            raise ArtifactError(f"{model}: expected a detect or segment artifact for box mAP, found task 'semantic' "
-                                "(label maps need mIoU, which this evaluation does not compute)")
-        meta = predictor.metadata
-        if meta.conf_threshold > 0.01:
-            console.print(f"[yellow]note:[/] the artifact filters scores below {meta.conf_threshold}; mAP is "
-                          "measured at that threshold (export with --conf 0.001 for the standard COCO figure)")
-        size = meta.letterbox_size[0]
+        predictor, meta, size = _artifact_predictor(model, console)
     else:
-        from edgecv.export.onnx_export import ExportOptions
-        from edgecv.export.torch_predictor import TorchPredictor
-        from edgecv.models import LOADERS, load_for_export
-
-        weights = None if str(model) in LOADERS else model
-        detector = load_for_export(str(model) if weights is None else family, weights, trust=trust)
-        if "builder" in detector.extra:  # two-stage (tv_twostage): its export graph run in PyTorch, masks pasted
-            from edgecv.export.twostage_predictor import predictor_for
-
-            predictor = predictor_for(detector, imgsz, conf, iou)
-            meta, size = predictor.metadata, predictor.cfg.imgsz
-        else:
-            predictor = TorchPredictor(detector, ExportOptions(imgsz=imgsz, conf=conf, iou=iou, max_det=100))
-            meta, size = predictor.metadata, predictor.opts.imgsz
+        predictor, meta, size = _torch_predictor(model, family, trust, imgsz, conf, iou)
     dataset = open_eval_data(data, count=count, imgsz=size)
     result = evaluate(predictor, dataset, class_names=meta.class_names, class_map=mapping)
     if [n for n in result.ignored_classes if n != "__background__"]:  # torchvision's class 0 is never predicted
@@ -290,115 +281,40 @@ def evaluate_model(model: str | Path, data: str | Path = "shapes", *, count: int
     return result
 
 
-# --- semantic segmentation: mIoU of label maps ---------------------------------------------------
+def _artifact_predictor(model: str | Path, console: Console) -> tuple[Predict, ArtifactMetadata, int]:
+    """``(Predictor, its metadata, input size)`` of a detect / segment ``.onnx`` artifact.
 
-@dataclass
-class MiouResult:
-    """Mean IoU of label maps: ``miou`` over the classes present in the ground truth or the
-    predictions (a class absent from both is left out), ``per_class`` IoU, ``pixel_accuracy``."""
-
-    miou: float
-    per_class: dict[str, float] = field(default_factory=dict)
-    pixel_accuracy: float = 0.0
-    images: int = 0
-    ms_per_image: float = 0.0
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def confusion_matrix(pred: np.ndarray, truth: np.ndarray, num_classes: int) -> np.ndarray:
-    """Confusion counts int64 [C,C] (rows: truth, columns: prediction) of two integer label maps
-    of the same shape; labels outside ``[0, C)`` in ``truth`` are ignored (e.g. 255 = void)."""
-    if pred.shape != truth.shape:
-        raise OptionError(f"label maps: expected equal shapes, found prediction {pred.shape} vs truth {truth.shape}")
-    keep = (truth >= 0) & (truth < num_classes)
-    index = truth[keep].astype(np.int64) * num_classes + np.clip(pred[keep].astype(np.int64), 0, num_classes - 1)
-    return np.bincount(index, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
-
-
-def miou_from_confusion(confusion: np.ndarray, class_names: Sequence[str]) -> MiouResult:
-    """IoU per class = TP / (TP + FP + FN) from a confusion matrix; mean over classes seen."""
-    tp = np.diag(confusion).astype(np.float64)
-    union = confusion.sum(0) + confusion.sum(1) - tp
-    seen = union > 0
-    iou = np.where(seen, tp / np.maximum(union, 1), 0.0)
-    per_class = {name: float(iou[i]) for i, name in enumerate(class_names) if seen[i]}
-    total = confusion.sum()
-    return MiouResult(miou=float(iou[seen].mean()) if seen.any() else 0.0, per_class=per_class,
-                      pixel_accuracy=float(tp.sum() / total) if total else 0.0)
-
-
-def evaluate_semantic(segment: Callable[[Sequence[np.ndarray]], list[np.ndarray]], class_names: Sequence[str],
-                      *, count: int = 200, imgsz: int = 128, seed: int = 0, batch: int = 8,
-                      split: str = "val") -> MiouResult:
-    """mIoU of ``segment`` (BGR uint8 images → label maps int [H,W] at each image's size, class
-    index into ``class_names``) on the synthetic split, whose truth is 0 = background and
-    ``k + 1`` = shape class k: ``class_names`` must follow that order (as edgecv's U-Net does).
+    Raises:
+        ArtifactError: a semantic artifact (label maps have no boxes to score).
     """
-    from edgecv.data.synthetic import ShapesDataset
+    from edgecv.runtimes import Predictor
 
-    shapes = ShapesDataset(split, count, imgsz, seed=seed)
-    confusion = np.zeros((len(class_names), len(class_names)), np.int64)
-    seconds = 0.0
-    for start in range(0, count, batch):
-        samples = [shapes[i] for i in range(start, min(count, start + batch))]
-        begin = time.perf_counter()
-        maps = segment([s.image for s in samples])
-        seconds += time.perf_counter() - begin
-        for label_map, sample in zip(maps, samples):
-            confusion += confusion_matrix(np.asarray(label_map), sample.semantic, len(class_names))
-    result = miou_from_confusion(confusion, class_names)
-    result.images, result.ms_per_image = count, 1000 * seconds / count
-    return result
+    predictor = Predictor(model)
+    if predictor.task.name == "semantic":  # a SemanticMap has no boxes to score
+        predictor.close()
+        raise ArtifactError(f"{model}: expected a detect or segment artifact for box mAP, found task 'semantic' "
+                            "(label maps need mIoU, which this evaluation does not compute)")
+    meta = predictor.metadata
+    if meta.conf_threshold > 0.01:
+        console.print(f"[yellow]note:[/] the artifact filters scores below {meta.conf_threshold}; mAP is "
+                      "measured at that threshold (export with --conf 0.001 for the standard COCO figure)")
+    return predictor, meta, meta.letterbox_size[0]
 
 
-def onnx_segmenter(model, metadata) -> Callable[[Sequence[np.ndarray]], list[np.ndarray]]:
-    """``BGR images -> label maps at each image's size`` for a semantic ONNX graph (path or
-    ModelProto) with ONNX Runtime on the CPU and the runtime's pre-processing."""
-    import onnxruntime as ort
+def _torch_predictor(model: str | Path, family: str, trust: bool, imgsz: int | None, conf: float, iou: float
+                     ) -> tuple[Predict, ArtifactMetadata, int]:
+    """``(predictor, its metadata, input size)`` of PyTorch weights: a ``.pt`` of ``family`` or a family
+    name for its demo weights, run through the runtime's pre/post-processing at ``conf`` / ``iou``."""
+    from edgecv.export.onnx_export import ExportOptions
+    from edgecv.export.torch_predictor import TorchPredictor
+    from edgecv.models import LOADERS, load_for_export
 
-    from edgecv.runtimes.preprocess import preprocess_batch
-    from edgecv.runtimes.tasks.semantic import labels_to_original
+    weights = None if str(model) in LOADERS else model
+    detector = load_for_export(str(model) if weights is None else family, weights, trust=trust)
+    if "builder" in detector.extra:  # two-stage (tv_twostage): its export graph run in PyTorch, masks pasted
+        from edgecv.export.twostage_predictor import predictor_for
 
-    graph = str(model) if isinstance(model, (str, Path)) else model.SerializeToString()
-    session = ort.InferenceSession(graph, providers=["CPUExecutionProvider"])
-    fixed = metadata.input_shape[0] if metadata.input_shape[0] > 0 else None
-
-    def segment(images: Sequence[np.ndarray]) -> list[np.ndarray]:
-        maps = []
-        for start in range(0, len(images), fixed or len(images)):
-            chunk = list(images[start : start + (fixed or len(images))])
-            tensor, infos = preprocess_batch(chunk, metadata, batch_size=fixed)
-            labels = session.run(["labels"], {metadata.input_name: tensor})[0]
-            maps += [labels_to_original(labels[i], info) for i, info in enumerate(infos)]
-        return maps
-
-    return segment
-
-
-def evaluate_semantic_artifact(path: str | Path, *, count: int = 200, imgsz: int | None = None) -> MiouResult:
-    """mIoU of a semantic artifact (.onnx, task ``semantic``) on the synthetic ``val`` split drawn at
-    ``imgsz`` (default: the artifact's input size)."""
-    import onnx
-
-    from edgecv.calibration.api import read_metadata
-
-    model = onnx.load(str(path))
-    meta = read_metadata(model, str(path))
-    if meta.task != "semantic":
-        raise OptionError(f"{path}: expected a semantic segmentation artifact, found task {meta.task!r}")
-    return evaluate_semantic(onnx_segmenter(model, meta), meta.class_names, count=count,
-                             imgsz=imgsz or meta.letterbox_size[0])
-
-
-def is_semantic_artifact(model: str | Path) -> bool:
-    """Whether ``model`` names an existing .onnx artifact whose metadata says task ``semantic``."""
-    path = Path(model)
-    if path.suffix != ".onnx" or not path.is_file():
-        return False
-    import onnx
-
-    from edgecv.calibration.api import read_metadata
-
-    return read_metadata(onnx.load(str(path), load_external_data=False), str(path)).task == "semantic"
+        predictor = predictor_for(detector, imgsz, conf, iou)
+        return predictor, predictor.metadata, predictor.cfg.imgsz
+    predictor = TorchPredictor(detector, ExportOptions(imgsz=imgsz, conf=conf, iou=iou, max_det=100))
+    return predictor, predictor.metadata, predictor.opts.imgsz

@@ -133,3 +133,12 @@ def test_class_map_parsing_and_checks():
         match_classes(["circle", "square"], categories, {"person": "circle", "car": "circle"})
     with pytest.raises(DatasetError, match="unique COCO category ids"):
         match_classes(["circle", "square"], [(1, "circle"), (1, "square")])
+
+
+def test_semantic_names_still_import_from_evaluation() -> None:
+    import edgecv.evaluation as evaluation
+    import edgecv.evaluation_semantic as semantic
+
+    for name in ("MiouResult", "confusion_matrix", "evaluate_semantic", "evaluate_semantic_artifact",
+                 "is_semantic_artifact", "miou_from_confusion", "onnx_segmenter"):
+        assert getattr(evaluation, name) is getattr(semantic, name), name

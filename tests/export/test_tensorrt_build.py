@@ -122,6 +122,14 @@ def test_build_without_tensorrt_names_the_extra(tmp_path: Path, monkeypatch: pyt
         build_engine(tiny_onnx(tmp_path / "m.onnx"), tmp_path / "m.engine")
 
 
+def test_plan_names_still_import_from_the_build_module() -> None:
+    from edgecv.export import tensorrt_build, tensorrt_plan
+
+    for name in ("BuildPlan", "Profile", "check_plugins", "compute_profile", "engine_json_path", "parse_shape",
+                 "plan_build", "read_onnx_input"):
+        assert getattr(tensorrt_build, name) is getattr(tensorrt_plan, name), name
+
+
 def test_build_module_imports_no_tensorrt() -> None:
     import os
     import subprocess

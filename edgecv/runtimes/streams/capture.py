@@ -61,22 +61,24 @@ that wants only the newest frame (policy ``latest``) must keep iterating and dro
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from types import TracebackType
-from typing import Any, Iterator, Union
+from typing import Any, Iterator
 
 import cv2
 import numpy as np
 
-from edgecv.errors import ImageError, OptionError, SourceError
+from edgecv.errors import ImageError, SourceError
 from edgecv.runtimes.image import DEFAULT_MAX_PIXELS, check_max_pixels, check_pixels, to_bgr_uint8
-from edgecv.runtimes.sources import STREAM_SCHEMES, VIDEO_SUFFIXES, _safe_label
 from edgecv.runtimes.streams.capture_reader import ReaderSession
+from edgecv.runtimes.streams.capture_source import (  # capture_kind, CaptureSource: re-exported
+    CaptureSource, capture_kind, check_decoder_threads, check_seconds, classify_source,
+)
 from edgecv.runtimes.streams.result import Gap
+
+__all__ = ["CaptureSource", "CapturedFrame", "ResilientCapture", "capture_kind", "open_capture"]
 
 logger = logging.getLogger(__name__)
 
@@ -87,9 +89,6 @@ OPEN_SLACK = 1.0  # s the watchdog adds to open_timeout: FFmpeg's probe may run 
 # A finite stream's frame count is FFmpeg's duration x rate: allow this share (at least 2 frames) of
 # slack before an early end counts as a lost connection.
 SHORT_END_TOLERANCE = 0.02
-
-CaptureSource = Union[int, str, os.PathLike]
-
 
 @dataclass(frozen=True)
 class CapturedFrame:
@@ -107,13 +106,6 @@ class CapturedFrame:
     index: int
     media_time: float | None = None
     gap: Gap | None = None
-
-
-def _check_seconds(name: str, value: float | None, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise OptionError(f"expected {name} > 0 seconds{' or None' if allow_none else ''}, found {value!r}")
 
 
 class ResilientCapture:
@@ -348,38 +340,6 @@ class ResilientCapture:
         return f"ResilientCapture(kind={self.kind!r}, label={self.label!r}, frames={self.frames})"
 
 
-def _classify(source: CaptureSource) -> tuple[int | str, str, str]:
-    """``(target for OpenCV, kind, label)`` of a camera index, stream URL or video file path."""
-    if isinstance(source, bool):
-        raise SourceError(f"expected a camera index, a stream URL or a video file, found {source!r}")
-    if isinstance(source, int) or (isinstance(source, str) and source.strip().isdigit()):
-        return int(source), "camera", f"camera{int(source)}"
-    if isinstance(source, str) and source.lower().startswith(STREAM_SCHEMES):
-        return source, "stream", _safe_label(source)
-    if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        if path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES:
-            return str(path), "video", path.name
-        raise SourceError(f"expected a camera index, a stream URL or a video file "
-                          f"({', '.join(sorted(VIDEO_SUFFIXES))}), found {path}"
-                          f"{'' if path.exists() else ' (no such file)'}")
-    raise SourceError(f"expected a camera index, a stream URL or a video file, found {type(source).__name__}")
-
-
-def capture_kind(source: object) -> str | None:
-    """``"camera"``, ``"stream"`` or ``"video"`` if :func:`open_capture` takes ``source``, else ``None``.
-
-    For a caller choosing between this module and :func:`~edgecv.runtimes.sources.iter_source`
-    (images, folders, ``FrameSource`` objects) before opening anything.
-    """
-    if not isinstance(source, (int, str, os.PathLike)):
-        return None
-    try:
-        return _classify(source)[1]
-    except SourceError:
-        return None
-
-
 def open_capture(source: CaptureSource, *, open_timeout: float = DEFAULT_OPEN_TIMEOUT,
                  read_timeout: float | None = None, stall_timeout: float = DEFAULT_STALL_TIMEOUT,
                  give_up_after: float | None = None, reconnect: bool = True,
@@ -403,20 +363,13 @@ def open_capture(source: CaptureSource, *, open_timeout: float = DEFAULT_OPEN_TI
     for name, value in (("open_timeout", open_timeout), ("stall_timeout", stall_timeout),
                         ("read_timeout", stall_timeout if read_timeout is None else read_timeout),
                         ("backoff_cap", backoff_cap)):
-        _check_seconds(name, value)
+        check_seconds(name, value)
     read_timeout = stall_timeout if read_timeout is None else read_timeout
-    _check_seconds("give_up_after", give_up_after, allow_none=True)
+    check_seconds("give_up_after", give_up_after, allow_none=True)
     check_max_pixels(max_pixels)
-    target, kind, label = _classify(source)
-    threads = _decoder_threads(decoder_threads)
+    target, kind, label = classify_source(source)
+    threads = check_decoder_threads(decoder_threads)
     return ResilientCapture(target, kind, label, open_timeout=float(open_timeout), read_timeout=float(read_timeout),
                             stall_timeout=float(stall_timeout), give_up_after=give_up_after,
                             reconnect=bool(reconnect), backoff_cap=float(backoff_cap), max_pixels=max_pixels,
                             decoder_threads=threads)
-
-
-def _decoder_threads(value: int | None) -> int | None:
-    """The decoder thread count to ask FFmpeg for (``None``: its default); see :func:`open_capture`."""
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-        raise OptionError(f"decoder_threads: expected a positive int or None, found {value!r}")
-    return value
