@@ -13,11 +13,13 @@ choices. Targets (:data:`TARGETS`):
   biases, symmetric per-channel int8 weights) with *uint8 asymmetric* activations, then each pair
   moved up through the data-movement ops in front of its conv (split, concat, pooling, resize) to
   the tensor that computes the value, one pair per tensor and one scale per concat
-  (:mod:`edgecv.calibration.hoist`): OpenVINO then runs those ops in int8 too. Measured on the
+  (:mod:`edgecv.calibration.openvino_form`): OpenVINO then runs those ops in int8 too. Measured on the
   demo YOLO with OpenVINO 2026.4 on an AVX512-VNNI CPU (before the move): mAP50-95 0.935 (fp32
   0.935) at 0.49x ORT fp32 latency, where the ``tensorrt`` graph (signed activations) lost 7 points
   on OpenVINO while running correctly in ONNX Runtime. After the move, AVX2 only: mAP50-95 at 640
-  0.4611 (fp32 0.4610, before the move 0.4619), ~0.91x the graph's time before the move.
+  0.4611 (fp32 0.4610, before the move 0.4619), ~0.91x the graph's time before the move. The
+  convolutions reading the network input get 7-bit weights: without VNNI, int8 convolutions sum
+  uint8 x int8 pairs in int16, which raw pixels against full-range weights overflow.
 * ``onnxruntime`` -- the form measured fastest on x86 (``benchmarks/bench_int8.py``): QDQ with
   uint8 asymmetric activations, int8 symmetric per-channel weights, int32 biases, Q/DQ around
   every op ORT has an int8 kernel for, so its graph optimiser fuses them into QLinear kernels.
@@ -49,8 +51,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from edgecv.calibration.graph import COMPUTE_OPS, is_prefix_node, postprocess_nodes, region_nodes
-from edgecv.calibration.hoist import drop_dead_pairs, hoist_activation_qdq
+from edgecv.calibration.graph import COMPUTE_OPS, is_prefix_node, network_input, postprocess_nodes, region_nodes
+from edgecv.calibration.openvino_form import drop_dead_pairs, first_layer_seven_bit, hoist_activation_qdq
 from edgecv.errors import QuantizationError
 
 TARGETS = ("onnxruntime", "tensorrt", "openvino")
@@ -130,8 +132,9 @@ def emit(model: onnx.ModelProto, ranges: dict[str, tuple[float, float]], opts: E
         out = _quantize(inferred, ranges, [n for n in nodes if n not in float_convs], opts)
     kept_float = set(exclude) | float_convs
     _rewire_to_float(out, _float_readers(out, model, opts, kept_float))
-    if opts.target == "openvino":
+    if opts.target == "openvino":  # edgecv.calibration.openvino_form
         hoist_activation_qdq(out, ranges, frozen=_float_only(out, model, kept_float))
+        first_layer_seven_bit(out, model, network_input(model))
     del out.graph.value_info[:]  # stale shapes from inference; ORT re-infers
     _set_float_biases(out, sorted(overflowing))
     return out
@@ -250,7 +253,7 @@ def _float_only(model: onnx.ModelProto, fp32: onnx.ModelProto, exclude: set[str]
 def _float_readers(model: onnx.ModelProto, fp32: onnx.ModelProto, opts: EmitOptions, exclude: set[str]) -> set[str]:
     """Nodes that must read float tensors: :func:`_float_only` and, for TensorRT, every non-compute
     node (its Q/DQ pairs sit on Conv / MatMul / Gemm inputs only); likewise for OpenVINO, whose pairs
-    then move up through data-movement ops (:mod:`edgecv.calibration.hoist`)."""
+    then move up through data-movement ops (:mod:`edgecv.calibration.openvino_form`)."""
     names = {n.name for n in model.graph.node if n.op_type not in ("QuantizeLinear", "DequantizeLinear")}
     readers = _float_only(model, fp32, exclude)
     if opts.target in COMPUTE_ONLY:

@@ -22,7 +22,7 @@ import onnx
 
 from edgecv.errors import QuantizationError
 from edgecv.export.nms import NMS_PREFIX
-from edgecv.export.uint8_input import is_prefix_node
+from edgecv.export.uint8_input import PRE_PREFIX, is_prefix_node
 
 #: Ops whose inputs TensorRT (and ORT's QDQ fusions) consume as int8.
 COMPUTE_OPS = frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm"})
@@ -36,6 +36,15 @@ DATA_INPUTS: dict[str, tuple[int, ...]] = {
 }
 QUANT_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger",
                        "MatMulInteger", "DynamicQuantizeLinear"})
+
+
+def network_input(model: onnx.ModelProto) -> str:
+    """The tensor the network proper reads: the graph input, or in a uint8-input artifact the
+    output of its ``edgecv_pre/`` prefix (:mod:`edgecv.export.uint8_input`)."""
+    inner = PRE_PREFIX + "network_input"
+    if any(inner in n.output for n in model.graph.node if is_prefix_node(n.name)):
+        return inner
+    return model.graph.input[0].name
 
 
 def check_not_quantized(model: onnx.ModelProto, source: str = "model") -> None:

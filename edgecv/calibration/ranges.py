@@ -120,13 +120,10 @@ def pixel_range(model: "onnx.ModelProto", metadata: "ArtifactMetadata") -> dict[
     input loses nothing. The tensor is the float graph input, or the ``edgecv_pre/`` prefix's output
     in a uint8-input artifact.
     """
-    from edgecv.export.uint8_input import PRE_PREFIX
+    from edgecv.calibration.graph import network_input
     from edgecv.runtimes.preprocess import graph_normalisation, normalisation
 
     norm = normalisation(metadata) or graph_normalisation(metadata)
     lows = [-s for s in norm.sub]
     highs = [255.0 * m - s for m, s in zip(norm.mul, norm.sub)]
-    prefixed = [o for n in model.graph.node if n.name.startswith(PRE_PREFIX) for o in n.output
-                if o == PRE_PREFIX + "network_input"]
-    name = prefixed[0] if prefixed else model.graph.input[0].name
-    return {name: (float(min(lows)), float(max(highs)))}
+    return {network_input(model): (float(min(lows)), float(max(highs)))}

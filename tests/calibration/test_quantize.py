@@ -9,7 +9,7 @@ from onnx import numpy_helper
 
 from edgecv.calibration import quantize
 from edgecv.calibration.graph import COMPUTE_OPS, postprocess_nodes
-from edgecv.calibration.hoist import PRESERVING
+from edgecv.calibration.openvino_form import PRESERVING
 from edgecv.errors import QuantizationError
 from edgecv.export.nms import NMS_PREFIX
 from edgecv.runtimes import Predictor
@@ -76,7 +76,7 @@ def test_openvino_target_is_uint8_on_compute_inputs(quantized, small_onnx):
         for name in node.input:
             readers.setdefault(name, []).append(node)
     dq_outputs = [n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"]
-    # Q/DQ sit on compute inputs, or above the data-movement ops in front of them (edgecv.calibration.hoist)
+    # Q/DQ sit on compute inputs, or above the data-movement ops in front of them (edgecv.calibration.openvino_form)
     assert {r.op_type for t in dq_outputs for r in readers[t]} <= COMPUTE_OPS | PRESERVING
     quantized_sources = [n.input[0] for n in model.graph.node if n.op_type == "QuantizeLinear"]
     assert len(quantized_sources) == len(set(quantized_sources))  # one pair per tensor, shared by its readers

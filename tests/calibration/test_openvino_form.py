@@ -10,7 +10,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from edgecv.calibration.emit import EmitOptions, emit
-from edgecv.calibration.hoist import hoist_activation_qdq, sort_topologically
+from edgecv.calibration.openvino_form import hoist_activation_qdq, sort_topologically
 
 
 def _c2f_like() -> onnx.ModelProto:
@@ -103,3 +103,15 @@ def test_pair_without_a_range_stays_and_sorting_refuses_cycles(placed):
     with pytest.raises(ValueError, match="cycle or a missing input"):
         sort_topologically(loop)
     assert hoist_activation_qdq(model, {}) is model  # no Q/DQ: nothing to move
+
+
+def test_only_the_convs_reading_the_input_get_seven_bit_weights(placed):
+    _, int8, _ = placed
+    inits = {i.name: numpy_helper.to_array(i) for i in int8.graph.initializer}
+    producers = {o: n for n in int8.graph.node for o in n.output}
+    peaks = {}
+    for conv in (n for n in int8.graph.node if n.op_type == "Conv"):
+        weights = inits[producers[conv.input[1]].input[0]]
+        peaks[conv.name] = int(np.abs(weights.astype(np.int32)).reshape(len(weights), -1).max())
+    # conv_a reads x: [-64, 63] (uint8 x int8 pair sums stay within int16 without VNNI); the others use 127
+    assert peaks == {"conv_a": 63, "conv_b": 127, "conv_c": 127}
