@@ -19,7 +19,7 @@ from rich.progress import Progress
 
 from edgecv.calibration.cache import CalibrationCache, default_cache_path, model_sha256
 from edgecv.calibration.collect import collect_stats
-from edgecv.calibration.emit import TARGETS, EmitOptions, emit, pop_float_biases
+from edgecv.calibration.emit import SEVEN_BIT_KEY, TARGETS, EmitOptions, emit, pop_float_biases, pop_record
 from edgecv.calibration.graph import check_not_quantized, float_activations, region_nodes
 from edgecv.calibration.ranges import METHODS, compute_range, pixel_range
 from edgecv.calibration.sources import data_hash, iter_batches, open_source
@@ -179,6 +179,9 @@ def quantize(onnx_path: str | Path, out_path: str | Path | None = None, *, data:
     elif max_drop is not None or evaluate:
         int8, result = guarded_emit(model, int8, ranges, opts, result, onnx_path, stats, method,
                                     max_drop, eval_data, eval_count, console, class_map)
+    seven_bit = pop_record(int8, SEVEN_BIT_KEY)  # openvino target: no int16 overflow without VNNI
+    if seven_bit:
+        result.metadata.calibration["seven_bit_weights"] = seven_bit
     float_biases = pop_float_biases(int8)  # int32 would overflow: kept float (edgecv.calibration.emit)
     if float_biases:
         result.metadata.calibration["float_biases"] = float_biases

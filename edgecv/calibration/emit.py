@@ -58,6 +58,8 @@ from edgecv.errors import QuantizationError
 TARGETS = ("onnxruntime", "tensorrt", "openvino")
 #: ``metadata_props`` key under which :func:`emit` leaves the names of the biases it kept float.
 FLOAT_BIASES_KEY = "edgecv.float_biases"
+#: ... and of the convs whose weights it put on 7 bits (``openvino`` target, first layer).
+SEVEN_BIT_KEY = "edgecv.seven_bit_weights"
 _INT32 = np.iinfo(np.int32)
 _BIAS_OVERFLOW_LOG = "exceeds the range of a int32"
 #: Targets whose Q/DQ pairs sit on compute-op inputs only (everything else reads float).
@@ -134,9 +136,9 @@ def emit(model: onnx.ModelProto, ranges: dict[str, tuple[float, float]], opts: E
     _rewire_to_float(out, _float_readers(out, model, opts, kept_float))
     if opts.target == "openvino":  # edgecv.calibration.openvino_form
         hoist_activation_qdq(out, ranges, frozen=_float_only(out, model, kept_float))
-        first_layer_seven_bit(out, model, network_input(model))
+        _set_record(out, SEVEN_BIT_KEY, first_layer_seven_bit(out, model, network_input(model)))
     del out.graph.value_info[:]  # stale shapes from inference; ORT re-infers
-    _set_float_biases(out, sorted(overflowing))
+    _set_record(out, FLOAT_BIASES_KEY, sorted(overflowing))
     return out
 
 
@@ -180,18 +182,24 @@ def unshared_parameters(model: onnx.ModelProto) -> onnx.ModelProto:
 
 def pop_float_biases(model: onnx.ModelProto) -> list[str]:
     """Names of the biases :func:`emit` kept float in ``model`` (removing the record from the graph)."""
-    found = [p for p in model.metadata_props if p.key == FLOAT_BIASES_KEY]
+    return pop_record(model, FLOAT_BIASES_KEY)
+
+
+def pop_record(model: onnx.ModelProto, key: str) -> list[str]:
+    """The names :func:`emit` recorded under ``key`` (:data:`FLOAT_BIASES_KEY`, :data:`SEVEN_BIT_KEY`),
+    removing the record from the graph."""
+    found = [p for p in model.metadata_props if p.key == key]
     for prop in found:
         model.metadata_props.remove(prop)
     return json.loads(found[0].value) if found else []
 
 
-def _set_float_biases(model: onnx.ModelProto, names: list[str]) -> None:
-    for prop in [p for p in model.metadata_props if p.key == FLOAT_BIASES_KEY]:
+def _set_record(model: onnx.ModelProto, key: str, names: list[str]) -> None:
+    for prop in [p for p in model.metadata_props if p.key == key]:
         model.metadata_props.remove(prop)
     if names:
         entry = model.metadata_props.add()
-        entry.key, entry.value = FLOAT_BIASES_KEY, json.dumps(names)
+        entry.key, entry.value = key, json.dumps(names)
 
 
 class _DropBiasOverflow(logging.Filter):

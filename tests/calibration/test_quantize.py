@@ -82,6 +82,10 @@ def test_openvino_target_is_uint8_on_compute_inputs(quantized, small_onnx):
     assert len(quantized_sources) == len(set(quantized_sources))  # one pair per tensor, shared by its readers
     first_q = next(n for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == "images")
     assert np.isclose(inits[first_q.input[1]], 1 / 255) and inits[first_q.input[2]] == 0  # pixels exactly
+    first_dq = next(n for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] == first_q.output[0])
+    first_convs = [n.name for n in readers[first_dq.output[0]] if n.op_type == "Conv"]
+    assert quantized["openvino"].metadata.calibration["seven_bit_weights"] == first_convs and len(first_convs) == 1
+    assert "seven_bit_weights" not in quantized["onnxruntime"].metadata.calibration
     images = _scenes()
     with Predictor(small_onnx) as ref, Predictor(quantized["openvino"].path, backend="openvino") as q:
         a, b = ref(images), q(images)
