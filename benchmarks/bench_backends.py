@@ -1,7 +1,7 @@
 """edgecv's CPU backends vs ONNX Runtime fp32, the fair race against Ultralytics, and the light-import budget.
 
     nice -n 19 python benchmarks/bench_backends.py --out /tmp/bench_backends --runs 5 --iters 10
-    python benchmarks/bench_backends.py --artifact uint8=e640_u8/model.onnx   # extra artifacts as extra rows
+    python benchmarks/bench_backends.py --artifact mine=exports/model.onnx   # another artifact as extra rows
 
 Every figure is the median of ``--runs`` interleaved runs (A,B,C,A,B,C,...: every row once per run
 as a block of ``--warmup`` + ``--iters`` calls; :mod:`interleave`), every ratio the median of the
@@ -15,8 +15,9 @@ survives a machine shared with other jobs (it measures work, not waiting for a c
    *backend alone* on the ready tensor (``predictor.backend.infer``); the gap is the predictor's
    overhead. Paths: onnxruntime fp32, openvino f32, openvino device precision (bf16 on
    AVX512-BF16/AMX), int8 QDQ graphs (onnxruntime target on ONNX Runtime and OpenVINO, openvino
-   target on OpenVINO) and, per ``--artifact LABEL=PATH`` (e.g. a ``--input uint8`` export), that
-   artifact on ONNX Runtime and OpenVINO. Targets (AVX512-VNNI/AMX): best <= 0.36x bare, overhead
+   target on OpenVINO), the ``--input uint8`` export (ONNX Runtime fp32, OpenVINO f32 and its
+   openvino-target int8 graph) and, per ``--artifact LABEL=PATH``, another artifact on ONNX Runtime
+   and OpenVINO. Every artifact is re-made by each run (the code under test). Targets (AVX512-VNNI/AMX): best <= 0.36x bare, overhead
    <= 5 % of the best path.
 2. **ultralytics**: :mod:`bench_ultralytics_race` (YOLOv8n, edgecv vs Ultralytics at equal
    precision and best vs best, Ultralytics' own NNCF int8 export included).
@@ -65,23 +66,28 @@ def bare_session(path: Path):
 
 
 def demo_artifacts(out: Path, extra: dict[str, Path]) -> dict[str, Path]:
-    """The demo 640 fp32 export and its int8 graphs (made once under ``out/demo640``), plus ``extra``."""
+    """The demo 640 fp32 export, its int8 graphs, the ``--input uint8`` export and its openvino-target
+    int8 graph, all re-made under ``out/demo640`` by every run (the code under test), plus ``extra``."""
+    import shutil
+
     from edgecv.export.api import export_model
     from edgecv.export.onnx_export import ExportOptions
 
-    fp32 = out / "demo640" / "model.onnx"
-    if not fp32.is_file():
-        export_model("yolo", out=fp32, opts=ExportOptions(imgsz=640))
-    artifacts = {"fp32": fp32}
+    folder = out / "demo640"
+    if folder.exists():
+        shutil.rmtree(folder)
+    artifacts = {"fp32": folder / "float" / "model.onnx", "uint8": folder / "uint8" / "model.onnx"}
+    for key, kind in (("fp32", "float"), ("uint8", "uint8")):
+        export_model("yolo", out=artifacts[key], opts=ExportOptions(imgsz=640, input=kind))
     try:
         from edgecv.calibration import quantize
     except ImportError as exc:
         print(f"(int8 rows skipped: edgecv.calibration not importable: {exc})")
         return {**artifacts, **extra}
-    for target in ("onnxruntime", "openvino"):
-        path = artifacts[f"int8-{target}"] = out / "demo640" / f"model_int8_{target}.onnx"
-        if not path.is_file():
-            quantize(fp32, path, samples=64, target=target, cache=out / "demo640" / "calib.json")
+    for key, target in (("fp32", "onnxruntime"), ("fp32", "openvino"), ("uint8", "openvino")):
+        name = f"int8-{target}" if key == "fp32" else f"uint8 int8-{target}"
+        path = artifacts[name] = artifacts[key].with_name(f"model_int8_{target}.onnx")
+        quantize(artifacts[key], path, samples=64, target=target, cache=artifacts[key].with_name("calib.json"))
     return {**artifacts, **extra}
 
 
@@ -94,6 +100,10 @@ def demo_rows(artifacts: dict[str, Path], extra: dict[str, Path]) -> list[tuple[
         rows += [("onnxruntime int8 (ort target)", "int8-onnxruntime", "onnxruntime", {}),
                  ("openvino int8 (openvino target)", "int8-openvino", "openvino", {}),
                  ("openvino int8 (ort target)", "int8-onnxruntime", "openvino", {})]
+    rows += [("uint8 input onnxruntime fp32", "uint8", "onnxruntime", {}),
+             ("uint8 input openvino f32", "uint8", "openvino", {"precision": "f32"})]
+    if "uint8 int8-openvino" in artifacts:
+        rows.append(("uint8 input openvino int8 (openvino target)", "uint8 int8-openvino", "openvino", {}))
     for label in extra:
         rows += [(f"{label} onnxruntime", label, "onnxruntime", {}), (f"{label} openvino", label, "openvino", {})]
     return rows
@@ -165,18 +175,16 @@ def rect_section(out: Path, runs: int, iters: int, warmup: int, clock: str = "wa
     from edgecv.runtimes import Predictor
     from edgecv.runtimes.preprocess import preprocess_batch
 
-    square, dynamic = out / "demo640" / "model.onnx", out / "demo640_dynamic" / "model.onnx"
+    square, dynamic = out / "demo640" / "float" / "model.onnx", out / "demo640_dynamic" / "model.onnx"
     if not square.is_file():
         export_model("yolo", out=square, opts=ExportOptions(imgsz=640))
-    if not dynamic.is_file():
-        export_model("yolo", out=dynamic, opts=ExportOptions(imgsz=640, dynamic=True))
+    export_model("yolo", out=dynamic, opts=ExportOptions(imgsz=640, dynamic=True))  # re-made: the code under test
     artifacts = {"fp32": dynamic}
     try:
         from edgecv.calibration import quantize
 
         artifacts["int8"] = dynamic.with_name("model_int8_openvino.onnx")
-        if not artifacts["int8"].is_file():
-            quantize(dynamic, artifacts["int8"], samples=64, target="openvino", cache=out / "demo640" / "calib.json")
+        quantize(dynamic, artifacts["int8"], samples=64, target="openvino", cache=False)
     except ImportError as exc:
         print(f"(int8 rect row skipped: edgecv.calibration not importable: {exc})")
     frame = frame_640()
@@ -214,7 +222,7 @@ print(time.perf_counter() - start, any(m.split('.')[0] == 'torch' for m in sys.m
 
 
 def import_section(out: Path) -> None:
-    artifact = out / "demo640" / "model.onnx"
+    artifact = out / "demo640" / "float" / "model.onnx"
     if not artifact.is_file():
         print("(import section needs the demo section's artifact)")
         return
