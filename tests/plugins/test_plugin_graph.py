@@ -46,6 +46,21 @@ def strip_nms(model: onnx.ModelProto, symbolic_n: bool) -> onnx.ModelProto:
     return stripped
 
 
+def channel_first(raw: onnx.ModelProto) -> onnx.ModelProto:
+    """``raw`` with its outputs made by ``Transpose(0,2,1)`` of channel-first ``[B,X,N]`` copies (the form of a
+    channel-first head such as Ultralytics'): ``append_nms`` then reads those copies, not the outputs."""
+    model = onnx.ModelProto()
+    model.CopyFrom(raw)
+    for name in ("raw_boxes", "raw_scores"):
+        for node in model.graph.node:
+            node.output[:] = [f"{name}_bnx" if o == name else o for o in node.output]
+            node.input[:] = [f"{name}_bnx" if i == name else i for i in node.input]
+        model.graph.node.extend([
+            onnx.helper.make_node("Transpose", [f"{name}_bnx"], [f"{name}_cf"], name=f"{name}_to_cf", perm=[0, 2, 1]),
+            onnx.helper.make_node("Transpose", [f"{name}_cf"], [name], name=f"{name}_head", perm=[0, 2, 1])])
+    return model
+
+
 @pytest.fixture(scope="module")
 def graphs(demo_onnx) -> dict[str, onnx.ModelProto]:
     portable = onnx.load(str(demo_onnx))
@@ -55,7 +70,13 @@ def graphs(demo_onnx) -> dict[str, onnx.ModelProto]:
     return {"demo": portable,
             "low_conf_static_n": append_nms(strip_nms(portable, False), **low),
             "low_conf_symbolic_n": append_nms(strip_nms(portable, True), **low),
-            "fp16": to_fp16(portable)}  # casts inside the subgraph, renamed outputs behind it
+            "fp16": to_fp16(portable),  # casts inside the subgraph, renamed outputs behind it
+            # channel-first sources: flat pre-selection Gather (constant / computed offsets), no pre-selection
+            "low_conf_channel_first_static_n": append_nms(channel_first(strip_nms(portable, False)), **low),
+            "low_conf_channel_first_symbolic_n": append_nms(channel_first(strip_nms(portable, True)), **low),
+            "low_conf_channel_first_uncapped": append_nms(channel_first(strip_nms(portable, False)),
+                                                          **{**low, "max_candidates": None}),
+            "channel_first_fp16": to_fp16(append_nms(channel_first(strip_nms(portable, False))))}
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +110,9 @@ def matched(portable: list[np.ndarray], plugin: list[np.ndarray]) -> tuple[int, 
     return hits, total
 
 
-@pytest.mark.parametrize("variant", ["demo", "low_conf_static_n", "low_conf_symbolic_n", "fp16"])
+@pytest.mark.parametrize("variant", ["demo", "low_conf_static_n", "low_conf_symbolic_n", "fp16",
+                                     "low_conf_channel_first_static_n", "low_conf_channel_first_symbolic_n",
+                                     "low_conf_channel_first_uncapped", "channel_first_fp16"])
 def test_plugin_graph_with_twin_matches_portable(variant: str, graphs: dict, batch: np.ndarray) -> None:
     portable = graphs[variant]
     flavoured = apply_plugins(portable, ["BatchedNMS"])
@@ -98,7 +121,10 @@ def test_plugin_graph_with_twin_matches_portable(variant: str, graphs: dict, bat
     attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
     assert node.domain == DOMAIN and set(attrs) == set(ATTRIBUTES) | {"plugin_namespace", "plugin_version"}
     assert [o.name for o in flavoured.graph.output] == list(NMS_OUTPUTS)
-    assert variant == "fp16" or list(node.output) == list(NMS_OUTPUTS)
+    assert variant.endswith("fp16") or list(node.output) == list(NMS_OUTPUTS)
+    if "channel_first" in variant:  # the plugin takes [B,N,X]: the pass transposes the channel-first sources
+        assert sorted(n.name for n in flavoured.graph.node if n.name.startswith("edgecv_plugins/") and
+                      n.op_type == "Transpose") == ["edgecv_plugins/boxes_bnx", "edgecv_plugins/scores_bnx"]
     onnx.checker.check_model(flavoured)
     a = ort.InferenceSession(portable.SerializeToString(), providers=["CPUExecutionProvider"])
     b = ort.InferenceSession(flavoured.SerializeToString(), session_options(["BatchedNMS"]),
