@@ -30,9 +30,10 @@ is channel-first (Ultralytics' ``[B, 4+C, N]``) end with ``Transpose(perm=[0, 2,
 ~0.9 ms of pure data movement per frame on a CPU (OpenVINO's per-layer profile). So when a raw
 output is produced by such a Transpose and nothing else in the graph reads it, that Transpose is
 dropped and the subgraph reads its channel-first source instead: the pre-selection takes
-``ReduceMax`` over the class axis 1 and gathers the ``K`` kept columns of ``[B, C, N]`` (a 1-D
-``Gather`` of the flattened tensor at ``(b*C + c)*N + idx``; OpenVINO runs ``Gather`` in a JIT kernel,
-``GatherElements`` only in a slow reference one), which is already NMS's layout; only the ``[B, 4, K]``
+``ReduceMax`` over the class axis 1 and gathers the ``K`` kept columns of ``[B, C, N]`` with ``Gather``
+(along axis 2 when ``B = 1``, else of the flattened tensor at ``(b*C + c)*N + idx``; OpenVINO runs
+``Gather`` in a JIT kernel, ``GatherElements`` only in a slow reference one), which is already NMS's
+layout; only the ``[B, 4, K]``
 boxes get a (small) Transpose. Without pre-selection NMS reads the source scores directly. Any
 other raw output (a plain ``[B, N, C]`` tensor) is read as is, with the selected scores transposed
 for NMS (``edgecv_nms/scores_bcn``). Both forms give the same detections, bit for bit.
@@ -264,16 +265,21 @@ def _drop_producers(graph: Any, outputs: set[str]) -> None:
         graph.value_info.remove(value)
 
 
-def _take_columns(g: _GraphBuilder, x: str, cols: str, dims: tuple, role: str) -> str:
-    """Channel-first ``x [B,X,N]`` at candidates ``cols [B,1,K]`` -> ``[B,X,K]``.
+def _take_columns(g: _GraphBuilder, x: str, idx: str, dims: tuple, role: str) -> str:
+    """Channel-first ``x [B,X,N]`` at candidates ``idx [B,K]`` -> ``[B,X,K]``, with ``Gather`` (OpenVINO runs it
+    in a JIT kernel; ``GatherElements``, which says the same thing, only in a reference kernel slower than
+    the Transpose this avoids).
 
-    One 1-D ``Gather`` of the flattened ``x`` at ``(b*X + c)*N + cols[b,0,k]``: OpenVINO runs it in
-    a JIT kernel (``GatherElements``, which says the same thing, runs in its reference kernel, slower
-    than the Transpose this avoids). ``dims`` = ``(B, X, N)`` as ints when static (the offsets are then
-    a constant), else None entries, read from ``x``'s shape in the graph.
+    ``dims`` = ``(B, X, N)``, ints when static, else None. ``B = 1``: ``Gather(axis=2)`` at ``idx``
+    flattened to ``[K]`` (no index tensor of ``X*K`` entries to build: half the time of the general
+    form). Otherwise one 1-D Gather of the flattened ``x`` at ``(b*X + c)*N + idx[b,k]``, the offsets a
+    constant when the dims are static, else computed from ``x``'s shape.
     """
+    batch, width, n = dims
+    if batch == 1:
+        flat_idx = g.op("Reshape", [idx, g.const(f"pre/{role}_k", [-1], np.int64)], f"pre/{role}_idx")  # [K]
+        return g.op("Gather", [x, flat_idx], f"pre/{role}", axis=2)
     if all(isinstance(d, int) for d in dims):
-        batch, width, n = dims
         rows = (np.arange(batch * width, dtype=np.int64) * n).reshape(batch, width, 1)
         base = g.const(f"pre/{role}_offsets", rows, np.int64)  # [B,X,1]
     else:
@@ -286,6 +292,7 @@ def _take_columns(g: _GraphBuilder, x: str, cols: str, dims: tuple, role: str) -
         row_shape = g.op("Concat", [b_x, g.const(f"pre/{role}_one", [1], np.int64)], f"pre/{role}_row_shape", axis=0)
         n = g.op("Gather", [shape, g.const(f"pre/{role}_axis_n", [2], np.int64)], f"pre/{role}_n")  # [1]
         base = g.op("Mul", [g.op("Reshape", [rows, row_shape], f"pre/{role}_rows_bx1"), n], f"pre/{role}_offsets")
+    cols = g.op("Unsqueeze", [idx, g.const(f"pre/{role}_axis1", [1], np.int64)], f"pre/{role}_cols")  # [B,1,K]
     flat_idx = g.op("Add", [base, cols], f"pre/{role}_flat_idx")  # [B,X,K]
     flat = g.op("Reshape", [x, g.const(f"pre/{role}_flat_shape", [-1], np.int64)], f"pre/{role}_flat")  # [B*X*N]
     return g.op("Gather", [flat, flat_idx], f"pre/{role}", axis=0)
@@ -296,10 +303,11 @@ def _preselect(g: _GraphBuilder, boxes: tuple[str, bool], scores: tuple[str, boo
     """Keep the top-``max_candidates`` candidates per image by max class score.
 
     ``boxes`` / ``scores`` = (tensor, channel_first): ``[B,N,4]`` / ``[B,N,C]`` (gathered with GatherND),
-    or ``[B,4,N]`` / ``[B,C,N]`` when channel-first (gathered with a flat Gather, :func:`_take_columns`);
-    ``dims`` = ``(B, C, N)``, ints when the graph states them, else None. Returns them with ``N`` cut to ``K = min(N, max_candidates)``, each in its
-    own layout, ordered by descending max score (ties: lower candidate index first). ``n_static``:
-    ``N`` when the graph states it (``k`` is then a constant, the form every TensorRT version parses).
+    or ``[B,4,N]`` / ``[B,C,N]`` when channel-first (gathered with Gather, :func:`_take_columns`);
+    ``dims`` = ``(B, C, N)``, ints when the graph states them, else None. Returns them with ``N`` cut to
+    ``K = min(N, max_candidates)``, each in its own layout, ordered by descending max score (ties:
+    lower candidate index first). ``n_static``: ``N`` when the graph states it (``k`` is then a
+    constant, the form every TensorRT version parses).
     """
     best = g.reduce("ReduceMax", scores[0], 1 if scores[1] else 2, "pre/max_score", keepdims=0)  # [B,N]
     if n_static is not None:
@@ -308,13 +316,11 @@ def _preselect(g: _GraphBuilder, boxes: tuple[str, bool], scores: tuple[str, boo
         n = g.op("Gather", [g.op("Shape", [best], "pre/shape"), g.const("pre/one", [1], np.int64)], "pre/n")  # [1]
         k = g.op("Min", [n, g.const("pre/max_candidates", [max_candidates], np.int64)], "pre/k")
     _, idx = g.op("TopK", [best, k], "pre/topk", n_out=2, axis=1, largest=1, sorted=1)  # [B,K]
-    rows = cols = None
+    rows = None
     if not (boxes[1] and scores[1]):
         rows = g.op("Unsqueeze", [idx, g.const("pre/axis2", [2], np.int64)], "pre/idx")  # [B,K,1]
-    if boxes[1] or scores[1]:
-        cols = g.op("Unsqueeze", [idx, g.const("pre/axis1", [1], np.int64)], "pre/idx_cols")  # [B,1,K]
     batch, classes, n = dims
-    picked = [_take_columns(g, x, cols, (batch, width, n), role) if channel_first
+    picked = [_take_columns(g, x, idx, (batch, width, n), role) if channel_first
               else g.op("GatherND", [x, rows], f"pre/{role}", batch_dims=1)
               for (x, channel_first), width, role in ((boxes, 4, "boxes"), (scores, classes, "scores"))]
     return picked[0], picked[1]

@@ -469,11 +469,12 @@ def tied(rng, batch: int, n: int, num_classes: int):
 @pytest.mark.parametrize("opset,dims,max_candidates", [
     (13, ("B", "N"), 64),   # pre-selection, symbolic shapes: offsets from the graph's Shape, k = min(N, cap)
     (18, (2, 300), 64),     # pre-selection, static shapes: constant offsets; ReduceMax/ReduceProd axes as input
+    (17, (1, 300), 64),     # pre-selection, batch 1: Gather along N, no offsets
     (17, (2, 300), 3840),   # N within the cap: no pre-selection, NMS reads the source scores
     (18, ("B", "N"), None),  # no cap
 ])
-def test_channel_first_source_gives_the_same_detections_without_full_transposes(opset, dims, max_candidates):
-    cf_boxes, cf_scores = tied(np.random.default_rng(opset), 2, 300, 5)
+def test_channel_first_source_gives_the_same_detections_without_full_transposes(opset, dims, max_candidates, tmp_path):
+    cf_boxes, cf_scores = tied(np.random.default_rng(opset), dims[0] if dims[0] == 1 else 2, 300, 5)
     kwargs = dict(max_det=60, conf_threshold=0.1, iou_threshold=IOU, max_candidates=max_candidates)
     direct = append_nms(transposed_model(opset, 5, *dims), **kwargs)
     onnx.checker.check_model(direct, full_check=True)
@@ -485,9 +486,13 @@ def test_channel_first_source_gives_the_same_detections_without_full_transposes(
     feed = {"cf_boxes": cf_boxes, "cf_scores": cf_scores}
     got, ref = session(direct).run(None, feed), session(reference).run(None, feed)
     assert_same(got, ref)
-    assert 20 < int(got[0].sum()) < 120, "expected detections (and room for ties) to compare"
+    assert 10 < int(got[0].sum()) < 60 * len(cf_boxes), "expected detections (and room for ties) to compare"
     kept = got[2][got[2] > 0]
     assert len(np.unique(kept)) < len(kept), "expected tied scores among the detections"
+    from edgecv.runtimes.onnx_graph import nms_class_count  # the runtime's reader finds C behind the new form
+
+    onnx.save(direct, str(tmp_path / "direct.onnx"))
+    assert nms_class_count(tmp_path / "direct.onnx") == 5
 
 
 def test_transpose_read_elsewhere_or_not_transposing_stays():
@@ -571,3 +576,7 @@ def test_ultralytics_yolov8n_at_640_loses_its_full_transposes_not_a_detection(tm
     got, ref = session(model).run(None, {"images": images}), session(before).run(None, {"images": images})
     assert int(got[0].sum()) > 50, "expected detections to compare"
     assert_same(got, ref)
+    from edgecv.runtimes.onnx_graph import nms_class_count
+
+    onnx.save(model, str(tmp_path / "model.onnx"))
+    assert nms_class_count(tmp_path / "model.onnx") == 80

@@ -46,11 +46,15 @@ def strip_nms(model: onnx.ModelProto, symbolic_n: bool) -> onnx.ModelProto:
     return stripped
 
 
-def channel_first(raw: onnx.ModelProto) -> onnx.ModelProto:
+def channel_first(raw: onnx.ModelProto, symbolic_batch: bool = False) -> onnx.ModelProto:
     """``raw`` with its outputs made by ``Transpose(0,2,1)`` of channel-first ``[B,X,N]`` copies (the form of a
-    channel-first head such as Ultralytics'): ``append_nms`` then reads those copies, not the outputs."""
+    channel-first head such as Ultralytics'): ``append_nms`` then reads those copies, not the outputs.
+    ``symbolic_batch``: the outputs declare ``B`` symbolic (the pre-selection's general, flat Gather form)."""
     model = onnx.ModelProto()
     model.CopyFrom(raw)
+    for value in model.graph.output:
+        if symbolic_batch:
+            value.type.tensor_type.shape.dim[0].dim_param = "B"
     for name in ("raw_boxes", "raw_scores"):
         for node in model.graph.node:
             node.output[:] = [f"{name}_bnx" if o == name else o for o in node.output]
@@ -73,7 +77,7 @@ def graphs(demo_onnx) -> dict[str, onnx.ModelProto]:
             "fp16": to_fp16(portable),  # casts inside the subgraph, renamed outputs behind it
             # channel-first sources: flat pre-selection Gather (constant / computed offsets), no pre-selection
             "low_conf_channel_first_static_n": append_nms(channel_first(strip_nms(portable, False)), **low),
-            "low_conf_channel_first_symbolic_n": append_nms(channel_first(strip_nms(portable, True)), **low),
+            "low_conf_channel_first_symbolic_n": append_nms(channel_first(strip_nms(portable, True), True), **low),
             "low_conf_channel_first_uncapped": append_nms(channel_first(strip_nms(portable, False)),
                                                           **{**low, "max_candidates": None}),
             "channel_first_fp16": to_fp16(append_nms(channel_first(strip_nms(portable, False))))}

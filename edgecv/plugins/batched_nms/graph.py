@@ -6,7 +6,7 @@ named with :data:`~edgecv.export.nms.NMS_PREFIX`), reads its parameters from the
 tensors it consumes (behind the optional pre-selection ``GatherND`` and the ``Cast`` nodes the fp16
 pass adds; a non-float32 source gets a ``Cast`` to float32) -- or their channel-first sources
 ``[B,4,N]`` / ``[B,C,N]`` that ``append_nms`` reads instead of a model's final Transposes (behind a
-flat pre-selection ``Gather``), which get a ``Transpose`` back to ``[B,N,X]`` here, the layout the
+pre-selection ``Gather``), which get a ``Transpose`` back to ``[B,N,X]`` here, the layout the
 plugin takes -- removes every prefixed node
 and puts one plugin node in their place, producing the same four graph outputs
 (``num_dets``, ``boxes``, ``scores``, ``classes``) with the same shapes and dtypes. The node form
@@ -49,18 +49,15 @@ def _source(tensor: str, by_output: dict) -> tuple[str, Any]:
     return tensor, node
 
 
-def _behind_preselection(tensor: str, node: Any, channel_first: bool, by_output: dict, role: str) -> tuple[str, Any]:
-    """Step back over the optional pre-selection: ``GatherND`` of ``[B,N,X]``, or for a channel-first
-    ``[B,X,N]`` source the 1-D ``Gather`` of its ``Reshape`` to ``[-1]`` (and ``Cast`` nodes)."""
+def _behind_preselection(tensor: str, node: Any, channel_first: bool, by_output: dict) -> tuple[str, Any]:
+    """Step back over the optional pre-selection (and ``Cast`` nodes): ``GatherND`` of ``[B,N,X]``, or for a
+    channel-first ``[B,X,N]`` source a ``Gather`` of it (axis 2) or of its ``Reshape`` to ``[-1]`` (axis 0)."""
     if not channel_first and node is not None and node.op_type == "GatherND":
         return _source(node.input[0], by_output)
     if channel_first and node is not None and node.op_type == "Gather":
-        flat, reshape = _source(node.input[0], by_output)
-        if reshape is None or reshape.op_type != "Reshape":
-            found = "a graph tensor" if reshape is None else f"{reshape.op_type} {reshape.name}"
-            raise ExportError(f"expected the NMS {role} pre-selection Gather in '{PREFIX}' to read a Reshape, "
-                              f"found {found} ({flat!r})")
-        return _source(reshape.input[0], by_output)
+        tensor, node = _source(node.input[0], by_output)
+        if node is not None and node.op_type == "Reshape":  # the flattened source (B != 1)
+            tensor, node = _source(node.input[0], by_output)
     return tensor, node
 
 
@@ -75,14 +72,14 @@ def _raw_inputs(nodes: list) -> tuple[tuple[str, bool], tuple[str, bool]]:
     boxes_cf = node is not None and node.op_type == "Transpose"  # [B,4,K] -> [B,K,4] in the subgraph
     if boxes_cf:
         boxes, node = _source(node.input[0], by_output)
-    boxes, node = _behind_preselection(boxes, node, boxes_cf, by_output, "boxes")
+    boxes, node = _behind_preselection(boxes, node, boxes_cf, by_output)
     if node is not None:
         raise ExportError(f"expected the NMS boxes to enter '{PREFIX}' from outside, found {node.op_type} {node.name}")
     scores, node = _source(nms.input[1], by_output)
     scores_cf = node is None or node.op_type != "Transpose"  # NMS takes [B,C,N]: no Transpose = channel-first
     if not scores_cf:
         scores, node = _source(node.input[0], by_output)
-    scores, node = _behind_preselection(scores, node, scores_cf, by_output, "scores")
+    scores, node = _behind_preselection(scores, node, scores_cf, by_output)
     if node is not None:
         raise ExportError(f"expected the NMS scores to enter '{PREFIX}' from outside or from a Transpose, found "
                           f"{node.op_type} {node.name}")
