@@ -19,7 +19,7 @@ rows sorted by descending score, the first ``num_dets`` rows valid, the rest zer
 Only standard ONNX ops (opset >= 13) are used: ``Transpose``, ``NonMaxSuppression``,
 ``GatherND``, ``Gather``, ``Shape``, ``Range``, ``Unsqueeze``, ``Equal``, ``Where``, ``Cast``,
 ``ReduceSum``, ``Min``, ``Pad``, ``TopK``, ``Less``, ``Constant``, ``Identity`` (plus ``ReduceMax``,
-``Add``, ``Reshape`` and, for symbolic shapes, ``Slice``, ``ReduceProd``, ``Concat``, ``Mul`` for the
+``Add``, ``Reshape`` and, for symbolic shapes, ``Slice``, ``Concat``, ``Mul`` for the
 candidate pre-selection). Every appended node and tensor is named with the prefix
 :data:`NMS_PREFIX` so a later pass can cut the subgraph out and put a TensorRT plugin in
 its place; the ``NonMaxSuppression`` node's ``doc_string`` holds the parameters as JSON.
@@ -286,7 +286,8 @@ def _take_columns(g: _GraphBuilder, x: str, idx: str, dims: tuple, role: str) ->
         shape = g.op("Shape", [x], f"pre/{role}_shape")  # [3]
         b_x = g.op("Slice", [shape, g.const(f"pre/{role}_from", [0], np.int64), g.const(f"pre/{role}_to", [2], np.int64)],
                    f"pre/{role}_bx")  # [2]: B, X
-        count = g.reduce("ReduceProd", b_x, 0, f"pre/{role}_rows", keepdims=0)  # B*X (scalar)
+        dim = [g.op("Gather", [shape, g.const(f"pre/{role}_dim{a}_index", a, np.int64)], f"pre/{role}_dim{a}") for a in (0, 1)]
+        count = g.op("Mul", dim, f"pre/{role}_rows")  # B*X (scalar; elementwise on shapes: what TensorRT parses best)
         rows = g.op("Range", [g.const(f"pre/{role}_start", 0, np.int64), count, g.const(f"pre/{role}_step", 1, np.int64)],
                     f"pre/{role}_row_ids")  # [B*X]
         row_shape = g.op("Concat", [b_x, g.const(f"pre/{role}_one", [1], np.int64)], f"pre/{role}_row_shape", axis=0)

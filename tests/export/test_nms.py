@@ -468,7 +468,7 @@ def tied(rng, batch: int, n: int, num_classes: int):
 
 @pytest.mark.parametrize("opset,dims,max_candidates", [
     (13, ("B", "N"), 64),   # pre-selection, symbolic shapes: offsets from the graph's Shape, k = min(N, cap)
-    (18, (2, 300), 64),     # pre-selection, static shapes: constant offsets; ReduceMax/ReduceProd axes as input
+    (18, (2, 300), 64),     # pre-selection, static shapes: constant offsets; ReduceMax axes as input
     (17, (1, 300), 64),     # pre-selection, batch 1: Gather along N, no offsets
     (17, (2, 300), 3840),   # N within the cap: no pre-selection, NMS reads the source scores
     (18, ("B", "N"), None),  # no cap
