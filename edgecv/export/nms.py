@@ -22,7 +22,8 @@ Only standard ONNX ops (opset >= 13) are used: ``Transpose``, ``NonMaxSuppressio
 ``Add``, ``Reshape`` and, for symbolic shapes, ``Slice``, ``Concat``, ``Mul`` for the
 candidate pre-selection). Every appended node and tensor is named with the prefix
 :data:`NMS_PREFIX` so a later pass can cut the subgraph out and put a TensorRT plugin in
-its place; the ``NonMaxSuppression`` node's ``doc_string`` holds the parameters as JSON.
+its place; the ``NonMaxSuppression`` node's ``doc_string`` holds the parameters as JSON. The
+pre-selection and the channel-first read are built in :mod:`edgecv.export.nms_preselect`.
 
 Layout: ``NonMaxSuppression`` takes scores channel-first, ``[B, C, N]``, while models whose head
 is channel-first (Ultralytics' ``[B, 4+C, N]``) end with ``Transpose(perm=[0, 2, 1])`` to give the
@@ -81,6 +82,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgecv.errors import ExportError, MissingDependencyError
+from edgecv.export.nms_preselect import channel_first_source, drop_producers, preselect
 
 if TYPE_CHECKING:
     import onnx
@@ -242,91 +244,6 @@ def _check_names(model: "onnx.ModelProto") -> None:
         raise ExportError(f"expected no existing tensors named {list(NMS_OUTPUTS)}, found {clashes}; rename them")
 
 
-def _channel_first_source(model: "onnx.ModelProto", output: str) -> str | None:
-    """The ``[B, X, N]`` tensor a ``Transpose(perm=[0, 2, 1])`` turns into graph output ``output``, when
-    nothing in the graph reads ``output`` (the Transpose is then dead once NMS reads the source), else None."""
-    graph = model.graph
-    producer = next((n for n in graph.node if output in n.output), None)
-    if producer is None or producer.op_type != "Transpose" or len(producer.output) != 1:
-        return None
-    perm = next((list(a.ints) for a in producer.attribute if a.name == "perm"), None)
-    if perm != [0, 2, 1] or any(output in n.input for n in graph.node):
-        return None
-    return producer.input[0]
-
-
-def _drop_producers(graph: Any, outputs: set[str]) -> None:
-    """Remove the nodes producing ``outputs`` (the dead Transposes) and those tensors' value_info (in place)."""
-    kept = [n for n in graph.node if not set(n.output) & outputs]
-    del graph.node[:]
-    graph.node.extend(kept)
-    stale = [v for v in graph.value_info if v.name in outputs]
-    for value in stale:
-        graph.value_info.remove(value)
-
-
-def _take_columns(g: _GraphBuilder, x: str, idx: str, dims: tuple, role: str) -> str:
-    """Channel-first ``x [B,X,N]`` at candidates ``idx [B,K]`` -> ``[B,X,K]``, with ``Gather`` (OpenVINO runs it
-    in a JIT kernel; ``GatherElements``, which says the same thing, only in a reference kernel slower than
-    the Transpose this avoids).
-
-    ``dims`` = ``(B, X, N)``, ints when static, else None. ``B = 1``: ``Gather(axis=2)`` at ``idx``
-    flattened to ``[K]`` (no index tensor of ``X*K`` entries to build: half the time of the general
-    form). Otherwise one 1-D Gather of the flattened ``x`` at ``(b*X + c)*N + idx[b,k]``, the offsets a
-    constant when the dims are static, else computed from ``x``'s shape.
-    """
-    batch, width, n = dims
-    if batch == 1:
-        flat_idx = g.op("Reshape", [idx, g.const(f"pre/{role}_k", [-1], np.int64)], f"pre/{role}_idx")  # [K]
-        return g.op("Gather", [x, flat_idx], f"pre/{role}", axis=2)
-    if all(isinstance(d, int) for d in dims):
-        rows = (np.arange(batch * width, dtype=np.int64) * n).reshape(batch, width, 1)
-        base = g.const(f"pre/{role}_offsets", rows, np.int64)  # [B,X,1]
-    else:
-        shape = g.op("Shape", [x], f"pre/{role}_shape")  # [3]
-        b_x = g.op("Slice", [shape, g.const(f"pre/{role}_from", [0], np.int64), g.const(f"pre/{role}_to", [2], np.int64)],
-                   f"pre/{role}_bx")  # [2]: B, X
-        dim = [g.op("Gather", [shape, g.const(f"pre/{role}_dim{a}_index", a, np.int64)], f"pre/{role}_dim{a}") for a in (0, 1)]
-        count = g.op("Mul", dim, f"pre/{role}_rows")  # B*X (scalar; elementwise on shapes: what TensorRT parses best)
-        rows = g.op("Range", [g.const(f"pre/{role}_start", 0, np.int64), count, g.const(f"pre/{role}_step", 1, np.int64)],
-                    f"pre/{role}_row_ids")  # [B*X]
-        row_shape = g.op("Concat", [b_x, g.const(f"pre/{role}_one", [1], np.int64)], f"pre/{role}_row_shape", axis=0)
-        n = g.op("Gather", [shape, g.const(f"pre/{role}_axis_n", [2], np.int64)], f"pre/{role}_n")  # [1]
-        base = g.op("Mul", [g.op("Reshape", [rows, row_shape], f"pre/{role}_rows_bx1"), n], f"pre/{role}_offsets")
-    cols = g.op("Unsqueeze", [idx, g.const(f"pre/{role}_axis1", [1], np.int64)], f"pre/{role}_cols")  # [B,1,K]
-    flat_idx = g.op("Add", [base, cols], f"pre/{role}_flat_idx")  # [B,X,K]
-    flat = g.op("Reshape", [x, g.const(f"pre/{role}_flat_shape", [-1], np.int64)], f"pre/{role}_flat")  # [B*X*N]
-    return g.op("Gather", [flat, flat_idx], f"pre/{role}", axis=0)
-
-
-def _preselect(g: _GraphBuilder, boxes: tuple[str, bool], scores: tuple[str, bool], dims: tuple,
-               max_candidates: int, n_static: int | None) -> tuple[str, str]:
-    """Keep the top-``max_candidates`` candidates per image by max class score.
-
-    ``boxes`` / ``scores`` = (tensor, channel_first): ``[B,N,4]`` / ``[B,N,C]`` (gathered with GatherND),
-    or ``[B,4,N]`` / ``[B,C,N]`` when channel-first (gathered with Gather, :func:`_take_columns`);
-    ``dims`` = ``(B, C, N)``, ints when the graph states them, else None. Returns them with ``N`` cut to
-    ``K = min(N, max_candidates)``, each in its own layout, ordered by descending max score (ties:
-    lower candidate index first). ``n_static``: ``N`` when the graph states it (``k`` is then a
-    constant, the form every TensorRT version parses).
-    """
-    best = g.reduce("ReduceMax", scores[0], 1 if scores[1] else 2, "pre/max_score", keepdims=0)  # [B,N]
-    if n_static is not None:
-        k = g.const("pre/k", [min(n_static, max_candidates)], np.int64)
-    else:
-        n = g.op("Gather", [g.op("Shape", [best], "pre/shape"), g.const("pre/one", [1], np.int64)], "pre/n")  # [1]
-        k = g.op("Min", [n, g.const("pre/max_candidates", [max_candidates], np.int64)], "pre/k")
-    _, idx = g.op("TopK", [best, k], "pre/topk", n_out=2, axis=1, largest=1, sorted=1)  # [B,K]
-    rows = None
-    if not (boxes[1] and scores[1]):
-        rows = g.op("Unsqueeze", [idx, g.const("pre/axis2", [2], np.int64)], "pre/idx")  # [B,K,1]
-    batch, classes, n = dims
-    picked = [_take_columns(g, x, idx, (batch, width, n), role) if channel_first
-              else g.op("GatherND", [x, rows], f"pre/{role}", batch_dims=1)
-              for (x, channel_first), width, role in ((boxes, 4, "boxes"), (scores, classes, "scores"))]
-    return picked[0], picked[1]
-
-
 def _nms(g: _GraphBuilder, boxes: str, scores_t: str, params: dict) -> tuple[str, str, str, str]:
     """Per-class NMS of ``boxes [B,N,4]`` and ``scores_t [B,C,N]`` (the layouts NonMaxSuppression takes).
     Returns ``selected [S,3]`` (batch, class, box) int64, ``det_boxes [S,4]``, ``det_scores [S]`` float32
@@ -441,12 +358,12 @@ def append_nms(
               "conf_threshold": float(conf_threshold), "max_candidates": max_candidates}
     g = _GraphBuilder(onnx_mod, opset)
     # Read the channel-first source of a raw output that is a dead Transpose (see the module docstring).
-    sources = {out: _channel_first_source(model, out) for out in (boxes_output, scores_output)}
+    sources = {out: channel_first_source(model, out) for out in (boxes_output, scores_output)}
     boxes = (sources[boxes_output] or boxes_output, sources[boxes_output] is not None)
     scores = (sources[scores_output] or scores_output, sources[scores_output] is not None)
     batch, n_static, classes = (_static(dims, i) for dims, i in ((box_dims, 0), (box_dims, 1), (score_dims, 2)))
     if max_candidates is not None and (n_static is None or n_static > max_candidates):
-        picked = _preselect(g, boxes, scores, (batch, classes, n_static), max_candidates, n_static)
+        picked = preselect(g, boxes, scores, (batch, classes, n_static), max_candidates, n_static)
         boxes, scores = (picked[0], boxes[1]), (picked[1], scores[1])
     # NonMaxSuppression takes boxes [B,N,4] and scores [B,C,N]: transpose whichever layout differs.
     boxes_n4 = g.op("Transpose", [boxes[0]], "boxes_bn4", perm=[0, 2, 1]) if boxes[1] else boxes[0]
@@ -457,7 +374,7 @@ def append_nms(
     _gather_outputs(g, det_boxes, det_classes, top, int(max_det))
     result = onnx_mod.ModelProto()
     result.CopyFrom(model)
-    _drop_producers(result.graph, {out for out, src in sources.items() if src is not None})
+    drop_producers(result.graph, {out for out, src in sources.items() if src is not None})
     result.graph.node.extend(g.nodes)
     del result.graph.output[:]
     result.graph.output.extend(_contract_value_infos(onnx_mod, box_dims, int(max_det)))
