@@ -18,10 +18,26 @@ rows sorted by descending score, the first ``num_dets`` rows valid, the rest zer
 
 Only standard ONNX ops (opset >= 13) are used: ``Transpose``, ``NonMaxSuppression``,
 ``GatherND``, ``Gather``, ``Shape``, ``Range``, ``Unsqueeze``, ``Equal``, ``Where``, ``Cast``,
-``ReduceSum``, ``Min``, ``Pad``, ``TopK``, ``Less``, ``Constant``, ``Identity`` (plus ``ReduceMax`` for
-the candidate pre-selection). Every appended node and tensor is named with the prefix
+``ReduceSum``, ``Min``, ``Pad``, ``TopK``, ``Less``, ``Constant``, ``Identity`` (plus ``ReduceMax``,
+``Add``, ``Reshape`` and, for symbolic shapes, ``Slice``, ``Concat``, ``Mul`` for the
+candidate pre-selection). Every appended node and tensor is named with the prefix
 :data:`NMS_PREFIX` so a later pass can cut the subgraph out and put a TensorRT plugin in
-its place; the ``NonMaxSuppression`` node's ``doc_string`` holds the parameters as JSON.
+its place; the ``NonMaxSuppression`` node's ``doc_string`` holds the parameters as JSON. The
+pre-selection and the channel-first read are built in :mod:`edgecv.export.nms_preselect`.
+
+Layout: ``NonMaxSuppression`` takes scores channel-first, ``[B, C, N]``, while models whose head
+is channel-first (Ultralytics' ``[B, 4+C, N]``) end with ``Transpose(perm=[0, 2, 1])`` to give the
+``[B, N, C]`` raw outputs. Transposing 80 x 8,400 floats there and the selected scores back costs
+~0.9 ms of pure data movement per frame on a CPU (OpenVINO's per-layer profile). So when a raw
+output is produced by such a Transpose and nothing else in the graph reads it, that Transpose is
+dropped and the subgraph reads its channel-first source instead: the pre-selection takes
+``ReduceMax`` over the class axis 1 and gathers the ``K`` kept columns of ``[B, C, N]`` with ``Gather``
+(along axis 2 when ``B = 1``, else of the flattened tensor at ``(b*C + c)*N + idx``; OpenVINO runs
+``Gather`` in a JIT kernel, ``GatherElements`` only in a slow reference one), which is already NMS's
+layout; only the ``[B, 4, K]``
+boxes get a (small) Transpose. Without pre-selection NMS reads the source scores directly. Any
+other raw output (a plain ``[B, N, C]`` tensor) is read as is, with the selected scores transposed
+for NMS (``edgecv_nms/scores_bcn``). Both forms give the same detections, bit for bit.
 
 Semantics shared with :func:`edgecv.export.nms_reference.nms_reference` (and with ONNX Runtime's ``NonMaxSuppression``,
 checked by the tests):
@@ -43,7 +59,7 @@ most 5,000 boxes per image (:data:`TENSORRT_NMS_MAX_BOXES`; 2,000 on SM 5.3 / 6.
 TensorRT 10 no longer supports), dropping the rest in an unspecified order among equal scores.
 A 640 px YOLO has 8,400 candidates. So, by default, the ``max_candidates`` =
 :data:`DEFAULT_MAX_CANDIDATES` (3840) candidates with the highest best-class score are
-pre-selected *inside the graph* (``ReduceMax`` + ``TopK`` + ``GatherND``) before NMS, and
+pre-selected *inside the graph* (``ReduceMax`` + ``TopK`` + ``GatherND`` / ``Gather``) before NMS, and
 ``max_det`` above 3840 is refused. The pre-selection is skipped when the graph's candidate
 count is static and within the cap (nothing to drop); with a symbolic count it keeps
 ``min(N, max_candidates)``. ``max_candidates=None`` removes the cap (a graph for ONNX Runtime /
@@ -66,6 +82,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgecv.errors import ExportError, MissingDependencyError
+from edgecv.export.nms_preselect import channel_first_source, drop_producers, preselect
 
 if TYPE_CHECKING:
     import onnx
@@ -174,6 +191,12 @@ def _dims(value_info: Any) -> list | None:
     return [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tensor_type.shape.dim]
 
 
+def _static(dims: list | None, axis: int) -> int | None:
+    """Dim ``axis`` of ``dims`` when the graph states it as a positive int, else None."""
+    value = dims[axis] if dims is not None else None
+    return value if isinstance(value, int) and value > 0 else None
+
+
 def _check_output(onnx_mod: Any, value_info: Any, role: str, last: str) -> list | None:
     """Validate one raw output: float32, rank 3, ``[B, N, last]``; return its dims."""
     name, elem = value_info.name, value_info.type.tensor_type.elem_type
@@ -188,8 +211,9 @@ def _check_output(onnx_mod: Any, value_info: Any, role: str, last: str) -> list 
     return dims
 
 
-def _check_graph(onnx_mod: Any, model: "onnx.ModelProto", boxes_output: str, scores_output: str) -> list | None:
-    """Validate the raw outputs and name clashes; return the boxes dims (or None)."""
+def _check_graph(onnx_mod: Any, model: "onnx.ModelProto", boxes_output: str, scores_output: str
+                 ) -> tuple[list | None, list | None]:
+    """Validate the raw outputs and name clashes; return the boxes and scores dims (each or None)."""
     outputs = {o.name: o for o in model.graph.output}
     for name, role in ((boxes_output, "boxes_output"), (scores_output, "scores_output")):
         if name not in outputs:
@@ -204,7 +228,7 @@ def _check_graph(onnx_mod: Any, model: "onnx.ModelProto", boxes_output: str, sco
                     f"expected '{boxes_output}' and '{scores_output}' to share dim {label}, found {a} vs {b}"
                 )
     _check_names(model)
-    return box_dims
+    return box_dims, score_dims
 
 
 def _check_names(model: "onnx.ModelProto") -> None:
@@ -220,31 +244,10 @@ def _check_names(model: "onnx.ModelProto") -> None:
         raise ExportError(f"expected no existing tensors named {list(NMS_OUTPUTS)}, found {clashes}; rename them")
 
 
-def _preselect(g: _GraphBuilder, boxes: str, scores: str, max_candidates: int, n_static: int | None
-               ) -> tuple[str, str]:
-    """Keep the top-``max_candidates`` candidates per image by max class score.
-
-    ``boxes [B,N,4]``, ``scores [B,N,C]`` -> ``[B,K,4]``, ``[B,K,C]`` with ``K = min(N, max_candidates)``,
-    ordered by descending max score (ties: lower candidate index first). ``n_static``: ``N`` when
-    the graph states it (``k`` is then a constant, the form every TensorRT version parses).
-    """
-    best = g.reduce("ReduceMax", scores, 2, "pre/max_score", keepdims=0)  # [B,N]
-    if n_static is not None:
-        k = g.const("pre/k", [min(n_static, max_candidates)], np.int64)
-    else:
-        n = g.op("Gather", [g.op("Shape", [best], "pre/shape"), g.const("pre/one", [1], np.int64)], "pre/n")  # [1]
-        k = g.op("Min", [n, g.const("pre/max_candidates", [max_candidates], np.int64)], "pre/k")
-    _, idx = g.op("TopK", [best, k], "pre/topk", n_out=2, axis=1, largest=1, sorted=1)  # [B,K]
-    idx = g.op("Unsqueeze", [idx, g.const("pre/axis2", [2], np.int64)], "pre/idx")  # [B,K,1]
-    boxes = g.op("GatherND", [boxes, idx], "pre/boxes", batch_dims=1)
-    scores = g.op("GatherND", [scores, idx], "pre/scores", batch_dims=1)
-    return boxes, scores
-
-
-def _nms(g: _GraphBuilder, boxes: str, scores: str, params: dict) -> tuple[str, str, str, str]:
-    """Per-class NMS. Returns ``selected [S,3]`` (batch, class, box) int64, ``det_boxes [S,4]``,
-    ``det_scores [S]`` float32 and ``det_classes [S]`` int64."""
-    scores_t = g.op("Transpose", [scores], "scores_bcn", perm=[0, 2, 1])  # [B,C,N]
+def _nms(g: _GraphBuilder, boxes: str, scores_t: str, params: dict) -> tuple[str, str, str, str]:
+    """Per-class NMS of ``boxes [B,N,4]`` and ``scores_t [B,C,N]`` (the layouts NonMaxSuppression takes).
+    Returns ``selected [S,3]`` (batch, class, box) int64, ``det_boxes [S,4]``, ``det_scores [S]`` float32
+    and ``det_classes [S]`` int64."""
     selected = g.op(
         "NonMaxSuppression",
         [
@@ -323,7 +326,9 @@ def append_nms(
     """Return a copy of ``model`` whose outputs are the detection contract after class-aware NMS.
 
     Input graph outputs: ``boxes_output [B,N,4] float32`` (x1, y1, x2, y2 pixels) and
-    ``scores_output [B,N,C] float32`` (per-class probabilities); ``B``, ``N`` may be symbolic.
+    ``scores_output [B,N,C] float32`` (per-class probabilities); ``B``, ``N`` may be symbolic. When one
+    is made by ``Transpose(perm=[0,2,1])`` of a channel-first tensor and read by nothing else, that
+    Transpose is dropped and its source read instead (module docstring, "Layout").
     New graph outputs, replacing *all* previous outputs, in order: ``num_dets [B,1] int32``,
     ``boxes [B,max_det,4] float32`` (x1, y1, x2, y2), ``scores [B,max_det] float32``,
     ``classes [B,max_det] int32``; per image sorted by descending score, zero-padded after
@@ -347,21 +352,29 @@ def append_nms(
         raise ExportError(
             f"expected a model with ONNX opset >= {MIN_OPSET}, found opset {opset}; re-export with a newer opset"
         )
-    box_dims = _check_graph(onnx_mod, model, boxes_output, scores_output)
+    box_dims, score_dims = _check_graph(onnx_mod, model, boxes_output, scores_output)
     max_candidates = None if max_candidates is None else int(max_candidates)
     params = {"max_det": int(max_det), "iou_threshold": float(iou_threshold),
               "conf_threshold": float(conf_threshold), "max_candidates": max_candidates}
     g = _GraphBuilder(onnx_mod, opset)
-    boxes, scores = boxes_output, scores_output
-    n_static = box_dims[1] if box_dims is not None and isinstance(box_dims[1], int) and box_dims[1] > 0 else None
+    # Read the channel-first source of a raw output that is a dead Transpose (see the module docstring).
+    sources = {out: channel_first_source(model, out) for out in (boxes_output, scores_output)}
+    boxes = (sources[boxes_output] or boxes_output, sources[boxes_output] is not None)
+    scores = (sources[scores_output] or scores_output, sources[scores_output] is not None)
+    batch, n_static, classes = (_static(dims, i) for dims, i in ((box_dims, 0), (box_dims, 1), (score_dims, 2)))
     if max_candidates is not None and (n_static is None or n_static > max_candidates):
-        boxes, scores = _preselect(g, boxes, scores, max_candidates, n_static)
-    selected, det_boxes, det_scores, det_classes = _nms(g, boxes, scores, params)
-    mask = _batch_mask(g, boxes, selected)
+        picked = preselect(g, boxes, scores, (batch, classes, n_static), max_candidates, n_static)
+        boxes, scores = (picked[0], boxes[1]), (picked[1], scores[1])
+    # NonMaxSuppression takes boxes [B,N,4] and scores [B,C,N]: transpose whichever layout differs.
+    boxes_n4 = g.op("Transpose", [boxes[0]], "boxes_bn4", perm=[0, 2, 1]) if boxes[1] else boxes[0]
+    scores_cn = scores[0] if scores[1] else g.op("Transpose", [scores[0]], "scores_bcn", perm=[0, 2, 1])
+    selected, det_boxes, det_scores, det_classes = _nms(g, boxes_n4, scores_cn, params)
+    mask = _batch_mask(g, boxes_n4, selected)
     top = _top_per_image(g, mask, det_scores, int(max_det))
     _gather_outputs(g, det_boxes, det_classes, top, int(max_det))
     result = onnx_mod.ModelProto()
     result.CopyFrom(model)
+    drop_producers(result.graph, {out for out, src in sources.items() if src is not None})
     result.graph.node.extend(g.nodes)
     del result.graph.output[:]
     result.graph.output.extend(_contract_value_infos(onnx_mod, box_dims, int(max_det)))

@@ -198,11 +198,23 @@ def distance_to_xyxy(distance: torch.Tensor, points: torch.Tensor) -> torch.Tens
 
 
 def decode(maps: list[torch.Tensor], reg_max: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Raw maps → ``boxes [B,N,4]`` x1,y1,x2,y2 input pixels, ``scores [B,N,C]`` in [0,1]."""
-    points, strides = make_anchors(maps)
-    box_logits, cls_logits = flatten_maps(maps, reg_max)
-    boxes = distance_to_xyxy(distribution_to_distance(box_logits, reg_max), points) * strides
-    return boxes, cls_logits.sigmoid()
+    """Raw maps → ``boxes [B,N,4]`` x1,y1,x2,y2 input pixels, ``scores [B,N,C]`` in [0,1].
+
+    The same arithmetic as :func:`flatten_maps` + :func:`distribution_to_distance` +
+    :func:`distance_to_xyxy` (the training loss's path), done in the maps' channel-first layout
+    ``[B, X, N]`` and transposed last: an exported graph then ends in ``Transpose(perm=[0,2,1])`` of
+    ``[B,4,N]`` / ``[B,C,N]``, which :func:`edgecv.export.nms.append_nms` drops to read the
+    channel-first tensors, so no full-size Transpose is left in the graph.
+    """
+    points, strides = make_anchors(maps)  # [N,2], [N,1]
+    b = maps[0].shape[0]
+    flat = torch.cat([m.reshape(b, m.shape[1], -1) for m in maps], 2)  # [B, 4*reg_max + C, N]
+    probs = flat[:, : 4 * reg_max].reshape(b, 4, reg_max, -1).softmax(2)  # [B,4,reg_max,N]
+    bins = torch.arange(reg_max, device=probs.device, dtype=probs.dtype).reshape(reg_max, 1)
+    distance = (probs * bins).sum(2)  # [B,4,N]: l,t,r,b
+    corners = points.transpose(0, 1)  # [2,N]
+    boxes = torch.cat((corners - distance[:, :2], corners + distance[:, 2:]), 1) * strides.transpose(0, 1)
+    return boxes.transpose(1, 2), flat[:, 4 * reg_max :].sigmoid().transpose(1, 2)
 
 
 class YoloDecoded(nn.Module):

@@ -155,7 +155,8 @@ def nms_class_count(path: Path) -> int | None:
 
     Finds the ``NonMaxSuppression`` node (scores input ``[B, C, N]``) and takes ``C`` from the
     declared shape of that input, or of the ``[B, N, C]`` tensor transposed into it (through a
-    candidate pre-selection ``GatherND``, which keeps the class axis). Graphs whose shapes were
+    candidate pre-selection ``GatherND``, which keeps the class axis), or of the channel-first
+    ``[B, C, N]`` source the pre-selection ``Gather`` reads (or whose flattened copy it reads). Graphs whose shapes were
     stripped (int8 QDQ graphs) or that have no NMS state nothing: None.
 
     Raises:
@@ -170,6 +171,13 @@ def nms_class_count(path: Path) -> int | None:
         return shapes[scores][1]
     producer = {out: node for node in nodes for out in node.outputs}
     source = producer.get(scores)
+    if source is not None and source.op_type == "Gather":
+        # channel-first pre-selection: a Gather of the [B, C, N] source, or of its flattened copy
+        name = source.inputs[0]
+        if name in producer and producer[name].op_type == "Reshape":
+            name = producer[name].inputs[0]
+        dims = shapes.get(name) or []
+        return dims[1] if len(dims) == 3 and dims[1] else None
     if source is None or source.op_type != "Transpose" or source.perm != [0, 2, 1]:
         return None
     name = source.inputs[0]

@@ -431,3 +431,152 @@ def test_cap_that_does_not_bind_changes_no_detection():
     got = [s.run(None, {"images": tensor}) for s in sessions]
     assert int(got[0][0].sum()) > 50, "expected detections to compare"
     assert_same(got[0], got[1])
+
+
+# ------------------------------------------------------------------------ channel-first raw outputs
+
+
+def transposed_model(opset: int = 17, num_classes: int = 4, batch: int | str = "B", n: int | str = "N",
+                     materialised: bool = False):
+    """Graph inputs cf_boxes [B,4,N] / cf_scores [B,C,N] -> Transpose(0,2,1) -> outputs raw_boxes / raw_scores,
+    the form of a channel-first head (Ultralytics'). ``materialised``: an Identity behind each Transpose
+    makes the outputs, so ``append_nms`` reads the transposed [B,N,X] tensors (its form for any other graph)."""
+    nodes = []
+    for role in ("boxes", "scores"):
+        out = f"t_{role}" if materialised else f"raw_{role}"
+        nodes.append(helper.make_node("Transpose", [f"cf_{role}"], [out], name=f"transpose_{role}", perm=[0, 2, 1]))
+        if materialised:
+            nodes.append(helper.make_node("Identity", [out], [f"raw_{role}"], name=f"id_{role}"))
+    graph = helper.make_graph(
+        nodes, "channel_first_detector",
+        [helper.make_tensor_value_info("cf_boxes", TensorProto.FLOAT, [batch, 4, n]),
+         helper.make_tensor_value_info("cf_scores", TensorProto.FLOAT, [batch, num_classes, n])],
+        [helper.make_tensor_value_info("raw_boxes", TensorProto.FLOAT, [batch, n, 4]),
+         helper.make_tensor_value_info("raw_scores", TensorProto.FLOAT, [batch, n, num_classes])],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def tied(rng, batch: int, n: int, num_classes: int):
+    """Clustered candidates, channel-first, with scores on a 1/16 grid and repeated boxes: many exact ties
+    in the best-class score (pre-selection order) and within classes (NMS order)."""
+    boxes, scores = clustered(rng, batch, n, num_classes)
+    scores = np.floor(scores * 16) / 16
+    boxes[:, 1::7] = boxes[:, 0:1]  # every 7th candidate repeats the first box
+    return np.ascontiguousarray(boxes.transpose(0, 2, 1)), np.ascontiguousarray(scores.transpose(0, 2, 1))
+
+
+@pytest.mark.parametrize("opset,dims,max_candidates", [
+    (13, ("B", "N"), 64),   # pre-selection, symbolic shapes: offsets from the graph's Shape, k = min(N, cap)
+    (18, (2, 300), 64),     # pre-selection, static shapes: constant offsets; ReduceMax axes as input
+    (17, (1, 300), 64),     # pre-selection, batch 1: Gather along N, no offsets
+    (17, (2, 300), 3840),   # N within the cap: no pre-selection, NMS reads the source scores
+    (18, ("B", "N"), None),  # no cap
+])
+def test_channel_first_source_gives_the_same_detections_without_full_transposes(opset, dims, max_candidates, tmp_path):
+    cf_boxes, cf_scores = tied(np.random.default_rng(opset), dims[0] if dims[0] == 1 else 2, 300, 5)
+    kwargs = dict(max_det=60, conf_threshold=0.1, iou_threshold=IOU, max_candidates=max_candidates)
+    direct = append_nms(transposed_model(opset, 5, *dims), **kwargs)
+    onnx.checker.check_model(direct, full_check=True)
+    transposes = [n for n in direct.graph.node if n.op_type == "Transpose"]
+    assert [n.name for n in transposes] == [NMS_PREFIX + "boxes_bn4"], "a [B,C,N] tensor is still transposed"
+    assert not any(n.op_type == "GatherND" and n.name.startswith(NMS_PREFIX + "pre/") for n in direct.graph.node)
+    reference = append_nms(transposed_model(opset, 5, *dims, materialised=True), **kwargs)
+    assert sum(n.op_type == "Transpose" for n in reference.graph.node) == 3  # the two of the model + scores_bcn
+    feed = {"cf_boxes": cf_boxes, "cf_scores": cf_scores}
+    got, ref = session(direct).run(None, feed), session(reference).run(None, feed)
+    assert_same(got, ref)
+    assert 10 < int(got[0].sum()) < 60 * len(cf_boxes), "expected detections (and room for ties) to compare"
+    kept = got[2][got[2] > 0]
+    assert len(np.unique(kept)) < len(kept), "expected tied scores among the detections"
+    from edgecv.runtimes.onnx_graph import nms_class_count  # the runtime's reader finds C behind the new form
+
+    onnx.save(direct, str(tmp_path / "direct.onnx"))
+    assert nms_class_count(tmp_path / "direct.onnx") == 5
+
+
+def test_transpose_read_elsewhere_or_not_transposing_stays():
+    """A Transpose whose output another node reads, or of another perm, is kept: the [B,N,X] form is read."""
+    model = transposed_model(17, 3)
+    model.graph.node.append(helper.make_node("Identity", ["raw_scores"], ["extra"], name="reader"))
+    model.graph.output.append(helper.make_tensor_value_info("extra", TensorProto.FLOAT, ["B", "N", 3]))
+    appended = append_nms(model, max_det=10)
+    assert "transpose_scores" in {n.name for n in appended.graph.node}  # read elsewhere: kept, scores_bcn used
+    assert NMS_PREFIX + "scores_bcn" in {n.name for n in appended.graph.node}
+    assert "transpose_boxes" not in {n.name for n in appended.graph.node}  # the boxes one is dead: dropped
+    cf_boxes, cf_scores = tied(np.random.default_rng(2), 2, 120, 3)
+    feed = {"cf_boxes": cf_boxes, "cf_scores": cf_scores}
+    assert_same(session(appended).run(None, feed), session(append_nms(transposed_model(17, 3, materialised=True),
+                                                                     max_det=10)).run(None, feed))
+
+
+def test_channel_first_graph_runs_in_openvino():
+    """OpenVINO compiles the channel-first pre-selection (flat Gather, symbolic shapes) and gives the detections
+    it gives for the graph with the Transposes materialised (OpenVINO's own NMS breaks exact ties its own way)."""
+    import openvino as ov
+
+    kwargs = dict(max_det=60, conf_threshold=0.1, max_candidates=64)
+    cf_boxes, cf_scores = tied(np.random.default_rng(9), 2, 300, 5)
+    feed = {"cf_boxes": cf_boxes, "cf_scores": cf_scores}
+    got = []
+    for model in (append_nms(transposed_model(17, 5), **kwargs),
+                  append_nms(transposed_model(17, 5, materialised=True), **kwargs)):
+        core = ov.Core()
+        compiled = core.compile_model(core.read_model(model.SerializeToString(), b""), "CPU")
+        result = compiled(feed)
+        got.append([result[compiled.output(name)] for name in NMS_OUTPUTS])
+    assert 20 < int(got[0][0].sum()) < 120
+    for g, r in zip(*got):
+        np.testing.assert_array_equal(g, r)
+
+
+def materialise(raw: onnx.ModelProto) -> onnx.ModelProto:
+    """``raw`` with an Identity behind each Transpose that makes a graph output: ``append_nms`` then reads the
+    transposed ``[B,N,X]`` tensors, as it did before it learnt to read channel-first sources."""
+    model = onnx.ModelProto()
+    model.CopyFrom(raw)
+    outputs = {o.name for o in model.graph.output}
+    for node in list(model.graph.node):
+        if node.op_type == "Transpose" and node.output[0] in outputs:
+            name = node.output[0]
+            node.output[0] = f"{name}_transposed"
+            model.graph.node.append(helper.make_node("Identity", [node.output[0]], [name], name=f"{name}_identity"))
+    return model
+
+
+def test_ultralytics_yolov8n_at_640_loses_its_full_transposes_not_a_detection(tmp_path, monkeypatch):
+    """A YOLOv8n built from Ultralytics' yaml (channel-first head, 80 classes, 8,400 candidates: pre-selected),
+    exported as edgecv exports it: same detections as with the head's Transposes kept, and no Transpose of
+    the [B, 4+80, N] head output or of the scores left in the graph."""
+    monkeypatch.setenv("YOLO_OFFLINE", "1")  # no update checks or downloads
+    from ultralytics import YOLO
+
+    from edgecv.export.onnx_export import ExportOptions, slim, torch_to_onnx
+    from edgecv.models import load_for_export
+
+    torch.manual_seed(0)
+    yolo = YOLO("yolov8n.yaml")
+    for module in yolo.model.modules():  # spread features and put scores near the threshold (random weights)
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.5, 0.5)
+    for branch in yolo.model.model[-1].cv3:
+        torch.nn.init.constant_(branch[-1].bias, -3.0)
+    yolo.save(str(tmp_path / "v8n.pt"))
+    detector = load_for_export("yolo", tmp_path / "v8n.pt", trust=True, class_names=[f"c{i}" for i in range(80)])
+    raw = slim(torch_to_onnx(detector.module, ExportOptions(imgsz=640, batch=2)))
+    kwargs = dict(conf_threshold=0.05, max_det=100)
+    model, before = append_nms(raw, **kwargs), append_nms(materialise(raw), **kwargs)
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+              for v in onnx.shape_inference.infer_shapes(model).graph.value_info}
+    transposed = [shapes.get(n.input[0]) for n in model.graph.node if n.op_type == "Transpose"]
+    assert [2, 4, DEFAULT_MAX_CANDIDATES] in transposed  # the pre-selected boxes, for NMS
+    assert not [s for s in transposed if s and len(s) == 3 and s[2] == 8400], transposed  # no [B, X, N] transposed
+    images = np.random.default_rng(0).random((2, 3, 640, 640), np.float32)
+    got, ref = session(model).run(None, {"images": images}), session(before).run(None, {"images": images})
+    assert int(got[0].sum()) > 50, "expected detections to compare"
+    assert_same(got, ref)
+    from edgecv.runtimes.onnx_graph import nms_class_count
+
+    onnx.save(model, str(tmp_path / "model.onnx"))
+    assert nms_class_count(tmp_path / "model.onnx") == 80

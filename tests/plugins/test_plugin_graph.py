@@ -1,9 +1,10 @@
 """The TensorRT-flavoured demo YOLO graph (BatchedNMS node, CPU twin in ONNX Runtime) vs the portable graph.
 
 The demo detector is exported once (tests/conftest.py ``demo_onnx``); its NMS subgraph is also
-re-appended with a low threshold, many detections and a pre-selection cut, with both a static and
-a symbolic candidate count, and converted by the fp16 pass (Casts inside the subgraph, outputs
-renamed behind it), so the pass meets every form the exporter builds. Criterion (issue
+re-appended to the traced raw graph with a low threshold, many detections and a pre-selection cut,
+with both a static and a symbolic candidate count, reading the head's channel-first sources (the
+demo's form) or row-major ``[B,N,X]`` outputs (any other head's), and converted by the fp16 pass
+(Casts inside the subgraph, outputs renamed behind it), so the pass meets every form the exporter builds. Criterion (issue
 12): >= 99.9 % of the portable graph's detections matched (same class, IoU >= 0.999), on synthetic
 scenes drawn by edgecv.data.synthetic.
 """
@@ -25,37 +26,57 @@ from edgecv.plugins.twins import session_options
 from edgecv.runtimes.preprocess import preprocess_batch
 
 IMAGES = 8
-
-
-def strip_nms(model: onnx.ModelProto, symbolic_n: bool) -> onnx.ModelProto:
-    """The demo graph before ``append_nms``: raw_boxes / raw_scores as outputs (N symbolic on request)."""
-    stripped = onnx.ModelProto()
-    stripped.CopyFrom(model)
-    keep = [n for n in stripped.graph.node if not n.name.startswith(NMS_PREFIX)]
-    del stripped.graph.node[:]
-    stripped.graph.node.extend(keep)
-    inferred = onnx.shape_inference.infer_shapes(stripped)
-    infos = {v.name: v for v in inferred.graph.value_info}
-    del stripped.graph.output[:]
-    for name in ("raw_boxes", "raw_scores"):
-        value = onnx.ValueInfoProto()
-        value.CopyFrom(infos[name])
-        if symbolic_n:
-            value.type.tensor_type.shape.dim[1].dim_param = "N"
-        stripped.graph.output.append(value)
-    return stripped
+#: Variants whose NMS reads the demo head's channel-first sources (the others: row-major [B,N,X] outputs).
+CHANNEL_FIRST = ("demo", "fp16", "low_conf_channel_first_symbolic_bn", "low_conf_channel_first_uncapped")
 
 
 @pytest.fixture(scope="module")
-def graphs(demo_onnx) -> dict[str, onnx.ModelProto]:
+def demo_raw(demo_onnx) -> onnx.ModelProto:
+    """The demo graph before ``append_nms``, traced as the exporter traces it: its channel-first head ends in
+    ``Transpose(0,2,1)`` nodes making raw_boxes / raw_scores (``append_nms`` drops them, so they cannot be
+    recovered from the exported graph)."""
+    from edgecv.export.onnx_export import ExportOptions, slim, torch_to_onnx
+    from edgecv.models import load_for_export
+
+    props = {p.key: p.value for p in onnx.load(str(demo_onnx)).metadata_props}
+    size = ArtifactMetadata.from_json(props[METADATA_KEY], source="demo").letterbox_size[0]
+    return slim(torch_to_onnx(load_for_export("yolo").module, ExportOptions(imgsz=size)))
+
+
+def raw_form(raw: onnx.ModelProto, symbolic: str = "", row_major: bool = False) -> onnx.ModelProto:
+    """A copy of ``raw`` whose outputs declare the dims in ``symbolic`` ("N", "BN") symbolic; ``row_major``: an
+    Identity behind each output Transpose, so ``append_nms`` reads ``[B,N,X]`` tensors (its form for any head
+    that is not channel-first) instead of the channel-first sources."""
+    model = onnx.ModelProto()
+    model.CopyFrom(raw)
+    for value in model.graph.output:
+        for axis, label in ((0, "B"), (1, "N")):
+            if label in symbolic:
+                value.type.tensor_type.shape.dim[axis].dim_param = label
+    outputs = {o.name for o in model.graph.output}
+    for node in list(model.graph.node):
+        if row_major and node.op_type == "Transpose" and node.output[0] in outputs:
+            name = node.output[0]
+            node.output[0] = f"{name}_bnx"
+            model.graph.node.append(onnx.helper.make_node("Identity", [node.output[0]], [name], name=f"{name}_id"))
+    return model
+
+
+@pytest.fixture(scope="module")
+def graphs(demo_onnx, demo_raw) -> dict[str, onnx.ModelProto]:
     portable = onnx.load(str(demo_onnx))
     low = {"max_det": 300, "iou_threshold": 0.7, "conf_threshold": 0.001, "max_candidates": 500}
     from edgecv.export.fp16 import to_fp16
 
-    return {"demo": portable,
-            "low_conf_static_n": append_nms(strip_nms(portable, False), **low),
-            "low_conf_symbolic_n": append_nms(strip_nms(portable, True), **low),
-            "fp16": to_fp16(portable)}  # casts inside the subgraph, renamed outputs behind it
+    return {"demo": portable,  # channel-first sources, B = 1: pre-selection Gather along N
+            "fp16": to_fp16(portable),  # casts inside the subgraph, renamed outputs behind it
+            # row-major [B,N,X] raw outputs: GatherND pre-selection, scores transposed for NMS
+            "low_conf_static_n": append_nms(raw_form(demo_raw, row_major=True), **low),
+            "low_conf_symbolic_n": append_nms(raw_form(demo_raw, "N", row_major=True), **low),
+            "row_major_fp16": to_fp16(append_nms(raw_form(demo_raw, row_major=True))),
+            # channel-first: symbolic B and N (flat Gather, computed offsets), no pre-selection
+            "low_conf_channel_first_symbolic_bn": append_nms(raw_form(demo_raw, "BN"), **low),
+            "low_conf_channel_first_uncapped": append_nms(demo_raw, **{**low, "max_candidates": None})}
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +110,8 @@ def matched(portable: list[np.ndarray], plugin: list[np.ndarray]) -> tuple[int, 
     return hits, total
 
 
-@pytest.mark.parametrize("variant", ["demo", "low_conf_static_n", "low_conf_symbolic_n", "fp16"])
+@pytest.mark.parametrize("variant", ["demo", "fp16", "low_conf_static_n", "low_conf_symbolic_n", "row_major_fp16",
+                                     "low_conf_channel_first_symbolic_bn", "low_conf_channel_first_uncapped"])
 def test_plugin_graph_with_twin_matches_portable(variant: str, graphs: dict, batch: np.ndarray) -> None:
     portable = graphs[variant]
     flavoured = apply_plugins(portable, ["BatchedNMS"])
@@ -98,7 +120,10 @@ def test_plugin_graph_with_twin_matches_portable(variant: str, graphs: dict, bat
     attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
     assert node.domain == DOMAIN and set(attrs) == set(ATTRIBUTES) | {"plugin_namespace", "plugin_version"}
     assert [o.name for o in flavoured.graph.output] == list(NMS_OUTPUTS)
-    assert variant == "fp16" or list(node.output) == list(NMS_OUTPUTS)
+    assert variant.endswith("fp16") or list(node.output) == list(NMS_OUTPUTS)
+    if variant in CHANNEL_FIRST:  # the plugin takes [B,N,X]: the pass transposes the channel-first sources
+        assert sorted(n.name for n in flavoured.graph.node if n.name.startswith("edgecv_plugins/") and
+                      n.op_type == "Transpose") == ["edgecv_plugins/boxes_bnx", "edgecv_plugins/scores_bnx"]
     onnx.checker.check_model(flavoured)
     a = ort.InferenceSession(portable.SerializeToString(), providers=["CPUExecutionProvider"])
     b = ort.InferenceSession(flavoured.SerializeToString(), session_options(["BatchedNMS"]),
@@ -117,8 +142,8 @@ def test_plugin_graph_with_twin_matches_portable(variant: str, graphs: dict, bat
     assert hits / total >= 0.999, f"{variant}: {hits}/{total} matched"
 
 
-def test_pass_leaves_a_graph_without_nms_alone_and_refuses_a_foreign_prefix(graphs: dict) -> None:
-    raw = strip_nms(graphs["demo"], False)
+def test_pass_leaves_a_graph_without_nms_alone_and_refuses_a_foreign_prefix(graphs: dict, demo_raw) -> None:
+    raw = demo_raw
     assert apply_plugins(raw).SerializeToString() == raw.SerializeToString()
     broken = onnx.ModelProto()
     broken.CopyFrom(graphs["demo"])

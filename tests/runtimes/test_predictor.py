@@ -190,7 +190,8 @@ def test_onnx_graph_reader_agrees_with_onnx(demo_onnx: Path) -> None:
     declared = {v.name: [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]
                 for v in (*model.graph.value_info, *model.graph.input, *model.graph.output)}
     assert shapes == declared
-    transpose = next(n for n in nodes if n.op_type == "Transpose" and n.outputs[0].endswith("scores_bcn"))
+    # the demo's channel-first head: NMS transposes only the pre-selected [B,4,K] boxes (edgecv.export.nms)
+    transpose = next(n for n in nodes if n.op_type == "Transpose" and n.outputs[0].endswith("boxes_bn4"))
     assert transpose.perm == [0, 2, 1]
 
 

@@ -4,7 +4,10 @@
 named with :data:`~edgecv.export.nms.NMS_PREFIX`), reads its parameters from the JSON in the
 ``NonMaxSuppression`` node's ``doc_string``, finds the raw ``boxes [B,N,4]`` / ``scores [B,N,C]``
 tensors it consumes (behind the optional pre-selection ``GatherND`` and the ``Cast`` nodes the fp16
-pass adds; a non-float32 source gets a ``Cast`` to float32), removes every prefixed node
+pass adds; a non-float32 source gets a ``Cast`` to float32) -- or their channel-first sources
+``[B,4,N]`` / ``[B,C,N]`` that ``append_nms`` reads instead of a model's final Transposes (behind a
+pre-selection ``Gather``), which get a ``Transpose`` back to ``[B,N,X]`` here, the layout the
+plugin takes -- removes every prefixed node
 and puts one plugin node in their place, producing the same four graph outputs
 (``num_dets``, ``boxes``, ``scores``, ``classes``) with the same shapes and dtypes. The node form
 is documented in :mod:`edgecv.plugins.batched_nms`; the ``ai.onnx.contrib`` opset is imported.
@@ -46,25 +49,50 @@ def _source(tensor: str, by_output: dict) -> tuple[str, Any]:
     return tensor, node
 
 
-def _raw_inputs(nodes: list) -> tuple[str, str]:
-    """``(raw boxes, raw scores)``: the tensors entering the subgraph behind the NMS node's box input and
-    its score ``Transpose`` (through the optional pre-selection ``GatherND`` and any ``Cast``)."""
+def _behind_preselection(tensor: str, node: Any, channel_first: bool, by_output: dict) -> tuple[str, Any]:
+    """Step back over the optional pre-selection (and ``Cast`` nodes): ``GatherND`` of ``[B,N,X]``, or for a
+    channel-first ``[B,X,N]`` source a ``Gather`` of it (axis 2) or of its ``Reshape`` to ``[-1]`` (axis 0)."""
+    if not channel_first and node is not None and node.op_type == "GatherND":
+        return _source(node.input[0], by_output)
+    if channel_first and node is not None and node.op_type == "Gather":
+        tensor, node = _source(node.input[0], by_output)
+        if node is not None and node.op_type == "Reshape":  # the flattened source (B != 1)
+            tensor, node = _source(node.input[0], by_output)
+    return tensor, node
+
+
+def _raw_inputs(nodes: list) -> tuple[tuple[str, bool], tuple[str, bool]]:
+    """``((raw boxes, channel_first), (raw scores, channel_first))``: the tensors entering the subgraph
+    behind the NMS node, through the optional pre-selection and any ``Cast``. ``append_nms`` reads a
+    raw output's channel-first source (``[B,4,N]`` / ``[B,C,N]``) when the graph made it with a
+    Transpose: NMS then takes the scores without a Transpose of its own, and the boxes through one."""
     by_output = {o: n for n in nodes for o in n.output}
     nms = next(n for n in nodes if n.op_type == "NonMaxSuppression")
     boxes, node = _source(nms.input[0], by_output)
-    if node is not None and node.op_type == "GatherND":
+    boxes_cf = node is not None and node.op_type == "Transpose"  # [B,4,K] -> [B,K,4] in the subgraph
+    if boxes_cf:
         boxes, node = _source(node.input[0], by_output)
+    boxes, node = _behind_preselection(boxes, node, boxes_cf, by_output)
     if node is not None:
         raise ExportError(f"expected the NMS boxes to enter '{PREFIX}' from outside, found {node.op_type} {node.name}")
     scores, node = _source(nms.input[1], by_output)
-    if node is None or node.op_type != "Transpose":
-        raise ExportError(f"expected the NMS scores to come from a Transpose in '{PREFIX}', found {nms.input[1]!r}")
-    scores, node = _source(node.input[0], by_output)
-    if node is not None and node.op_type == "GatherND":
+    scores_cf = node is None or node.op_type != "Transpose"  # NMS takes [B,C,N]: no Transpose = channel-first
+    if not scores_cf:
         scores, node = _source(node.input[0], by_output)
+    scores, node = _behind_preselection(scores, node, scores_cf, by_output)
     if node is not None:
-        raise ExportError(f"expected the NMS scores to enter '{PREFIX}' from outside, found {node.op_type} {node.name}")
-    return boxes, scores
+        raise ExportError(f"expected the NMS scores to enter '{PREFIX}' from outside or from a Transpose, found "
+                          f"{node.op_type} {node.name}")
+    return (boxes, boxes_cf), (scores, scores_cf)
+
+
+def _plugin_layout(onnx_mod: Any, tensor: str, channel_first: bool, role: str, nodes: list) -> str:
+    """``tensor`` itself, or for a channel-first source a Transpose to ``[B,N,X]`` (what the plugin takes)."""
+    if not channel_first:
+        return tensor
+    name = f"edgecv_plugins/{role}_bnx"
+    nodes.append(onnx_mod.helper.make_node("Transpose", [tensor], [name], name=name, perm=[0, 2, 1]))
+    return name
 
 
 def _float32(onnx_mod: Any, model: Any, tensor: str, nodes: list) -> str:
@@ -119,7 +147,7 @@ def replace(model: Any, class_agnostic: bool = False) -> Any:
     if not nodes:
         return result
     params = _params(nodes)
-    boxes, scores = _raw_inputs(nodes)
+    (boxes, boxes_cf), (scores, scores_cf) = _raw_inputs(nodes)
     by_name = {n.name: n for n in nodes}
     # The subgraph's last nodes are Identity "edgecv_nms/out/<name>"; the fp16 pass renames what they
     # produce and appends Casts behind them, so the plugin produces whatever those Identities produced.
@@ -132,6 +160,8 @@ def replace(model: Any, class_agnostic: bool = False) -> Any:
         raise ExportError(f"expected nothing outside '{PREFIX}' to read its tensors, found readers of {leaked}")
     new_nodes: list = []
     boxes, scores = _float32(onnx, model, boxes, new_nodes), _float32(onnx, model, scores, new_nodes)
+    boxes = _plugin_layout(onnx, boxes, boxes_cf, "boxes", new_nodes)
+    scores = _plugin_layout(onnx, scores, scores_cf, "scores", new_nodes)
     new_nodes.append(plugin_node(onnx, boxes, scores, params, class_agnostic, outputs))
     _splice(graph, outside, new_nodes)
     stale = [v for v in graph.value_info if v.name in produced and v.name not in outputs]
