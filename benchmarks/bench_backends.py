@@ -261,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                         help="cpu: process CPU time (a shared machine's work figure; use with --threads 1)")
     parser.add_argument("--artifact", action="append", default=[], metavar="LABEL=PATH",
-                        help="extra demo-section artifact (e.g. a --input uint8 export), run on ORT and OpenVINO")
+                        help="extra demo-section artifact (your own export), run on ORT and OpenVINO")
     parser.add_argument("--skip", default="", help="comma-separated sections to skip: demo,rect,ultralytics,import")
     args = parser.parse_args(argv)
     if args.runs < 3:
