@@ -103,7 +103,8 @@ def check_imgsz(imgsz: int | tuple[int, int], multiple: int, family: str = "") -
     h, w = export_hw(imgsz)
     if h % multiple or w % multiple:
         owner = f" for {family}" if family else ""
-        raise ExportError(f"--imgsz: expected width and height multiples of {multiple}{owner}, found {w}x{h}")
+        found = imgsz if isinstance(imgsz, int) else f"{w}x{h}"
+        raise ExportError(f"--imgsz: expected width and height each a multiple of {multiple}{owner}, found {found}")
     return h, w
 
 
