@@ -144,3 +144,22 @@ def test_two_stage_refuses_a_non_square_size(tmp_path: Path) -> None:
     assert result.exit_code == 2, result.output
     error = [line for line in result.output.splitlines() if "--imgsz" in line]
     assert len(error) == 1 and "square" in error[0] and "found 320x256" in error[0], result.output
+
+
+def test_uint8_input_with_a_frame_on_the_rect_artifact(rect_onnx: Path, tmp_path: Path) -> None:
+    """``--input uint8 --frame 640x360`` on a 320x192 graph: the in-graph letterbox targets H x W and
+    the detections equal the float artifact's (same frames, IoU >= 0.99, same class)."""
+    from edgecv.export.fidelity import match_detections
+    from edgecv.export.uint8_input import export_uint8_input
+
+    framed = export_uint8_input(rect_onnx, tmp_path / "framed.onnx", frame_wh=(640, 360))
+    scenes = ShapesDataset("val", 4, (360, 640), seed=78)
+    matched = count = 0
+    with Predictor(rect_onnx) as float_predictor, Predictor(framed) as uint8_predictor:
+        assert uint8_predictor.metadata.input_shape == [1, 360, 640, 3]
+        assert uint8_predictor.metadata.letterbox_size == [H, W]
+        for i in range(len(scenes)):
+            ref, got = float_predictor(scenes[i].image), uint8_predictor(scenes[i].image)
+            count += max(len(ref), len(got))
+            matched += match_detections(ref.boxes, ref.class_ids, got.boxes, got.class_ids)
+    assert count > 0 and matched / count >= 0.95, (matched, count)
