@@ -22,7 +22,8 @@ from edgecv.cli import app, console, user_errors
 def export(
     model: str = typer.Argument("yolo", help="Model family, e.g. 'yolo'."),
     weights: Optional[Path] = typer.Option(None, help="Checkpoint (.pt); default: the built-in demo weights."),
-    imgsz: Optional[int] = typer.Option(None, help="Square input size (multiple of 32); default: the training size."),
+    imgsz: Optional[str] = typer.Option(None, help="Input size: N (square) or WIDTHxHEIGHT, e.g. 640x384 for a 16:9 "
+                                        "camera (both multiples of 32); default: the training size."),
     batch: int = typer.Option(1, help="Batch size of the exported graph (ignored with --dynamic)."),
     dynamic: bool = typer.Option(False, help="Dynamic batch, height and width."),
     max_det: int = typer.Option(100, help="Maximum detections per image (K of the output contract), <= 3840."),
@@ -72,10 +73,10 @@ def export(
 ) -> None:
     """Export a trained model to ONNX with decode + NMS in the graph (optionally int8 / fp16 beside it)."""
     from edgecv.export.api import export_variants
-    from edgecv.export.onnx_export import ExportOptions
+    from edgecv.export.onnx_export import ExportOptions, parse_imgsz
     from edgecv.export.uint8_input import parse_frame
 
-    opts = ExportOptions(imgsz=imgsz, batch=batch, dynamic=dynamic, max_det=max_det, conf=conf, iou=iou,
+    opts = ExportOptions(imgsz=parse_imgsz(imgsz), batch=batch, dynamic=dynamic, max_det=max_det, conf=conf, iou=iou,
                          opset=opset, check=check)
     fidelity = {"fidelity_atol": fidelity_atol, "fidelity_rtol": fidelity_rtol, "fidelity_match": fidelity_match}
     opts = dataclasses.replace(opts, check_images=check_images, **{k: v for k, v in fidelity.items() if v is not None})

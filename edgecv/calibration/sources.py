@@ -151,7 +151,7 @@ class CocoSource:
 class SyntheticSource:
     """``samples`` scenes of the built-in shapes set (split ``test``, seed :data:`CALIB_SEED` + ``seed``)."""
 
-    imgsz: int = 320
+    imgsz: int | tuple[int, int] = 320  # a side, or (h, w) for a non-square artifact
     samples: int = 256
     seed: int = 0
     skipped: list[str] = field(default_factory=list)
@@ -177,12 +177,14 @@ def open_source(data: str | Path, metadata: ArtifactMetadata, *, samples: int = 
 
     Warns (:class:`CalibrationWarning`) when it will yield fewer than :data:`MIN_RECOMMENDED` images.
     """
-    source = _open(data, int(metadata.letterbox_size[0]), samples, seed, every)
+    h, w = (int(v) for v in metadata.letterbox_size)
+    # scenes of the artifact's own shape (a 16:9 export calibrates on 16:9 scenes, not on squares padded into it)
+    source = _open(data, h if h == w else (h, w), samples, seed, every)
     _warn_if_few(source_count(source), data)
     return source
 
 
-def _open(data: str | Path, imgsz: int, samples: int, seed: int, every: int) -> CalibrationSource:
+def _open(data: str | Path, imgsz: int | tuple[int, int], samples: int, seed: int, every: int) -> CalibrationSource:
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
         raise CalibrationError(f"samples: expected >= 1 (an integer), found {samples!r}")
     if isinstance(every, bool) or not isinstance(every, int) or every < 1:

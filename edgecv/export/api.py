@@ -16,7 +16,7 @@ from torch import nn
 from edgecv.errors import ExportError
 from edgecv.models.base import LoadedDetector
 
-from edgecv.export.onnx_export import ExportOptions, ExportResult, export_detector, resolve_options
+from edgecv.export.onnx_export import ExportOptions, ExportResult, export_detector, resolve_options, size_text
 from edgecv.models import load_for_export
 
 
@@ -44,7 +44,7 @@ def export_model(name: str = "yolo", weights: str | Path | None = None, out: str
                       f"({len(detector.class_names)} classes: {', '.join(detector.class_names)})")
     opts = resolve_options(opts, detector)
     out = Path(out) if out is not None else Path("exports") / name / "model.onnx"
-    with console.status(f"exporting {detector.family} at {opts.imgsz}x{opts.imgsz} → {out}"):
+    with console.status(f"exporting {detector.family} at {size_text(opts.imgsz)} → {out}"):
         result = export_detector(detector, out, opts, console=console)  # dispatches by family / task
     console.print(f"[green]exported[/] {result.path} in {result.seconds:.1f}s")
     if warn_stale:

@@ -77,21 +77,23 @@ class Tolerance:
                 "boxes_atol_px": self.atol * max(size), "scores_atol": self.atol}
 
 
-def default_images(imgsz: int, count: int = 8) -> list[np.ndarray]:
-    """Synthetic validation scenes (BGR uint8) used when the caller names no images."""
+def default_images(imgsz: int | tuple[int, int], count: int = 8) -> list[np.ndarray]:
+    """Synthetic validation scenes (BGR uint8) used when the caller names no images; ``imgsz`` is a
+    side (square) or ``(h, w)`` (a non-square export is checked on scenes of its own shape)."""
     from edgecv.data.synthetic import ShapesDataset
 
     shapes = ShapesDataset("val", count, imgsz, seed=1234)
     return [shapes[i].image for i in range(count)]
 
 
-def mixed_images(imgsz: int, many: int = 6) -> list[np.ndarray]:
+def mixed_images(imgsz: int | tuple[int, int], many: int = 6) -> list[np.ndarray]:
     """``many`` synthetic scenes with up to 8 objects, one with a single object and one empty background
-    (BGR uint8): the many / few / zero objects the check of a family with an upstream reference uses."""
+    (BGR uint8, ``imgsz`` a side or ``(h, w)``): the many / few / zero objects the check of a family
+    with an upstream reference uses."""
     from edgecv.data.synthetic import ShapesDataset
 
     one = ShapesDataset("val", 1, imgsz, seed=4321, max_objects=1)[0].image
-    empty = np.full((imgsz, imgsz, 3), 127, np.uint8)
+    empty = np.full((*one.shape[:2], 3), 127, np.uint8)
     return [*default_images(imgsz, many), one, empty]
 
 

@@ -36,10 +36,12 @@ RAW_OUTPUTS = ("raw_boxes", "raw_scores")
 
 @dataclass
 class ExportOptions:
-    """Export settings. ``imgsz`` is the square network input (None: the size the weights were
-    trained at); ``dynamic`` makes batch, height and width symbolic (multiples of the stride)."""
+    """Export settings. ``imgsz`` is the network input: an int (square) or ``(width, height)``
+    (width first, like ``--imgsz 640x384`` and ``--frame``; :func:`export_hw` turns either into
+    ``(h, w)``); None: the size the weights were trained at. ``dynamic`` makes batch, height and
+    width symbolic (multiples of the stride)."""
 
-    imgsz: int | None = None
+    imgsz: int | tuple[int, int] | None = None
     batch: int = 1
     dynamic: bool = False
     max_det: int = 100
@@ -75,6 +77,54 @@ class ExportResult:
     seconds: float = 0.0
 
 
+def export_hw(imgsz: int | tuple[int, int] | list[int]) -> tuple[int, int]:
+    """The network input ``(h, w)`` of an ``ExportOptions.imgsz``: ``640`` -> ``(640, 640)``,
+    ``(640, 384)`` (width, height) -> ``(384, 640)``.
+
+    Raises:
+        ExportError: neither a positive int nor a pair of positive ints.
+    """
+    if isinstance(imgsz, int) and not isinstance(imgsz, bool) and imgsz > 0:
+        return imgsz, imgsz
+    if (isinstance(imgsz, (tuple, list)) and len(imgsz) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in imgsz)):
+        return int(imgsz[1]), int(imgsz[0])
+    raise ExportError(f"--imgsz: expected a positive int (square) or (width, height) of positive ints, found {imgsz!r}")
+
+
+def size_text(imgsz: int | tuple[int, int]) -> str:
+    """``"WxH"`` of an ``ExportOptions.imgsz`` (for status lines and messages)."""
+    h, w = export_hw(imgsz)
+    return f"{w}x{h}"
+
+
+def check_imgsz(imgsz: int | tuple[int, int], multiple: int, family: str = "") -> tuple[int, int]:
+    """``(h, w)`` of ``imgsz`` if both are multiples of ``multiple`` (the family's stride), else :class:`ExportError`."""
+    h, w = export_hw(imgsz)
+    if h % multiple or w % multiple:
+        owner = f" for {family}" if family else ""
+        found = imgsz if isinstance(imgsz, int) else f"{w}x{h}"
+        raise ExportError(f"--imgsz: expected width and height each a multiple of {multiple}{owner}, found {found}")
+    return h, w
+
+
+def parse_imgsz(text: str | None) -> int | tuple[int, int] | None:
+    """``--imgsz`` text: ``"640"`` -> ``640`` (square), ``"640x384"`` -> ``(640, 384)`` (width, height),
+    None -> None. Same grammar as ``benchmark --imgsz`` (:func:`edgecv.runtimes.benchmark.parse_frame_size`).
+
+    Raises:
+        ExportError: anything else (one line, expected vs found).
+    """
+    from edgecv.errors import OptionError
+    from edgecv.runtimes.benchmark import parse_frame_size
+
+    try:
+        return parse_frame_size(text)
+    except OptionError:
+        raise ExportError(f"--imgsz: expected N (square) or WIDTHxHEIGHT with positive integers, e.g. 640x384, "
+                          f"found {text!r}") from None
+
+
 def resolve_options(opts: ExportOptions | None, detector: LoadedDetector) -> ExportOptions:
     """A copy of ``opts`` (default: ``ExportOptions()``) with ``imgsz`` filled in from the weights."""
     opts = opts or ExportOptions()
@@ -83,7 +133,7 @@ def resolve_options(opts: ExportOptions | None, detector: LoadedDetector) -> Exp
 
 def torch_to_onnx(module: nn.Module, opts: ExportOptions, input_name: str = "images") -> onnx.ModelProto:
     """Trace ``module`` (images → raw_boxes, raw_scores) to an in-memory ONNX model."""
-    dummy = torch.zeros(opts.batch, 3, opts.imgsz, opts.imgsz)
+    dummy = torch.zeros(opts.batch, 3, *export_hw(opts.imgsz))
     axes = None
     if opts.dynamic:
         axes = {input_name: {0: "batch", 2: "height", 3: "width"},
@@ -114,11 +164,12 @@ def build_metadata(detector: LoadedDetector, opts: ExportOptions, input_name: st
     """The artifact's self-description (architecture brief, contract 1)."""
     import onnxruntime
 
-    side = -1 if opts.dynamic else opts.imgsz
+    h, w = export_hw(opts.imgsz)
+    spatial = [-1, -1] if opts.dynamic else [h, w]
     return ArtifactMetadata(
         task="detect", class_names=list(detector.class_names), input_name=input_name,
-        input_shape=[-1 if opts.dynamic else opts.batch, 3, side, side], mean=list(detector.mean),
-        std=list(detector.std), letterbox_size=[opts.imgsz, opts.imgsz], stride=32, max_det=opts.max_det,
+        input_shape=[-1 if opts.dynamic else opts.batch, 3, *spatial], mean=list(detector.mean),
+        std=list(detector.std), letterbox_size=[h, w], stride=32, max_det=opts.max_det,
         color_order=detector.color_order, resize=detector.resize, pad_value=detector.pad_value,
         conf_threshold=opts.conf, iou_threshold=opts.iou, precision="fp32", dynamic=opts.dynamic,
         model_family=detector.family, source_weights=detector.source, source_weights_sha256=detector.sha256,
@@ -179,8 +230,7 @@ def export_detector(detector: LoadedDetector, out: str | Path, opts: ExportOptio
     opts = resolve_options(opts, detector)
     start = time.time()
     out = Path(out)
-    if opts.imgsz % detector.size_multiple:
-        raise ExportError(f"--imgsz must be a multiple of {detector.size_multiple}, found {opts.imgsz}")
+    hw = check_imgsz(opts.imgsz, detector.size_multiple, detector.family)
     if opts.dynamic and not detector.supports_dynamic:
         raise ExportError(f"--dynamic: expected a family with size-independent graphs, found {detector.family}, "
                           "whose anchors are constants of the export size (export one graph per --imgsz)")
@@ -202,7 +252,7 @@ def export_detector(detector: LoadedDetector, out: str | Path, opts: ExportOptio
         if fidelity_images is not None:
             images = fidelity_images
         else:  # a family with an upstream reference is also checked on scenes with one object and with none
-            images = default_images(opts.imgsz) if detector.reference is None else mixed_images(opts.imgsz)
+            images = default_images(hw) if detector.reference is None else mixed_images(hw)
             images_source = images_source if detector.reference is None else "synthetic shapes (many, one, none)"
         images = frame_images(images, opts.frame)  # a --frame graph takes frames of exactly that size
         report = check_fidelity(detector.module, raw, model, metadata, images, tolerance, images_source,

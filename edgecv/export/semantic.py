@@ -27,8 +27,8 @@ from onnx import TensorProto, helper
 from torch import nn
 
 from edgecv.errors import ExportError
-from edgecv.export.onnx_export import (ExportOptions, ExportResult, _check_images, build_metadata, resolve_options,
-                                       save_checked, slim)
+from edgecv.export.onnx_export import (ExportOptions, ExportResult, _check_images, build_metadata, check_imgsz,
+                                       export_hw, resolve_options, save_checked, slim)
 from edgecv.export.uint8_input import check_export_input, frame_images, to_uint8_input
 from edgecv.metadata import ArtifactMetadata
 from edgecv.models.base import LoadedDetector
@@ -40,7 +40,7 @@ LABELS, PROBS = "labels", "probs"
 
 def semantic_to_onnx(module: nn.Module, opts: ExportOptions, input_name: str = "images") -> onnx.ModelProto:
     """Trace ``module`` (images → logits [B,C,H,W]) to an in-memory ONNX model with output ``logits``."""
-    dummy = torch.zeros(opts.batch, 3, opts.imgsz, opts.imgsz)
+    dummy = torch.zeros(opts.batch, 3, *export_hw(opts.imgsz))
     axes = None
     if opts.dynamic:
         spatial = {0: "batch", 2: "height", 3: "width"}
@@ -102,8 +102,7 @@ def export_semantic(segmenter: LoadedDetector, out: str | Path, opts: ExportOpti
     opts = resolve_options(opts, segmenter)
     start = time.time()
     out = Path(out)
-    if opts.imgsz % 32:
-        raise ExportError(f"--imgsz must be a multiple of 32, found {opts.imgsz}")
+    hw = check_imgsz(opts.imgsz, 32, segmenter.family)
     tolerance = Tolerance(opts.fidelity_atol, opts.fidelity_rtol, opts.fidelity_match)
     fidelity_images, images_source = _check_images(opts, fidelity_images)
     if console is not None and segmenter.extra.get("random_weights"):
@@ -119,7 +118,7 @@ def export_semantic(segmenter: LoadedDetector, out: str | Path, opts: ExportOpti
         raw, model, metadata = to_uint8_input(raw, model, metadata, opts.frame)
     report: dict = {}
     if opts.check:
-        images = fidelity_images if fidelity_images is not None else default_images(opts.imgsz)
+        images = fidelity_images if fidelity_images is not None else default_images(hw)
         images = frame_images(images, opts.frame)  # a --frame graph takes frames of exactly that size
         report = check_semantic_fidelity(segmenter.module, raw, model, metadata, images, tolerance, images_source)
     return save_checked(model, metadata, report, out, start, console, print_semantic_report)

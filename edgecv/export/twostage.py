@@ -25,7 +25,7 @@ from rich.console import Console
 
 from edgecv import __version__
 from edgecv.errors import ExportError
-from edgecv.export.onnx_export import ExportResult, set_metadata
+from edgecv.export.onnx_export import ExportResult, export_hw, set_metadata
 from edgecv.fileio import write_with
 from edgecv.metadata import ArtifactMetadata
 from edgecv.models.tv_twostage import (
@@ -131,10 +131,17 @@ def export_loaded(detector, out: str | Path, opts, fidelity_images: list | None 
     if opts.dynamic:
         raise ExportError("--dynamic: expected a static input for two-stage graphs (anchors are fixed at the "
                           "export size), found --dynamic")
+    side = opts.imgsz or detector.imgsz
+    if not isinstance(side, int):  # (width, height): TwoStageConfig, its anchors and the check are square
+        h, w = export_hw(side)
+        if h != w:
+            raise ExportError(f"--imgsz: expected a square size for two-stage graphs ({detector.family} exports "
+                              f"square only), found {w}x{h}")
+        side = h
     conf = opts.conf if detector.extra["state"] is not None else min(opts.conf, 0.05)
     if console is not None and conf != opts.conf:
         console.print(f"[yellow]random weights (no --weights): score threshold lowered to {conf}[/]")
-    cfg = TwoStageConfig(imgsz=opts.imgsz or detector.imgsz, max_det=opts.max_det, conf=conf, iou=opts.iou,
+    cfg = TwoStageConfig(imgsz=side, max_det=opts.max_det, conf=conf, iou=opts.iou,
                          max_candidates=opts.max_candidates)
     return export_twostage(detector.extra["builder"], out, cfg, batch=opts.batch, state=detector.extra["state"],
                            source=detector.source, class_names=detector.class_names, check=opts.check, console=console,
