@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 __all__ = [
     "EvalResult", "MiouResult", "Predict", "SyntheticCoco", "confusion_matrix", "evaluate", "evaluate_model",
     "evaluate_semantic", "evaluate_semantic_artifact", "is_semantic_artifact", "match_classes",
-    "miou_from_confusion", "onnx_segmenter", "open_eval_data", "parse_class_map",
+    "eval_size", "miou_from_confusion", "onnx_segmenter", "open_eval_data", "parse_class_map",
 ]
 
 Predict = Callable[[Sequence[np.ndarray]], list]
@@ -64,7 +64,7 @@ class EvalResult:
 class SyntheticCoco:
     """The synthetic shapes validation split as an in-memory COCO set (same interface as CocoFolder)."""
 
-    def __init__(self, count: int = 500, imgsz: int = 320, seed: int = 0, split: str = "val") -> None:
+    def __init__(self, count: int = 500, imgsz: int | tuple[int, int] = 320, seed: int = 0, split: str = "val") -> None:
         from edgecv.data.coco import coco_dict
         from edgecv.data.synthetic import ShapesDataset
 
@@ -248,8 +248,17 @@ def _add_mask_map(result: EvalResult, data, results: list[dict]) -> None:
         data.gt, results, data.class_names, "segm")
 
 
-def open_eval_data(data: str | Path, *, count: int = 500, imgsz: int = 320):
-    """``"shapes"`` → :class:`SyntheticCoco` of ``count`` scenes at ``imgsz``; else a COCO folder/json."""
+def eval_size(meta: ArtifactMetadata) -> int | tuple[int, int]:
+    """The size synthetic evaluation scenes of an artifact are drawn at: its letterbox side, or for a
+    ``--frame`` artifact (which takes camera frames of exactly one size) that frame ``(H, W)``."""
+    from edgecv.runtimes.preprocess import graph_frame
+
+    return graph_frame(meta) or int(meta.letterbox_size[0])
+
+
+def open_eval_data(data: str | Path, *, count: int = 500, imgsz: int | tuple[int, int] = 320):
+    """``"shapes"`` → :class:`SyntheticCoco` of ``count`` scenes at ``imgsz`` (a side or ``(H, W)``);
+    else a COCO folder/json."""
     if str(data) == "shapes":
         return SyntheticCoco(count, imgsz)
     from edgecv.data.coco import CocoFolder
@@ -281,7 +290,8 @@ def evaluate_model(model: str | Path, data: str | Path = "shapes", *, count: int
     return result
 
 
-def _artifact_predictor(model: str | Path, console: Console) -> tuple[Predict, ArtifactMetadata, int]:
+def _artifact_predictor(model: str | Path, console: Console
+                        ) -> tuple[Predict, ArtifactMetadata, int | tuple[int, int]]:
     """``(Predictor, its metadata, input size)`` of a detect / segment ``.onnx`` artifact.
 
     Raises:
@@ -298,7 +308,7 @@ def _artifact_predictor(model: str | Path, console: Console) -> tuple[Predict, A
     if meta.conf_threshold > 0.01:
         console.print(f"[yellow]note:[/] the artifact filters scores below {meta.conf_threshold}; mAP is "
                       "measured at that threshold (export with --conf 0.001 for the standard COCO figure)")
-    return predictor, meta, meta.letterbox_size[0]
+    return predictor, meta, eval_size(meta)
 
 
 def _torch_predictor(model: str | Path, family: str, trust: bool, imgsz: int | None, conf: float, iou: float

@@ -26,7 +26,7 @@ from edgecv.calibration.emit import EmitOptions, emit
 from edgecv.calibration.graph import layer_nodes
 from edgecv.calibration.report import compare_latency, evaluate_artifact, print_comparison, timing_backend
 from edgecv.calibration.sensitivity import layer_sensitivity
-from edgecv.evaluation import EvalResult, open_eval_data
+from edgecv.evaluation import EvalResult, eval_size, open_eval_data
 from edgecv.fileio import write_with
 from edgecv.runtimes.preprocess import preprocess_batch
 
@@ -76,7 +76,7 @@ def guarded_emit(fp32: onnx.ModelProto, int8: onnx.ModelProto, ranges: dict, opt
     from edgecv.calibration.api import int8_metadata, read_metadata
 
     fp32_meta = read_metadata(fp32, str(onnx_path))
-    data = open_eval_data(eval_data, count=eval_count, imgsz=int(fp32_meta.letterbox_size[0]))
+    data = open_eval_data(eval_data, count=eval_count, imgsz=eval_size(fp32_meta))
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         base = _measure(onnx.load(str(onnx_path)), fp32_meta, folder / "fp32.onnx", data, "evaluating fp32", console,

@@ -27,7 +27,7 @@ import numpy as np
 
 from edgecv.errors import CalibrationError
 from edgecv.metadata import ArtifactMetadata
-from edgecv.runtimes.preprocess import preprocess_batch
+from edgecv.runtimes.preprocess import graph_frame, preprocess_batch
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
@@ -177,8 +177,9 @@ def open_source(data: str | Path, metadata: ArtifactMetadata, *, samples: int = 
 
     Warns (:class:`CalibrationWarning`) when it will yield fewer than :data:`MIN_RECOMMENDED` images.
     """
-    h, w = (int(v) for v in metadata.letterbox_size)
-    # scenes of the artifact's own shape (a 16:9 export calibrates on 16:9 scenes, not on squares padded into it)
+    # scenes of the artifact's own shape (a 16:9 export calibrates on 16:9 scenes, not on squares padded into
+    # it); a --frame artifact takes camera frames of its frame size (its graph letterboxes them)
+    h, w = graph_frame(metadata) or (int(v) for v in metadata.letterbox_size)
     source = _open(data, h if h == w else (h, w), samples, seed, every)
     _warn_if_few(source_count(source), data)
     return source
@@ -271,7 +272,10 @@ def iter_batches(source: CalibrationSource, metadata: ArtifactMetadata, batch: i
     """
     pending: list[np.ndarray] = []
     count = 0
+    frame = graph_frame(metadata)
     for image in source.images():
+        if frame is not None and image.shape[:2] != frame:  # a --frame graph takes frames of exactly that size
+            image = cv2.resize(image, (frame[1], frame[0]), interpolation=cv2.INTER_AREA)
         pending.append(image)
         if len(pending) == batch:
             count += len(pending)
@@ -290,4 +294,6 @@ def data_hash(source: CalibrationSource, metadata: ArtifactMetadata) -> str:
     pre = (metadata.letterbox_size, metadata.mean, metadata.std, metadata.color_order, metadata.pad_value)
     if metadata.resize != "letterbox":  # only then: hashes (and caches) of letterbox artifacts stay as they were
         pre += (metadata.resize,)
+    if graph_frame(metadata) is not None:  # likewise: the frame the images are resized to
+        pre += (graph_frame(metadata),)
     return hashlib.sha256(f"{source.description}|{pre}".encode()).hexdigest()[:16]

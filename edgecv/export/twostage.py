@@ -25,7 +25,10 @@ from rich.console import Console
 
 from edgecv import __version__
 from edgecv.errors import ExportError
-from edgecv.export.onnx_export import ExportResult, export_hw, set_metadata
+from edgecv.export.onnx_export import ExportResult, _check_images, export_hw, set_metadata
+from edgecv.export.twostage_fidelity import fidelity_images as default_check_images
+from edgecv.export.twostage_uint8 import to_uint8_input
+from edgecv.export.uint8_input import check_export_input, uint8_metadata
 from edgecv.fileio import write_with
 from edgecv.metadata import ArtifactMetadata
 from edgecv.models.tv_twostage import (
@@ -125,9 +128,6 @@ def export_loaded(detector, out: str | Path, opts, fidelity_images: list | None 
     max_candidates, check); ``fidelity_images`` (BGR uint8) replace the default check images.
     Random weights (no ``--weights``) get ``conf <= 0.05``: their scores are
     spread thin and the fidelity check needs detections to compare."""
-    if opts.input != "float":  # the graph starts with torchvision's GeneralizedRCNNTransform, traced as is
-        raise ExportError(f"--input: expected 'float' for two-stage graphs (uint8 input not implemented for "
-                          f"{detector.family} yet), found {opts.input!r}")
     if opts.dynamic:
         raise ExportError("--dynamic: expected a static input for two-stage graphs (anchors are fixed at the "
                           "export size), found --dynamic")
@@ -143,6 +143,17 @@ def export_loaded(detector, out: str | Path, opts, fidelity_images: list | None 
         console.print(f"[yellow]random weights (no --weights): score threshold lowered to {conf}[/]")
     cfg = TwoStageConfig(imgsz=side, max_det=opts.max_det, conf=conf, iou=opts.iou,
                          max_candidates=opts.max_candidates)
-    return export_twostage(detector.extra["builder"], out, cfg, batch=opts.batch, state=detector.extra["state"],
-                           source=detector.source, class_names=detector.class_names, check=opts.check, console=console,
-                           images=fidelity_images)
+    check_export_input(opts.input, opts.frame, dynamic=False)
+    fidelity_images, _ = _check_images(opts, fidelity_images)  # --check-images: the user's own photos
+    result = export_twostage(detector.extra["builder"], out, cfg, batch=opts.batch, state=detector.extra["state"],
+                             source=detector.source, class_names=detector.class_names, check=opts.check,
+                             console=console, images=fidelity_images)
+    if opts.input == "uint8":  # prefix in front of the checked float graph, then checked against it
+        frames = fidelity_images if fidelity_images is not None else default_check_images(side)
+        record = to_uint8_input(result.path, frames, opts.frame, opts.fidelity_match)
+        result.metadata = uint8_metadata(result.metadata, None if opts.frame is None else opts.frame[::-1])
+        result.metadata.fidelity = result.fidelity = {**result.fidelity, "uint8_input": record}
+        if console is not None:
+            console.print(f"uint8 input: {record['matched']}/{record['total']} of the float graph's detections "
+                          f"matched (IoU >= 0.99)")
+    return result

@@ -45,3 +45,22 @@ def test_int8_of_uint8_artifact_keeps_prefix_float_and_matches_float_input_int8(
                 ious = box_iou(a.boxes, b.boxes) * (a.class_ids[:, None] == b.class_ids[None, :])
                 matched += int(np.sum(ious.max(axis=1) >= 0.99))
     assert pairs >= 10 and matched / pairs >= 0.99, f"{matched}/{pairs}"
+
+
+def test_frame_artifact_calibrates_on_frames_of_its_size(small_onnx, tmp_path: Path) -> None:
+    """A --frame graph takes camera frames of exactly one size: calibration draws its synthetic scenes
+    at that size (and resizes other images to it), and evaluation scenes follow (before: 'expected
+    200x120 frames, found 160x160')."""
+    from edgecv.calibration import quantize
+    from edgecv.calibration.sources import iter_batches, open_source
+    from edgecv.evaluation import eval_size
+    from edgecv.metadata import METADATA_KEY, ArtifactMetadata
+
+    framed = export_uint8_input(small_onnx, tmp_path / "framed.onnx", frame_wh=(200, 120))
+    props = {p.key: p.value for p in onnx.load(str(framed)).metadata_props}
+    meta = ArtifactMetadata.from_json(props[METADATA_KEY])
+    assert eval_size(meta) == (120, 200)
+    batches = list(iter_batches(open_source("shapes", meta, samples=3), meta, batch=2))
+    assert [b.shape for b in batches] == [(2, 120, 200, 3), (1, 120, 200, 3)]
+    result = quantize(framed, tmp_path / "framed_int8.onnx", samples=4, cache=False, evaluate=True, eval_count=4)
+    assert result.accuracy["int8"]["map50_95"] >= 0.0 and result.path.is_file()
