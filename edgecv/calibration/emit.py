@@ -132,10 +132,10 @@ def emit(model: onnx.ModelProto, ranges: dict[str, tuple[float, float]], opts: E
     float_convs = set(overflowing.values())
     if float_convs:  # once more, those convs float (module docstring: a float bias alone does not survive ORT)
         out = _quantize(inferred, ranges, [n for n in nodes if n not in float_convs], opts)
-    kept_float = set(exclude) | float_convs
-    _rewire_to_float(out, _float_readers(out, model, opts, kept_float))
+    float_only = _float_only(out, model, set(exclude) | float_convs)
+    _rewire_to_float(out, _float_readers(out, opts, float_only))
     if opts.target == "openvino":  # edgecv.calibration.openvino_form
-        hoist_activation_qdq(out, ranges, frozen=_float_only(out, model, kept_float))
+        hoist_activation_qdq(out, ranges, frozen=float_only)
         _set_record(out, SEVEN_BIT_KEY, first_layer_seven_bit(out, model, network_input(model)))
     del out.graph.value_info[:]  # stale shapes from inference; ORT re-infers
     _set_record(out, FLOAT_BIASES_KEY, sorted(overflowing))
@@ -258,12 +258,12 @@ def _float_only(model: onnx.ModelProto, fp32: onnx.ModelProto, exclude: set[str]
     return {n for n in names if n in exclude or n in post or is_prefix_node(n)}
 
 
-def _float_readers(model: onnx.ModelProto, fp32: onnx.ModelProto, opts: EmitOptions, exclude: set[str]) -> set[str]:
-    """Nodes that must read float tensors: :func:`_float_only` and, for TensorRT, every non-compute
-    node (its Q/DQ pairs sit on Conv / MatMul / Gemm inputs only); likewise for OpenVINO, whose pairs
-    then move up through data-movement ops (:mod:`edgecv.calibration.openvino_form`)."""
+def _float_readers(model: onnx.ModelProto, opts: EmitOptions, float_only: set[str]) -> set[str]:
+    """Nodes that must read float tensors: ``float_only`` (:func:`_float_only`) and, for TensorRT, every
+    non-compute node (its Q/DQ pairs sit on Conv / MatMul / Gemm inputs only); likewise for OpenVINO,
+    whose pairs then move up through data-movement ops (:mod:`edgecv.calibration.openvino_form`)."""
     names = {n.name for n in model.graph.node if n.op_type not in ("QuantizeLinear", "DequantizeLinear")}
-    readers = _float_only(model, fp32, exclude)
+    readers = set(float_only)
     if opts.target in COMPUTE_ONLY:
         readers |= {n.name for n in model.graph.node if n.name in names and n.op_type not in COMPUTE_OPS}
     return readers

@@ -12,7 +12,8 @@ are ``kernel`` (Triton kernels + host function; ``TRITON_INTERPRET=1`` runs them
 Shared pieces: :mod:`edgecv.plugins.compile` (AOT compile without a GPU, PTX ISA -> minimum
 driver), :mod:`edgecv.plugins.twins` (ORT SessionOptions with every twin),
 :mod:`edgecv.plugins.passes` (``apply_plugins``), :mod:`edgecv.plugins.engine` (what the engine
-build and the TensorRT backend call).
+build and the TensorRT backend call), :mod:`edgecv.plugins.once` (the once-per-process registration
+every ``twin.register`` / ``trt.register`` goes through).
 """
 
 from __future__ import annotations

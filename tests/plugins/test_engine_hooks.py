@@ -17,6 +17,7 @@ from onnx import TensorProto, helper
 
 from edgecv.errors import ArtifactError, ExportError
 from edgecv.metadata import METADATA_KEY, ArtifactMetadata
+from edgecv.plugins.batched_nms import trt as nms_trt
 from edgecv.plugins.batched_nms.graph import plugin_node
 
 sys.path.insert(0, str(Path(__file__).parent.parent))  # tests/ is not a package (pytest importlib mode)
@@ -47,7 +48,7 @@ def plugin_onnx(path: Path) -> Path:
 @pytest.fixture(autouse=True)
 def unregistered(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test starts from a process where edgecv's tensorrt.plugin definitions are not yet registered."""
-    monkeypatch.setattr("edgecv.plugins.batched_nms.trt._registered", False)
+    monkeypatch.setattr(nms_trt._registration, "done", False)
 
 
 def test_build_compiles_checks_registers_before_parse_and_records(tmp_path: Path, monkeypatch) -> None:
@@ -87,7 +88,7 @@ def test_backend_registers_before_deserializing(tmp_path: Path, monkeypatch) -> 
                               profile=((1, 3, 64, 64),) * 3)
     standin.install(monkeypatch, options)
     engine = build_engine(plugin_onnx(tmp_path / "m.trt.onnx"), tmp_path / "m.engine")
-    monkeypatch.setattr("edgecv.plugins.batched_nms.trt._registered", False)  # a fresh deployment process
+    monkeypatch.setattr(nms_trt._registration, "done", False)  # a fresh deployment process
     rec = standin.install(monkeypatch, options)
     TensorRtBackend.open(engine).close()
     names = rec.names()

@@ -20,13 +20,12 @@ tests (those versions differ only in how strictly they test annotations).
 """
 
 
-import threading
 from typing import Any, Tuple, Union
 
 from edgecv.plugins.batched_nms import PLUGIN_ID
+from edgecv.plugins.once import Once, register_trt
 
-_lock = threading.Lock()
-_registered = False
+_registration = Once()
 
 
 def _define(trtp: Any, trt: Any) -> None:
@@ -66,13 +65,4 @@ def _define(trtp: Any, trt: Any) -> None:
 
 def register(trtp: Any = None) -> None:
     """Register the plugin with ``tensorrt.plugin`` (once per process; ``trtp`` defaults to ``tensorrt.plugin``)."""
-    global _registered
-    with _lock:
-        if _registered:
-            return
-        if trtp is None:
-            import tensorrt.plugin as trtp
-        import tensorrt as trt
-
-        _define(trtp, trt)
-        _registered = True
+    register_trt(_registration, _define, trtp)

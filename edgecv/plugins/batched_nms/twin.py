@@ -12,16 +12,15 @@ numpy only (no torch): usable from the runtime side.
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import numpy as np
 
 from edgecv.errors import MissingDependencyError
 from edgecv.plugins.batched_nms import ATTRIBUTES, OP_TYPE, kernel_attrs
+from edgecv.plugins.once import Once
 
-_registered = False
-_lock = threading.Lock()
+_registration = Once()
 
 
 def _iou_row(kept: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -103,20 +102,18 @@ def register() -> None:
     Raises:
         MissingDependencyError: onnxruntime-extensions is not installed (``edgecv[plugins]``).
     """
-    global _registered
-    with _lock:
-        if _registered:
-            return
-        try:
-            import onnxruntime_extensions as ext
-        except ImportError as exc:
-            raise MissingDependencyError(f"the CPU twins of edgecv's plugins need onnxruntime-extensions ({exc}); "
-                                         "install the plugins extra: pip install 'edgecv[plugins]'") from exc
-        dt = ext.PyCustomOpDef
+    _registration(_declare)
 
-        @ext.onnx_op(op_type=OP_TYPE, inputs=[dt.dt_float, dt.dt_float],
-                     outputs=[dt.dt_int32, dt.dt_float, dt.dt_float, dt.dt_int32], attrs=_op_attrs(ext))
-        def _batched_nms_op(boxes: np.ndarray, scores: np.ndarray, **attrs: Any) -> tuple:
-            return batched_nms_numpy(boxes, scores, **kernel_attrs(attrs))
 
-        _registered = True
+def _declare() -> None:
+    try:
+        import onnxruntime_extensions as ext
+    except ImportError as exc:
+        raise MissingDependencyError(f"the CPU twins of edgecv's plugins need onnxruntime-extensions ({exc}); "
+                                     "install the plugins extra: pip install 'edgecv[plugins]'") from exc
+    dt = ext.PyCustomOpDef
+
+    @ext.onnx_op(op_type=OP_TYPE, inputs=[dt.dt_float, dt.dt_float],
+                 outputs=[dt.dt_int32, dt.dt_float, dt.dt_float, dt.dt_int32], attrs=_op_attrs(ext))
+    def _batched_nms_op(boxes: np.ndarray, scores: np.ndarray, **attrs: Any) -> tuple:
+        return batched_nms_numpy(boxes, scores, **kernel_attrs(attrs))

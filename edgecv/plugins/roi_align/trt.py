@@ -16,13 +16,12 @@ annotations`` here: tensorrt.plugin validates the annotations as classes.
 """
 
 
-import threading
 from typing import Any, Tuple, Union
 
 from edgecv.plugins.roi_align import PLUGIN_ID
+from edgecv.plugins.once import Once, register_trt
 
-_lock = threading.Lock()
-_registered = False
+_registration = Once()
 
 
 def _define(trtp: Any, trt: Any) -> None:
@@ -63,13 +62,4 @@ def _define(trtp: Any, trt: Any) -> None:
 
 def register(trtp: Any = None) -> None:
     """Register the plugin with ``tensorrt.plugin`` (once per process; ``trtp`` defaults to ``tensorrt.plugin``)."""
-    global _registered
-    with _lock:
-        if _registered:
-            return
-        if trtp is None:
-            import tensorrt.plugin as trtp
-        import tensorrt as trt
-
-        _define(trtp, trt)
-        _registered = True
+    register_trt(_registration, _define, trtp)

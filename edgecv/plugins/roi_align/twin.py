@@ -17,11 +17,12 @@ from typing import Any
 import numpy as np
 
 from edgecv.errors import MissingDependencyError
+from edgecv.plugins.once import Once
 from edgecv.plugins.roi_align import CANONICAL_LEVEL, CANONICAL_SCALE, LEVEL_EPS, OP_TYPE
 
 #: Gathered values per chunk of RoIs (bounds the twin's memory: ~4 corners x this x 4 bytes).
 _CHUNK_ELEMENTS = 1 << 22
-_registered = False
+_registration = Once()
 
 
 def assign_levels(rois: np.ndarray, levels: np.ndarray) -> np.ndarray:
@@ -123,9 +124,10 @@ def _op(features: np.ndarray, rois: np.ndarray, levels: np.ndarray, **attrs: Any
 
 def register() -> None:
     """Declare the twin op with onnxruntime-extensions (idempotent: the op table is per process)."""
-    global _registered
-    if _registered:
-        return
+    _registration(_declare)
+
+
+def _declare() -> None:
     try:
         from onnxruntime_extensions import PyCustomOpDef, onnx_op
     except ImportError as exc:
@@ -135,7 +137,6 @@ def register() -> None:
     onnx_op(op_type=OP_TYPE, inputs=[real, real, real], outputs=[real],
             attrs={"plugin_version": string, "plugin_namespace": string, "output_size": integer,
                    "sampling_ratio": integer, "aligned": integer})(_op)
-    _registered = True
 
 
 def session_options() -> Any:

@@ -63,6 +63,22 @@ class ClosesOnExit:
         self.close()
 
 
+class NamedTensors:
+    """The protocol's ``input_names`` / ``output_names`` for backends that keep ``_input_names`` /
+    ``_output_names``: copies, so a caller cannot change the order the backend relies on."""
+
+    _input_names: list[str]
+    _output_names: list[str]
+
+    @property
+    def input_names(self) -> list[str]:
+        return list(self._input_names)
+
+    @property
+    def output_names(self) -> list[str]:
+        return list(self._output_names)
+
+
 def parse_device(device: str) -> tuple[str, int]:
     """``"cpu"`` -> ``("cpu", 0)``; ``"cuda"`` / ``"cuda:1"`` -> ``("cuda", index)``.
 

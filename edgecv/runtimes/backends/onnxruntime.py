@@ -33,8 +33,8 @@ from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
 from edgecv.errors import ArtifactError, BackendError, MissingDependencyError
 from edgecv.metadata import METADATA_KEY, ArtifactMetadata
-from edgecv.runtimes.backends.base import (ClosesOnExit, check_artifact_file, check_threads, describe_file,
-                                           parse_device)
+from edgecv.runtimes.backends.base import (ClosesOnExit, NamedTensors, check_artifact_file, check_threads,
+                                           describe_file, parse_device)
 
 #: Everything ONNX Runtime raises from its C++ core (they derive from Exception directly).
 ORT_ERRORS: tuple[type[Exception], ...] = tuple(
@@ -136,7 +136,7 @@ def read_metadata(session: ort.InferenceSession, path: Path) -> ArtifactMetadata
     return ArtifactMetadata.from_json(text, source=str(path))
 
 
-class OnnxRuntimeBackend(ClosesOnExit):
+class OnnxRuntimeBackend(ClosesOnExit, NamedTensors):
     """An ``onnxruntime.InferenceSession`` behind the :class:`~edgecv.runtimes.backends.base.Backend` protocol."""
 
     name = "onnxruntime"
@@ -175,14 +175,6 @@ class OnnxRuntimeBackend(ClosesOnExit):
         if io_binding is None:
             io_binding = parse_device(device)[0] == "cuda"
         return cls(file, session, read_metadata(session, file), io_binding=io_binding)
-
-    @property
-    def input_names(self) -> list[str]:
-        return list(self._input_names)
-
-    @property
-    def output_names(self) -> list[str]:
-        return list(self._output_names)
 
     @property
     def providers(self) -> list[str]:

@@ -33,8 +33,8 @@ import numpy as np
 
 from edgecv.errors import ArtifactError, BackendError, MissingDependencyError
 from edgecv.metadata import METADATA_KEY, ArtifactMetadata
-from edgecv.runtimes.backends.base import (ClosesOnExit, check_artifact_file, check_threads, describe_file,
-                                           parse_device)
+from edgecv.runtimes.backends.base import (ClosesOnExit, NamedTensors, check_artifact_file, check_threads,
+                                           describe_file, parse_device)
 
 #: ``precision=`` values -> OpenVINO ``INFERENCE_PRECISION_HINT`` strings.
 PRECISIONS = {"f32": "f32", "fp32": "f32", "bf16": "bf16", "f16": "f16", "fp16": "f16"}
@@ -187,7 +187,7 @@ def _port_name(port: Any, wanted: set[str]) -> str:
     return next((name for name in names if name in wanted), port.get_any_name())
 
 
-class OpenVinoBackend(ClosesOnExit):
+class OpenVinoBackend(ClosesOnExit, NamedTensors):
     """An OpenVINO ``CompiledModel`` behind the :class:`~edgecv.runtimes.backends.base.Backend` protocol."""
 
     name = "openvino"
@@ -246,14 +246,6 @@ class OpenVinoBackend(ClosesOnExit):
         except RuntimeError as exc:
             raise BackendError(f"openvino cannot compile {file} for CPU with {config}: {str(exc).strip()}") from exc
         return cls(file, compiled, metadata, config, requests)
-
-    @property
-    def input_names(self) -> list[str]:
-        return list(self._input_names)
-
-    @property
-    def output_names(self) -> list[str]:
-        return list(self._output_names)
 
     @property
     def inference_precision(self) -> str:

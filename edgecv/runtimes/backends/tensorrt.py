@@ -46,7 +46,7 @@ import numpy as np
 
 from edgecv.errors import ArtifactError, BackendError, MissingDependencyError
 from edgecv.metadata import ArtifactMetadata
-from edgecv.runtimes.backends.base import ClosesOnExit, check_artifact_file, parse_device
+from edgecv.runtimes.backends.base import ClosesOnExit, NamedTensors, check_artifact_file, parse_device
 from edgecv.runtimes.backends.tensorrt_plugins import load_plugins, parse_records, resolve_plugins
 
 
@@ -151,7 +151,7 @@ def cuda_call(result: Any, what: str) -> Any:
     return values[0] if len(values) == 1 else (tuple(values) if values else None)
 
 
-class TensorRtBackend(ClosesOnExit):
+class TensorRtBackend(ClosesOnExit, NamedTensors):
     """A deserialized TensorRT engine behind the :class:`~edgecv.runtimes.backends.base.Backend` protocol."""
 
     name = "tensorrt"
@@ -250,14 +250,6 @@ class TensorRtBackend(ClosesOnExit):
             self._host_ptrs.append(host_ptr)
             buffer = (np.ctypeslib.as_array((np.ctypeslib.ctypes.c_byte * nbytes).from_address(host_ptr)))
             self._host[name] = buffer.view(self._dtypes[name])
-
-    @property
-    def input_names(self) -> list[str]:
-        return list(self._input_names)
-
-    @property
-    def output_names(self) -> list[str]:
-        return list(self._output_names)
 
     def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """Copy ``batch`` in (pinned, async), run ``execute_async_v3``, copy every output out."""

@@ -35,7 +35,7 @@ import numpy as np
 
 from edgecv.errors import ArtifactError, BackendError, MissingDependencyError
 from edgecv.metadata import ArtifactMetadata
-from edgecv.runtimes.backends.base import ClosesOnExit
+from edgecv.runtimes.backends.base import ClosesOnExit, NamedTensors
 
 #: Model-config parameter with the edgecv metadata JSON (same name as edgecv.serve.triton_repo's).
 METADATA_PARAMETER = "edgecv_metadata"
@@ -87,7 +87,7 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
-class TritonBackend(ClosesOnExit):
+class TritonBackend(ClosesOnExit, NamedTensors):
     """One model on a Triton server behind the :class:`~edgecv.runtimes.backends.base.Backend` protocol.
 
     Attributes:
@@ -164,14 +164,6 @@ class TritonBackend(ClosesOnExit):
                                 f"metadata, found parameters {found}; write the model repository with "
                                 "`edgecv export-triton`")
         return ArtifactMetadata.from_json(text, source=url)
-
-    @property
-    def input_names(self) -> list[str]:
-        return list(self._input_names)
-
-    @property
-    def output_names(self) -> list[str]:
-        return list(self._output_names)
 
     def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """Send ``batch`` (``[B, 3, H, W]``, the artifact's input dtype) and return every output by name.
