@@ -17,7 +17,7 @@ from edgecv.errors import MissingDependencyError, WeightsError
 from edgecv.models.base import LoadedDetector
 from edgecv.fileio import sha256_file
 from edgecv.models.checkpoint import check_header, load_raw
-from edgecv.models.yolo import SIZES, Yolo, YoloConfig, YoloDecoded
+from edgecv.models.yolo import SIZES, Yolo, YoloConfig, YoloDecoded, expected_bin
 
 DEMO_WEIGHTS = "yolo_shapes_n.pt"
 
@@ -163,6 +163,30 @@ def _is_ultralytics(path: Path) -> bool:
         return False
 
 
+class UltralyticsDFL(nn.Module):
+    """Drop-in for Ultralytics' ``DFL`` head module: ``[B, 4*R, A]`` → expected distances ``[B, 4, A]``
+    through :func:`edgecv.models.yolo.expected_bin` (the same values; ONNX Runtime runs its export
+    ~17x faster than the ``Transpose`` + ``Softmax(axis=1)`` the original traces to). The bins are read
+    from the original's fixed 1x1 conv, so a checkpoint with other bin values keeps them."""
+
+    def __init__(self, dfl: nn.Module) -> None:
+        super().__init__()
+        weight = dfl.conv.weight.detach().float()  # [1, R, 1, 1]
+        self.register_buffer("bins", weight.reshape(-1, 1).clone())  # [R, 1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, a = x.shape
+        return expected_bin(x.view(b, 4, self.bins.shape[0], a), self.bins)
+
+
+def _fast_dfl(model: nn.Module) -> None:
+    """Swap every Ultralytics ``DFL`` (a module named ``dfl`` with a 1x1 ``conv``) for :class:`UltralyticsDFL`."""
+    for module in list(model.modules()):
+        dfl = getattr(module, "dfl", None)
+        if type(dfl).__name__ == "DFL" and isinstance(getattr(dfl, "conv", None), nn.Conv2d):
+            module.dfl = UltralyticsDFL(dfl)
+
+
 class UltralyticsDecoded(nn.Module):
     """Wrap an Ultralytics detection model: its [B, 4+C, N] cx,cy,w,h output → edgecv raw outputs."""
 
@@ -197,6 +221,7 @@ def _load_ultralytics(path: Path, trust: bool, class_names: list[str] | None) ->
             module.export = True
         if hasattr(module, "format"):
             module.format = "onnx"
+    _fast_dfl(model)
     names = model.names if isinstance(model.names, list) else [model.names[i] for i in sorted(model.names)]
     names = _renamed(path, [str(n) for n in names], class_names)
     imgsz = int(raw.get("train_args", {}).get("imgsz", 640)) if isinstance(raw.get("train_args"), dict) else 640

@@ -77,6 +77,28 @@ def test_ultralytics_checkpoint_exports_with_the_contract(yolov8n_pt, tmp_path):
         assert not boxes[b, n:].any() and not scores[b, n:].any()  # padding past num_dets
 
 
+def test_the_dfl_swap_keeps_ultralytics_values_and_leaves_no_softmax(yolov8n_pt, tmp_path):
+    """edgecv swaps Ultralytics' DFL (Transpose + Softmax over a non-last axis: ~6 ms in ONNX Runtime at
+    640) for the written-out form; the head's decoded output must not move."""
+    from ultralytics import YOLO
+
+    original = YOLO(str(yolov8n_pt)).model.float().eval()
+    detector = load_for_export("yolo", yolov8n_pt, trust=True)
+    head = detector.module.model.model[-1]
+    assert type(head.dfl).__name__ == "UltralyticsDFL"
+    images = torch.rand(1, 3, 96, 128)
+    with torch.no_grad():
+        before = original(images)[0]  # [B, 4 + 80, N] cx,cy,w,h with Ultralytics' own DFL
+        after = detector.module.model(images)
+        after = after[0] if isinstance(after, (tuple, list)) else after
+    assert torch.allclose(before, after, atol=1e-4)
+    result = export_detector(detector, tmp_path / "v8n.onnx", ExportOptions(imgsz=128, check=False))
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(str(result.path)).graph.node}
+    assert "Softmax" not in ops and {"ReduceMax", "Exp", "ReduceSum"} <= ops
+
+
 def test_without_ultralytics_the_message_names_the_package(yolov8n_pt, monkeypatch):
     monkeypatch.setitem(sys.modules, "ultralytics", None)  # import now raises ImportError
     with pytest.raises(MissingDependencyError, match="pip install ultralytics"):

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from edgecv.models.yolo import Yolo, YoloConfig, decode
+from edgecv.models.yolo import Yolo, YoloConfig, decode, expected_bin
 from edgecv.models.yolo_loss import TaskAlignedAssigner, YoloLoss, box_ciou
 
 
@@ -39,6 +39,18 @@ def test_decode_of_known_maps():
     assert boxes.shape == (2, len(expected), 4) and scores.shape == (2, len(expected), num_classes)
     assert torch.allclose(boxes[0], expected, atol=1e-4) and torch.allclose(boxes[1], expected, atol=1e-4)
     assert torch.allclose(scores, torch.sigmoid(cls_logits).expand_as(scores), atol=1e-6)
+
+
+def test_expected_bin_is_the_softmax_expectation_even_at_extreme_logits():
+    """The written-out DFL equals softmax·bins, and stays finite where a bare exp would overflow."""
+    logits = torch.randn(2, 4, 16, 50) * 5
+    logits[0, 0, 3] = 1e4  # exp(1e4) = inf without the max shift
+    logits[1, 2] = -1e4  # a side whose logits are all far below zero: still a uniform softmax
+    bins = torch.arange(16, dtype=torch.float32).reshape(16, 1)
+    reference = (logits.softmax(2) * bins).sum(2)
+    got = expected_bin(logits, bins)
+    assert torch.isfinite(got).all() and torch.allclose(got, reference, atol=1e-5)
+    assert torch.allclose(got[0, 0], torch.full((50,), 3.0)) and torch.allclose(got[1, 2], torch.full((50,), 7.5))
 
 
 def test_sizes_differ_in_width():
