@@ -249,11 +249,17 @@ def _add_mask_map(result: EvalResult, data, results: list[dict]) -> None:
 
 
 def eval_size(meta: ArtifactMetadata) -> int | tuple[int, int]:
-    """The size synthetic evaluation scenes of an artifact are drawn at: its letterbox side, or for a
-    ``--frame`` artifact (which takes camera frames of exactly one size) that frame ``(H, W)``."""
+    """The size synthetic evaluation scenes of an artifact are drawn at: its letterbox side when square,
+    its letterbox ``(H, W)`` when not (a ``--imgsz 640x480`` export: scenes shaped like its frames, not
+    squares padded on two sides), or for a ``--frame`` artifact (which takes camera frames of exactly
+    one size) that frame ``(H, W)``."""
     from edgecv.runtimes.preprocess import graph_frame
 
-    return graph_frame(meta) or int(meta.letterbox_size[0])
+    frame = graph_frame(meta)
+    if frame:
+        return frame
+    h, w = (int(v) for v in meta.letterbox_size)
+    return h if h == w else (h, w)
 
 
 def open_eval_data(data: str | Path, *, count: int = 500, imgsz: int | tuple[int, int] = 320):

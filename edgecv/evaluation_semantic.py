@@ -56,7 +56,7 @@ def miou_from_confusion(confusion: np.ndarray, class_names: Sequence[str]) -> Mi
 
 
 def evaluate_semantic(segment: Callable[[Sequence[np.ndarray]], list[np.ndarray]], class_names: Sequence[str],
-                      *, count: int = 200, imgsz: int = 128, seed: int = 0, batch: int = 8,
+                      *, count: int = 200, imgsz: int | tuple[int, int] = 128, seed: int = 0, batch: int = 8,
                       split: str = "val") -> MiouResult:
     """mIoU of ``segment`` (BGR uint8 images → label maps int [H,W] at each image's size, class
     index into ``class_names``) on the synthetic split, whose truth is 0 = background and
@@ -109,13 +109,14 @@ def evaluate_semantic_artifact(path: str | Path, *, count: int = 200, imgsz: int
     import onnx
 
     from edgecv.calibration.api import read_metadata
+    from edgecv.evaluation import eval_size  # edgecv.evaluation imports this module at load
 
     model = onnx.load(str(path))
     meta = read_metadata(model, str(path))
     if meta.task != "semantic":
         raise OptionError(f"{path}: expected a semantic segmentation artifact, found task {meta.task!r}")
     return evaluate_semantic(onnx_segmenter(model, meta), meta.class_names, count=count,
-                             imgsz=imgsz or meta.letterbox_size[0])
+                             imgsz=imgsz or eval_size(meta))
 
 
 def is_semantic_artifact(model: str | Path) -> bool:

@@ -23,12 +23,12 @@ def semantic_accuracy(fp32: onnx.ModelProto, int8: onnx.ModelProto, metadata: Ar
                       console: Console) -> dict[str, Any]:
     """``{"metric": "miou", "fp32": {...}, "int8": {...}, "drop_points", ...}``; mIoU as fractions,
     the drop in points (mIoU x 100, positive = int8 worse)."""
-    from edgecv.evaluation import evaluate_semantic, onnx_segmenter
+    from edgecv.evaluation import eval_size, evaluate_semantic, onnx_segmenter
 
     if str(eval_data) != "shapes":
         raise CalibrationError(f"semantic evaluation data: expected 'shapes' (the synthetic set's label maps), "
                                f"found {eval_data!r}")
-    size = int(metadata.letterbox_size[0])
+    size = eval_size(metadata)  # a side, or (H, W) for a non-square export
     rows = {}
     for name, model in (("fp32", fp32), ("int8", int8)):
         score = evaluate_semantic(onnx_segmenter(model, metadata), metadata.class_names, count=eval_count, imgsz=size)
@@ -36,7 +36,7 @@ def semantic_accuracy(fp32: onnx.ModelProto, int8: onnx.ModelProto, metadata: Ar
                       "ms_per_image": score.ms_per_image}
     drop = 100 * (rows["fp32"]["miou"] - rows["int8"]["miou"])
     console.print(f"mIoU fp32 {rows['fp32']['miou']:.4f}  int8 {rows['int8']['miou']:.4f}  drop {drop:.2f} pts "
-                  f"({eval_count} synthetic images at {size} px)")
+                  f"({eval_count} synthetic images at {size if isinstance(size, int) else '%dx%d' % size[::-1]} px)")
     if max_drop is not None and drop > max_drop:
         console.print(f"[yellow]--max-drop {max_drop} pts not reached ({drop:.2f}):[/] the float-layer fallback "
                       "is driven by detection mAP and does not run for label maps; keeping the graph")

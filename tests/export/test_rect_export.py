@@ -87,6 +87,9 @@ def test_int8_calibration_of_the_rect_artifact_runs_on_openvino(rect_onnx: Path,
     with Predictor(rect_onnx) as predictor:
         source = open_source("shapes", predictor.metadata, samples=8)
     assert next(iter(source.images())).shape == (H, W, 3)  # scenes of the artifact's own shape
+    from edgecv.evaluation import eval_size
+
+    assert eval_size(predictor.metadata) == (H, W)  # the fp32-vs-int8 mAP draws them too, not H x H squares
     result = quantize(rect_onnx, tmp_path / "int8.onnx", samples=8, target="openvino", cache=False)
     assert result.metadata.input_shape == [1, 3, H, W]
     scenes = ShapesDataset("val", 4, (360, 640), seed=77)
@@ -136,6 +139,12 @@ def test_semantic_export_at_a_non_square_size(tmp_path: Path) -> None:
     with Predictor(result.path) as predictor:
         out = predictor(np.full((90, 160, 3), 127, np.uint8))
     assert out.labels.shape == (90, 160)  # back at the frame's own size
+    from edgecv.evaluation import eval_size
+    from edgecv.evaluation_semantic import evaluate_semantic_artifact
+
+    assert eval_size(result.metadata) == (64, 96)  # mIoU scenes shaped like the export's frames
+    score = evaluate_semantic_artifact(result.path, count=4)
+    assert 0.0 <= score.miou <= 1.0 and score.images == 4
 
 
 def test_two_stage_refuses_a_non_square_size(tmp_path: Path) -> None:
