@@ -204,7 +204,8 @@ def expected_bin(logits: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
     ReduceMax / Sub / Exp / Mul / ReduceSum / Div, which ONNX Runtime runs in 0.34 ms at 640 px
     (8,400 anchors) where its ``Softmax`` over a non-last axis goes through an internal transpose:
     0.7 ms for this ``[1,4,16,N]`` layout, 5.9 ms for Ultralytics' ``[1,16,4,N]`` one (OpenVINO: 0.73
-    against 0.92 ms) [CPU: avx2 only, no VNNI/AMX]. Subtracting the per-side max keeps ``exp`` <= 1;
+    against 0.92 ms) [CPU: avx2 only, no VNNI/AMX]; ``python benchmarks/bench_dfl.py`` measures the three
+    forms side by side. Subtracting the per-side max keeps ``exp`` <= 1;
     no compute op follows, so calibration leaves it float like the rest of the decode.
     """
     e = (logits - logits.amax(2, keepdim=True)).exp()
