@@ -103,6 +103,22 @@ def test_rect_two_stage_int8_on_openvino(rect_onnx: Path, tmp_path: Path) -> Non
     assert found / total >= RECALL - 0.1, (found, total)
 
 
+@pytest.mark.parametrize("hw", [(H, W), (W, H)])
+def test_torchvision_transform_is_an_identity_at_h_x_w(hw: tuple[int, int]) -> None:
+    """build_torchvision's min_size / max_size = the short / long side: torchvision's own model (the
+    fidelity check's reference) sees the runtime's H x W tensor unchanged, landscape or portrait."""
+    import torch
+
+    from edgecv.models.tv_twostage import TwoStageConfig, build_torchvision
+
+    cfg = TwoStageConfig(imgsz=hw)
+    assert cfg.hw == hw and TwoStageConfig(imgsz=(W, W)).imgsz == W  # a square pair is the int side
+    model = build_torchvision("maskrcnn_tiny", cfg, 6)
+    image = torch.randn(3, *hw)
+    batch, _ = model.transform([image])
+    assert batch.image_sizes == [hw] and torch.equal(batch.tensors[0], image)
+
+
 def test_a_side_not_a_multiple_of_32_fails_in_one_line(tmp_path: Path) -> None:
     result = runner.invoke(app, ["export", "maskrcnn_tiny", "--imgsz", "330x256", "--out", str(tmp_path / "m.onnx")],
                            terminal_width=300)
