@@ -52,15 +52,17 @@ STAGES = (("roialign/mask", "mask RoI Align"), ("roialign/box", "box RoI Align")
           ("/backbone", "backbone + FPN"), ("/head/", "RPN head"), ("box_", "box head"))
 
 
-def stage_ms(paths: dict[str, Path], calls: int = 10) -> dict[str, dict[str, float]]:
+def stage_ms(paths: dict[str, Path], folder: Path, calls: int = 10) -> dict[str, dict[str, float]]:
     """``{graph: {stage: ms per call}}``: ONNX Runtime's per-node kernel times (1 thread), the graphs
-    called alternately ``calls`` times on random tensors, summed per :data:`STAGES` (else ``other``)."""
+    called alternately ``calls`` times on random tensors, summed per :data:`STAGES` (else ``other``).
+    The profiler's json files are written in ``folder`` (a temporary one: not the working directory)."""
     import onnxruntime as ort
 
     sessions = {}
     for name, path in paths.items():
         options = ort.SessionOptions()
         options.enable_profiling, options.intra_op_num_threads = True, 1
+        options.profile_file_prefix = str(folder / f"ort_profile_{name}")
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         item = session.get_inputs()[0]
         sessions[name] = (session, {item.name: np.random.default_rng(0).standard_normal(item.shape).astype(np.float32)})
@@ -112,7 +114,7 @@ def main() -> None:
         found = {name: len(predictor(frame)) for name, predictor in predictors.items()}
         for predictor in predictors.values():
             predictor.close()
-        stages = stage_ms(paths)
+        stages = stage_ms(paths, Path(tmp))
     h, w = export_hw(rect)
     print(header(f"{args.model} {w}x{h} vs {args.side}x{args.side}, ONNX Runtime fp32, max_det {args.max_det}, "
                  f"frame {frame_w}x{frame_h}", args.runs, args.iters, args.threads, args.clock))
