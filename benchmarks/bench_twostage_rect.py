@@ -103,7 +103,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="edgecv_rect2stage_") as tmp:
         paths = {"square": _export(args.model, args.side, Path(tmp) / "square.onnx", args.max_det),
                  "rect": _export(args.model, rect, Path(tmp) / "rect.onnx", args.max_det)}
-        predictors = {name: Predictor(path, backend="onnxruntime", threads=args.threads) for name, path in paths.items()}
+        predictors = {name: Predictor(path, backend="onnxruntime", threads=args.threads)
+                      for name, path in paths.items()}
         calls = {}
         for name, predictor in predictors.items():
             tensor = np.random.default_rng(0).standard_normal(predictor.metadata.input_shape).astype(np.float32)

@@ -161,9 +161,10 @@ def num_classes_of(state: dict[str, Tensor], source: str) -> int:
 class TwoStageGraph(nn.Module):
     """Export-friendly forward of a torchvision ``FasterRCNN`` / ``MaskRCNN`` (module docstring).
 
-    ``forward(images [B, 3, H, W])`` (``cfg.hw``, static) -> ``num_dets [B, 1] int32, boxes [B, K, 4] float32 (x1, y1, x2,
-    y2 input pixels), scores [B, K] float32, classes [B, K] int32`` (class ids index the class names,
-    0 = background never returned), plus ``masks [B, K, 28, 28] float32`` probabilities with masks.
+    ``forward(images [B, 3, H, W])`` (``cfg.hw``, static) -> ``num_dets [B, 1] int32, boxes [B, K, 4]
+    float32 (x1, y1, x2, y2 input pixels), scores [B, K] float32, classes [B, K] int32`` (class ids
+    index the class names, 0 = background never returned), plus ``masks [B, K, 28, 28] float32``
+    probabilities with masks.
     """
 
     def __init__(self, model: nn.Module, cfg: TwoStageConfig) -> None:

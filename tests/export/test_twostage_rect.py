@@ -49,7 +49,8 @@ def _recall(predictor, scenes: ShapesDataset) -> tuple[int, int]:  # noqa: ANN00
         dets = predictor(sample.image)
         h, w = sample.image.shape[:2]
         assert dets.masks is not None and dets.masks.image_shape == (h, w) and len(dets.masks) == len(dets)
-        assert np.all(dets.boxes >= -1) and np.all(dets.boxes[:, [0, 2]] <= w + 1) and np.all(dets.boxes[:, [1, 3]] <= h + 1)
+        assert np.all(dets.boxes >= -1)
+        assert np.all(dets.boxes[:, [0, 2]] <= w + 1) and np.all(dets.boxes[:, [1, 3]] <= h + 1)
         total += len(sample.boxes)
         # + 1: the scenes count shapes from 0, Mask R-CNN's class 0 is the background
         found += len(pairs(sample.boxes, sample.class_ids + 1, dets.boxes, dets.class_ids, 0.5))
