@@ -1,9 +1,10 @@
 """Non-square static two-stage exports (``edgecv export maskrcnn_tiny --imgsz 320x256``).
 
-One real export of the shipped tiny Mask R-CNN at W=320, H=256 (module fixture, through the CLI,
-fidelity check on: torchvision's own model vs the ONNX graph in ONNX Runtime) is shared by the
-metadata, predictor (16:9 frames, masks at the frame's size, the PyTorch reference predictor at the
-same H x W) and int8 / OpenVINO rows; a side that is not a multiple of 32 fails in one line.
+One real ``edgecv export maskrcnn_tiny --imgsz 320x256 --int8 --target openvino`` of the shipped tiny
+Mask R-CNN (module fixture, through the CLI: fidelity check on -- torchvision's own model vs the ONNX
+graph in ONNX Runtime --, then calibration and the fp32 vs int8 mAP on scenes of 256x320) is shared
+by the metadata, predictor (16:9 frames, masks at the frame's size, the PyTorch reference predictor
+at the same H x W) and int8 / OpenVINO rows; a side that is not a multiple of 32 fails in one line.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from edgecv.calibration.sources import CalibrationWarning
 from edgecv.cli import app
 from edgecv.data.synthetic import ShapesDataset
 from edgecv.export.twostage_fidelity import pairs
@@ -33,9 +35,12 @@ RECALL = 0.75
 
 @pytest.fixture(scope="module")
 def rect_onnx(tmp_path_factory) -> Path:
+    """The fp32 artifact; ``model_int8_openvino.onnx`` beside it (8 calibration scenes on purpose: speed)."""
     out = tmp_path_factory.mktemp("rect2stage") / "model.onnx"
-    result = runner.invoke(app, ["export", "maskrcnn_tiny", "--imgsz", f"{W}x{H}", "--conf", str(CONF),
-                                 "--out", str(out)], terminal_width=200)
+    with pytest.warns(CalibrationWarning):  # 8 calibration samples, said so
+        result = runner.invoke(app, ["export", "maskrcnn_tiny", "--imgsz", f"{W}x{H}", "--conf", str(CONF),
+                                     "--out", str(out), "--int8", "--target", "openvino", "--calib-samples", "8",
+                                     "--eval-count", "4"], terminal_width=200)
     assert result.exit_code == 0, result.output
     return out
 
@@ -89,17 +94,22 @@ def test_rect_two_stage_predictor_on_16_9_frames(rect_onnx: Path) -> None:
 
 
 @pytest.mark.filterwarnings("ignore::edgecv.calibration.sources.CalibrationWarning")  # 8 samples on purpose
-def test_rect_two_stage_int8_on_openvino(rect_onnx: Path, tmp_path: Path) -> None:
-    from edgecv.calibration import quantize
+def test_rect_two_stage_int8_on_openvino(rect_onnx: Path) -> None:
+    """The CLI's ``--int8``: calibrated and compared on scenes of the artifact's own H x W; on OpenVINO
+    its detections still find the 16:9 scenes' objects."""
     from edgecv.calibration.sources import open_source
+    from edgecv.evaluation import eval_size
 
     with Predictor(rect_onnx) as predictor:
         source = open_source("shapes", predictor.metadata, samples=8)
+        assert eval_size(predictor.metadata) == (H, W)  # the fp32 vs int8 mAP scenes: not H x H squares
     assert next(iter(source.images())).shape == (H, W, 3)  # calibration scenes of the artifact's own shape
-    result = quantize(rect_onnx, tmp_path / "int8.onnx", samples=8, target="openvino", cache=False)
-    assert result.metadata.input_shape == [1, 3, H, W] and result.metadata.precision == "int8"
-    with Predictor(result.path, backend="openvino") as predictor:
-        assert predictor.backend.name == "openvino"
+    int8 = rect_onnx.parent / "model_int8_openvino.onnx"
+    with Predictor(int8, backend="openvino") as predictor:
+        meta = predictor.metadata
+        assert predictor.backend.name == "openvino" and meta.precision == "int8"
+        assert meta.input_shape == [1, 3, H, W] and meta.letterbox_size == [H, W]
+        assert meta.accuracy["eval_images"] == 4 and meta.accuracy["latency"]["input_size"] == [H, W]
         found, total = _recall(predictor, ShapesDataset("val", 4, (360, 640), seed=77))
     assert found / total >= RECALL - 0.1, (found, total)
 
