@@ -137,3 +137,21 @@ def test_a_side_not_a_multiple_of_32_fails_in_one_line(tmp_path: Path) -> None:
     error = [line for line in result.output.splitlines() if "--imgsz" in line]
     assert len(error) == 1 and "multiple of 32" in error[0] and "found 330x256" in error[0], result.output
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_uint8_input_with_a_frame_on_the_rect_two_stage_artifact(rect_onnx: Path, tmp_path: Path) -> None:
+    """``--input uint8 --frame 640x360`` on the 320x256 graph (what export_loaded runs after the float
+    export): the in-graph letterbox targets H x W and every float detection comes back (IoU >= 0.99)."""
+    import shutil
+
+    from edgecv.export.twostage_uint8 import to_uint8_input
+
+    out = tmp_path / "model.onnx"
+    shutil.copy(rect_onnx, out)
+    scenes = ShapesDataset("val", 3, (360, 640), seed=78)
+    record = to_uint8_input(out, [scenes[i].image for i in range(len(scenes))], (640, 360))
+    assert record["total"] > 5 and record["matched"] == record["total"], record
+    with Predictor(out) as predictor:
+        assert predictor.metadata.input_shape == [1, 360, 640, 3] and predictor.metadata.letterbox_size == [H, W]
+        dets = predictor(scenes[0].image)
+    assert len(dets) and dets.masks.image_shape == (360, 640)
