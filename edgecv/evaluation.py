@@ -318,7 +318,7 @@ def _artifact_predictor(model: str | Path, console: Console
 
 
 def _torch_predictor(model: str | Path, family: str, trust: bool, imgsz: int | None, conf: float, iou: float
-                     ) -> tuple[Predict, ArtifactMetadata, int]:
+                     ) -> tuple[Predict, ArtifactMetadata, int | tuple[int, int]]:
     """``(predictor, its metadata, input size)`` of PyTorch weights: a ``.pt`` of ``family`` or a family
     name for its demo weights, run through the runtime's pre/post-processing at ``conf`` / ``iou``."""
     from edgecv.export.onnx_export import ExportOptions

@@ -8,7 +8,8 @@ its own box), which the class-agnostic-box pass cannot take without a ``[B, R*(C
 matrix. Its NMS is the same ONNX ``NonMaxSuppression`` semantics (strict ``score > conf``, strict
 ``IoU > iou``, class-aware), run on the candidates with classes offset apart
 (:mod:`edgecv.export.rcnn_ops`). torchvision's ``GeneralizedRCNNTransform`` is stripped: the
-metadata states ImageNet mean / std, RGB, letterbox to the export side.
+metadata states ImageNet mean / std, RGB, letterbox to the export size (square, or ``H x W`` for
+``--imgsz WxH``: anchors, clipping and the check images follow H and W).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from rich.console import Console
 
 from edgecv import __version__
 from edgecv.errors import ExportError
-from edgecv.export.onnx_export import ExportResult, _check_images, export_hw, set_metadata
+from edgecv.export.onnx_export import ExportResult, _check_images, check_imgsz, set_metadata
 from edgecv.export.twostage_fidelity import fidelity_images as default_check_images
 from edgecv.export.twostage_uint8 import to_uint8_input
 from edgecv.export.uint8_input import check_export_input, uint8_metadata
@@ -40,9 +41,9 @@ DETECT_OUTPUTS = ["num_dets", "boxes", "scores", "classes"]
 
 
 def trace_graph(graph: TwoStageGraph, batch: int, opset: int = 17) -> onnx.ModelProto:
-    """``graph`` traced (TorchScript exporter) at a static ``[batch, 3, S, S]`` input."""
+    """``graph`` traced (TorchScript exporter) at a static ``[batch, 3, H, W]`` input (``graph.cfg.hw``)."""
     names = DETECT_OUTPUTS + (["masks"] if graph.with_masks else [])
-    dummy = torch.rand(batch, 3, graph.cfg.imgsz, graph.cfg.imgsz)
+    dummy = torch.rand(batch, 3, *graph.cfg.hw)
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer chatter about Python ints: every shape here is fixed on purpose
@@ -57,14 +58,16 @@ def trace_graph(graph: TwoStageGraph, batch: int, opset: int = 17) -> onnx.Model
 
 def twostage_metadata(builder: str, cfg: TwoStageConfig, batch: int, class_names: list[str], source: str,
                       sha256: str = "") -> ArtifactMetadata:
-    """The artifact's self-description: GeneralizedRCNNTransform's normalisation, letterbox to ``imgsz``."""
+    """The artifact's self-description: GeneralizedRCNNTransform's normalisation, letterbox to ``cfg.hw``
+    (``input_shape [batch, 3, H, W]``, ``letterbox_size [H, W]``)."""
     import onnxruntime
 
     masks = has_masks(builder)
+    h, w = cfg.hw
     return ArtifactMetadata(
-        task="segment" if masks else "detect", class_names=list(class_names), input_shape=[batch, 3, cfg.imgsz, cfg.imgsz],
+        task="segment" if masks else "detect", class_names=list(class_names), input_shape=[batch, 3, h, w],
         mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD), color_order="RGB", resize="letterbox",
-        letterbox_size=[cfg.imgsz, cfg.imgsz], stride=32, outputs=DETECT_OUTPUTS + (["masks"] if masks else []),
+        letterbox_size=[h, w], stride=32, outputs=DETECT_OUTPUTS + (["masks"] if masks else []),
         max_det=cfg.max_det, conf_threshold=cfg.conf, iou_threshold=cfg.iou, model_family=builder,
         source_weights=source, source_weights_sha256=sha256,
         versions={"edgecv": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
@@ -89,8 +92,8 @@ def export_twostage(name: str, out: str | Path, cfg: TwoStageConfig | None = Non
 
     builder = resolve_builder(name)
     cfg = cfg or TwoStageConfig(imgsz=DEFAULT_SIZE.get(builder, 800))
-    if cfg.imgsz % 32:
-        raise ExportError(f"--imgsz must be a multiple of 32, found {cfg.imgsz}")
+    h, w = cfg.hw
+    check_imgsz(h if h == w else (w, h), 32, builder)  # ExportError naming WxH: the FPN's coarsest stride
     start = time.time()
     if state is None:
         model, source = seeded_random_model(builder, cfg, seed), source or f"random (seed {seed})"
@@ -131,17 +134,11 @@ def export_loaded(detector, out: str | Path, opts, fidelity_images: list | None 
     if opts.dynamic:
         raise ExportError("--dynamic: expected a static input for two-stage graphs (anchors are fixed at the "
                           "export size), found --dynamic")
-    side = opts.imgsz or detector.imgsz
-    if not isinstance(side, int):  # (width, height): TwoStageConfig, its anchors and the check are square
-        h, w = export_hw(side)
-        if h != w:
-            raise ExportError(f"--imgsz: expected a square size for two-stage graphs ({detector.family} exports "
-                              f"square only), found {w}x{h}")
-        side = h
+    h, w = check_imgsz(opts.imgsz or detector.imgsz, 32, detector.family)  # width-first in, (h, w) out
     conf = opts.conf if detector.extra["state"] is not None else min(opts.conf, 0.05)
     if console is not None and conf != opts.conf:
         console.print(f"[yellow]random weights (no --weights): score threshold lowered to {conf}[/]")
-    cfg = TwoStageConfig(imgsz=side, max_det=opts.max_det, conf=conf, iou=opts.iou,
+    cfg = TwoStageConfig(imgsz=(h, w), max_det=opts.max_det, conf=conf, iou=opts.iou,
                          max_candidates=opts.max_candidates)
     check_export_input(opts.input, opts.frame, dynamic=False)
     fidelity_images, _ = _check_images(opts, fidelity_images)  # --check-images: the user's own photos
@@ -149,7 +146,7 @@ def export_loaded(detector, out: str | Path, opts, fidelity_images: list | None 
                              source=detector.source, class_names=detector.class_names, check=opts.check,
                              console=console, images=fidelity_images)
     if opts.input == "uint8":  # prefix in front of the checked float graph, then checked against it
-        frames = fidelity_images if fidelity_images is not None else default_check_images(side)
+        frames = fidelity_images if fidelity_images is not None else default_check_images(cfg.hw)
         record = to_uint8_input(result.path, frames, opts.frame, opts.fidelity_match)
         result.metadata = uint8_metadata(result.metadata, None if opts.frame is None else opts.frame[::-1])
         result.metadata.fidelity = result.fidelity = {**result.fidelity, "uint8_input": record}

@@ -1,7 +1,7 @@
 """Fidelity of an exported two-stage graph: torchvision's OWN model vs the ONNX graph through edgecv's Predictor.
 
 torchvision side: the model in eval mode, its ``GeneralizedRCNNTransform`` an identity at the
-export size (min_size = max_size = imgsz, square inputs, mean 0 / std 1 on the already-normalised
+export size H x W (min_size = min(H, W), max_size = max(H, W), mean 0 / std 1 on the already-normalised
 tensor the runtime's pre-processing makes), so both sides see the same tensor. ONNX side:
 :class:`edgecv.runtimes.Predictor` (ONNX Runtime) on the same BGR images, returning
 :class:`Detections` (+ :class:`InstanceMasks`).
@@ -13,8 +13,8 @@ Criteria (never "0/0 matched, passed"): detections matched one-to-one, same clas
 pairs' masks, both pasted by the runtime's own :func:`~edgecv.runtimes.tasks.segment.paste_masks`
 (torchvision's 28x28 grids vs the graph's), so the figure measures the graph, not two pasting codes.
 
-Images (:func:`fidelity_images`): at two original sizes, the export side square and a
-non-square ``3/4 side x side`` frame (letterboxed into the graph: boxes mapped back and masks
+Images (:func:`fidelity_images`): at two original sizes, the export's own H x W and a
+``3/4 H x W`` frame of another aspect (letterboxed into the graph: boxes mapped back and masks
 pasted into the original image by the runtime, which is where a wrong paste-back shows), each
 with synthetic scenes (several objects, one object) and a grey frame (no object), mild noise.
 Figures are reported per original size (``sizes``) and in total; each size with enough
@@ -59,15 +59,17 @@ def check_images(imgsz: int | tuple[int, int], count: int = 4, noise: float = 4.
     return [np.clip(im + rng.normal(0, noise, im.shape), 0, 255).astype(np.uint8) for im in images]
 
 
-def fidelity_images(imgsz: int) -> list[np.ndarray]:
-    """The default check set: at ``imgsz x imgsz`` four scenes + a grey frame; at ``3/4 imgsz x imgsz``
-    one busy scene, one single-object scene and a grey frame (see the module docstring)."""
-    other = (max(32, imgsz * 3 // 4), imgsz)
-    return check_images(imgsz) + check_images(other, count=1) + check_images(other, count=1, max_objects=1)[:1]
+def fidelity_images(imgsz: int | tuple[int, int]) -> list[np.ndarray]:
+    """The default check set for an export of ``imgsz`` (side or ``(h, w)``): at ``h x w`` four scenes +
+    a grey frame; at ``3/4 h x w`` (padded rows in the letterbox) one busy scene, one single-object
+    scene and a grey frame (see the module docstring)."""
+    h, w = (imgsz, imgsz) if isinstance(imgsz, int) else imgsz
+    other = (max(32, h * 3 // 4), w)
+    return check_images((h, w)) + check_images(other, count=1) + check_images(other, count=1, max_objects=1)[:1]
 
 
 def torchvision_outputs(model: nn.Module, tensor: np.ndarray) -> list[dict[str, np.ndarray]]:
-    """torchvision's detections on the normalised ``tensor [B, 3, S, S]``: boxes, scores, labels and,
+    """torchvision's detections on the normalised ``tensor [B, 3, H, W]``: boxes, scores, labels and,
     for Mask R-CNN, the box-relative 28x28 ``grids`` (captured before torchvision pastes them)."""
     grabbed: list = []
 

@@ -26,9 +26,9 @@ class TwoStageTorchPredictor:
     """``TwoStageTorchPredictor(model, cfg, class_names, builder)(images) -> list[Detections]``.
 
     ``model``: a torchvision ``FasterRCNN`` / ``MaskRCNN`` (its transform an identity at
-    ``cfg.imgsz``, as :func:`~edgecv.models.tv_twostage.build_torchvision` makes it); images: BGR
-    uint8 ``[H, W, 3]`` of any size (letterboxed to ``cfg.imgsz``); results in original pixels,
-    with :class:`~edgecv.runtimes.masks.InstanceMasks` when the model has a mask head.
+    ``cfg.hw``, as :func:`~edgecv.models.tv_twostage.build_torchvision` makes it); images: BGR
+    uint8 ``[H, W, 3]`` of any size (letterboxed to ``cfg.hw``, as the artifact's metadata states);
+    results in original pixels, with :class:`~edgecv.runtimes.masks.InstanceMasks` when the model has a mask head.
     """
 
     def __init__(self, model: nn.Module, cfg: TwoStageConfig, class_names: Sequence[str],
@@ -54,11 +54,12 @@ class TwoStageTorchPredictor:
         return task.postprocess(named, infos, context)
 
 
-def predictor_for(detector, imgsz: int | None = None, conf: float = 0.001, iou: float = 0.5,  # noqa: ANN001
-                  max_det: int = 100) -> TwoStageTorchPredictor:
+def predictor_for(detector, imgsz: int | tuple[int, int] | None = None,  # noqa: ANN001
+                  conf: float = 0.001, iou: float = 0.5, max_det: int = 100) -> TwoStageTorchPredictor:
     """The PyTorch predictor of a two-stage :class:`~edgecv.models.base.LoadedDetector` (as
     :func:`edgecv.models.tv_twostage.load_twostage` returns it: ``extra`` holds ``builder`` and the
-    fp32 ``state``, None for seeded random weights) at ``imgsz`` (default: the detector's size)."""
+    fp32 ``state``, None for seeded random weights) at ``imgsz`` (a side or ``(h, w)``, height first as
+    :class:`~edgecv.models.tv_twostage.TwoStageConfig` takes it; default: the detector's size)."""
     from edgecv.models.tv_twostage import build_torchvision, num_classes_of, seeded_random_model
 
     builder, state = detector.extra["builder"], detector.extra["state"]

@@ -91,13 +91,17 @@ DEFAULT_SIZE = {"fasterrcnn_mobilenet_v3_large_320_fpn": 320, "maskrcnn_mobilene
 
 @dataclass
 class TwoStageConfig:
-    """What shapes the graph: input side, thresholds and fixed counts.
+    """What shapes the graph: input size, thresholds and fixed counts.
 
+    ``imgsz``: the static network input, an int (square side) or ``(h, w)`` -- height first, like
+    the tensor and the metadata's ``letterbox_size``; a square ``(s, s)`` is stored as ``s``.
+    ``ExportOptions.imgsz`` is width first (``--imgsz WxH``): callers convert it with
+    :func:`edgecv.export.onnx_export.export_hw`. Read the size through :attr:`hw`.
     ``pre_nms_top_n`` / ``post_nms_top_n``: RPN proposals per level before NMS / per image after
     (None: the builder's test-time defaults); ``pooler``: ``"align"`` or ``"pool"`` for the box stage.
     """
 
-    imgsz: int = 320
+    imgsz: int | tuple[int, int] = 320
     max_det: int = 100
     conf: float = 0.05
     iou: float = 0.5
@@ -107,8 +111,16 @@ class TwoStageConfig:
     pooler: str = "align"
 
     def __post_init__(self) -> None:
+        if not isinstance(self.imgsz, int):  # (h, w): a tuple (JSON lists too); square -> the int side
+            h, w = (int(v) for v in self.imgsz)
+            self.imgsz = h if h == w else (h, w)
         if self.pooler not in ops.POOLERS:
             raise OptionError(f"pooler: expected one of {ops.POOLERS}, found {self.pooler!r}")
+
+    @property
+    def hw(self) -> tuple[int, int]:
+        """The network input ``(height, width)`` in pixels."""
+        return (self.imgsz, self.imgsz) if isinstance(self.imgsz, int) else self.imgsz
 
 
 def resolve_builder(name: str) -> str:
@@ -121,11 +133,13 @@ def resolve_builder(name: str) -> str:
 
 
 def build_torchvision(name: str, cfg: TwoStageConfig, num_classes: int = 91) -> nn.Module:
-    """torchvision's model ``name`` (random init, nothing downloaded), its transform an identity at
-    ``cfg.imgsz`` for square inputs (min_size = max_size = imgsz, mean 0, std 1: the input is already
+    """torchvision's model ``name`` (random init, nothing downloaded), its transform an identity for
+    an input of ``cfg.hw`` (min_size = min(h, w), max_size = max(h, w): the resize factor
+    ``min(min_size / min(h, w), max_size / max(h, w))`` is 1; mean 0, std 1: the input is already
     normalised), thresholds and counts from ``cfg``; eval mode."""
     build, _ = BUILDERS[resolve_builder(name)]
-    kwargs: dict[str, Any] = dict(num_classes=num_classes, min_size=cfg.imgsz, max_size=cfg.imgsz,
+    h, w = cfg.hw
+    kwargs: dict[str, Any] = dict(num_classes=num_classes, min_size=min(h, w), max_size=max(h, w),
                                   image_mean=[0.0, 0.0, 0.0], image_std=[1.0, 1.0, 1.0], box_score_thresh=cfg.conf,
                                   box_nms_thresh=cfg.iou, box_detections_per_img=cfg.max_det)
     if cfg.pre_nms_top_n is not None:
@@ -147,24 +161,25 @@ def num_classes_of(state: dict[str, Tensor], source: str) -> int:
 class TwoStageGraph(nn.Module):
     """Export-friendly forward of a torchvision ``FasterRCNN`` / ``MaskRCNN`` (module docstring).
 
-    ``forward(images [B, 3, S, S])`` -> ``num_dets [B, 1] int32, boxes [B, K, 4] float32 (x1, y1, x2,
-    y2 input pixels), scores [B, K] float32, classes [B, K] int32`` (class ids index the class names,
-    0 = background never returned), plus ``masks [B, K, 28, 28] float32`` probabilities with masks.
+    ``forward(images [B, 3, H, W])`` (``cfg.hw``, static) -> ``num_dets [B, 1] int32, boxes [B, K, 4]
+    float32 (x1, y1, x2, y2 input pixels), scores [B, K] float32, classes [B, K] int32`` (class ids
+    index the class names, 0 = background never returned), plus ``masks [B, K, 28, 28] float32``
+    probabilities with masks.
     """
 
     def __init__(self, model: nn.Module, cfg: TwoStageConfig) -> None:
         super().__init__()
         self.backbone, self.rpn, self.roi_heads, self.cfg = model.backbone, model.rpn, model.roi_heads, cfg
         self.with_masks = getattr(model.roi_heads, "mask_head", None) is not None
-        size = cfg.imgsz
-        self.span = float(size + 1)  # group offset: > any clipped coordinate
+        h, w = cfg.hw
+        self.span = float(max(h, w) + 1)  # group offset: > any clipped coordinate (x up to w, y up to h)
         with torch.no_grad():
             from torchvision.models.detection.image_list import ImageList
 
-            dummy = torch.zeros(1, 3, size, size)
+            dummy = torch.zeros(1, 3, h, w)
             features = model.backbone(dummy)
-            anchors = model.rpn.anchor_generator(ImageList(dummy, [(size, size)]), list(features.values()))[0]
-        self.register_buffer("anchors", anchors, persistent=False)  # [A, 4] at the export size
+            anchors = model.rpn.anchor_generator(ImageList(dummy, [(h, w)]), list(features.values()))[0]
+        self.register_buffer("anchors", anchors, persistent=False)  # [A, 4] at the export size (h, w)
         per_location = model.rpn.anchor_generator.num_anchors_per_location()
         self.level_sizes = [a * f.shape[-2] * f.shape[-1] for a, f in zip(per_location, features.values())]
         self.box_levels, self.box_scales = self._pooled(features, model.roi_heads.box_roi_pool.featmap_names)
@@ -177,17 +192,19 @@ class TwoStageGraph(nn.Module):
             self.edgecv_roialign["mask"] = ops.MultiLevelRoIPool(self.mask_scales, 14, 2)
 
     def _pooled(self, features: dict[str, Tensor], names: list[str]) -> tuple[list[int], list[float]]:
-        """Indices of the pooled feature maps and their scales (torchvision's ``_infer_scale``)."""
+        """Indices of the pooled feature maps and their scales (torchvision's ``_infer_scale``: feature
+        height over image height; torchvision asserts the width gives the same power of two)."""
         levels = [i for i, key in enumerate(features) if key in names]
         keys = list(features)
-        scales = [2.0 ** round(math.log2(features[keys[i]].shape[-2] / self.cfg.imgsz)) for i in levels]
+        height = self.cfg.hw[0]
+        scales = [2.0 ** round(math.log2(features[keys[i]].shape[-2] / height)) for i in levels]
         return levels, scales
 
     def _proposals(self, features: list[Tensor]) -> tuple[Tensor, Tensor]:
         """RPN: ``(proposals [B, R, 4], valid [B, R] bool)``, R = post_nms_top_n."""
         from torchvision.models.detection.rpn import concat_box_prediction_layers
 
-        rpn, size = self.rpn, self.cfg.imgsz
+        rpn, (h, w) = self.rpn, self.cfg.hw
         objectness, deltas = concat_box_prediction_layers(*rpn.head(features))  # [B*A, 1], [B*A, 4]
         objectness = objectness.reshape(-1, self.anchors.shape[0])  # [B, A]
         anchors = self.anchors.unsqueeze(0).expand(objectness.shape[0], -1, -1).reshape(-1, 4)
@@ -200,7 +217,7 @@ class TwoStageGraph(nn.Module):
             start += count
         index = torch.cat(picks, 1)  # [B, P]
         scores = torch.sigmoid(torch.gather(objectness, 1, index))
-        boxes = ops.clip_boxes(ops.gather_rows(proposals, index), size, size)
+        boxes = ops.clip_boxes(ops.gather_rows(proposals, index), h, w)
         keep = ops.big_enough(boxes, rpn.min_size) & (scores >= rpn.score_thresh)
         scores = torch.where(keep, scores, torch.full_like(scores, ops.SENTINEL))
         post = rpn.post_nms_top_n()
@@ -217,7 +234,7 @@ class TwoStageGraph(nn.Module):
         logits, deltas = heads.box_predictor(heads.box_head(pooled))  # [B*R, C], [B*R, C*4]
         classes = logits.shape[-1]
         boxes = heads.box_coder.decode_single(deltas, proposals.reshape(-1, 4)).reshape(batch, count, classes, 4)
-        boxes = ops.clip_boxes(boxes[:, :, 1:], cfg.imgsz, cfg.imgsz).reshape(batch, -1, 4)  # [B, R*(C-1), 4]
+        boxes = ops.clip_boxes(boxes[:, :, 1:], *cfg.hw).reshape(batch, -1, 4)  # [B, R*(C-1), 4]
         scores = torch.softmax(logits, -1).reshape(batch, count, classes)[:, :, 1:]
         keep = valid.unsqueeze(-1) & ops.big_enough(boxes, 1e-2).reshape(scores.shape)
         scores = torch.where(keep, scores, torch.full_like(scores, ops.SENTINEL)).reshape(batch, -1)
@@ -283,11 +300,12 @@ def seeded_random_model(name: str, cfg: TwoStageConfig, seed: int = 0, num_class
     random images and the heads' outputs rescaled (:func:`_spread_outputs`), so that random weights
     give well-separated scores: the fidelity check then has detections to match."""
     torch.manual_seed(seed)
-    return enliven(build_torchvision(name, cfg, num_classes), cfg.imgsz)
+    return enliven(build_torchvision(name, cfg, num_classes), cfg.hw)
 
 
-def enliven(model: nn.Module, imgsz: int) -> nn.Module:
+def enliven(model: nn.Module, imgsz: int | tuple[int, int]) -> nn.Module:
     """A randomly initialised two-stage ``model`` made to behave like a trained one (in place; returned).
+    ``imgsz``: the input side or ``(h, w)`` the random images are drawn at.
 
     Random BatchNorm statistics (mean 0, var 1) shrink activations ~10x per block, to ~1e-8 at the
     FPN: every anchor would score the same and the comparison would be about ties. The statistics
@@ -298,12 +316,13 @@ def enliven(model: nn.Module, imgsz: int) -> nn.Module:
     for norm in norms:
         norm.reset_running_stats()
         norm.momentum = None
+    h, w = (imgsz, imgsz) if isinstance(imgsz, int) else imgsz
     model.backbone.train()
     with torch.no_grad():
         for _ in range(2):
-            model.backbone(torch.randn(2, 3, imgsz, imgsz))
+            model.backbone(torch.randn(2, 3, h, w))
     model.eval()
-    _spread_outputs(model, imgsz)
+    _spread_outputs(model, (h, w))
     return model
 
 
@@ -312,8 +331,9 @@ _OUTPUT_STD = {"rpn.head.cls_logits": 1.5, "rpn.head.bbox_pred": 0.1, "roi_heads
                "roi_heads.box_predictor.bbox_pred": 0.1}
 
 
-def _spread_outputs(model: nn.Module, imgsz: int) -> None:
-    """Rescale each head's last layer so its outputs have the std of :data:`_OUTPUT_STD` on a random image.
+def _spread_outputs(model: nn.Module, hw: tuple[int, int]) -> None:
+    """Rescale each head's last layer so its outputs have the std of :data:`_OUTPUT_STD` on a random
+    ``hw`` (height, width) image.
 
     Random FPN features are large (~50 for ResNet-50): objectness and class logits would saturate
     sigmoid / softmax to exactly 1.0, and equal scores make the NMS order an implementation detail.
@@ -329,7 +349,7 @@ def _spread_outputs(model: nn.Module, imgsz: int) -> None:
     hooks = [layer.register_forward_hook(keep(name)) for name, layer in layers.items()]
     try:
         with torch.no_grad():
-            model([torch.rand(3, imgsz, imgsz)])
+            model([torch.rand(3, *hw)])
     finally:
         for hook in hooks:
             hook.remove()

@@ -2,7 +2,8 @@
 
 One real export of the demo YOLO at W=320, H=192 (module fixture, fidelity check on) is shared by
 the metadata, predictor, calibration / OpenVINO, info, benchmark and TensorRT-plan rows; a tiny
-U-Net covers the semantic exporter; bad sizes and the two-stage refusal fail before any trace.
+U-Net covers the semantic exporter; bad sizes fail before any trace. Two-stage graphs at W x H:
+tests/export/test_twostage_rect.py.
 """
 
 from __future__ import annotations
@@ -145,14 +146,6 @@ def test_semantic_export_at_a_non_square_size(tmp_path: Path) -> None:
     assert eval_size(result.metadata) == (64, 96)  # mIoU scenes shaped like the export's frames
     score = evaluate_semantic_artifact(result.path, count=4)
     assert 0.0 <= score.miou <= 1.0 and score.images == 4
-
-
-def test_two_stage_refuses_a_non_square_size(tmp_path: Path) -> None:
-    result = runner.invoke(app, ["export", "maskrcnn_tiny", "--imgsz", "320x256", "--out", str(tmp_path / "m.onnx")],
-                           terminal_width=300)
-    assert result.exit_code == 2, result.output
-    error = [line for line in result.output.splitlines() if "--imgsz" in line]
-    assert len(error) == 1 and "square" in error[0] and "found 320x256" in error[0], result.output
 
 
 def test_uint8_input_with_a_frame_on_the_rect_artifact(rect_onnx: Path, tmp_path: Path) -> None:
