@@ -79,7 +79,9 @@ class C2f(nn.Module):
         self.blocks = nn.ModuleList(Bottleneck(self.hidden, shortcut) for _ in range(n))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        parts = list(self.cv1(x).chunk(2, 1))
+        # split by Python ints: a traced chunk(2, 1) becomes Slice ends computed from Shape, which ONNX shape
+        # inference cannot follow (the two-stage RoI Align plugin pass needs the level maps' static H, W)
+        parts = list(self.cv1(x).split((self.hidden, self.hidden), 1))
         for block in self.blocks:
             parts.append(block(parts[-1]))
         return self.cv2(torch.cat(parts, 1))

@@ -131,6 +131,30 @@ def test_unreadable_level_map_is_one_line_error(graphs) -> None:
         graph.plugin_nodes(scope, {})
 
 
+def test_shipped_tiny_mask_rcnn_takes_the_plugins(tmp_path) -> None:
+    """``edgecv export maskrcnn_tiny --plugins all``: its YOLO-n backbone's C2f split once traced to
+    Slice bounds computed from Shape, which left the level maps without a static H, W (the command
+    failed); both scopes become plugin nodes and the CPU twin gives the portable graph's detections."""
+    from typer.testing import CliRunner
+
+    from edgecv.cli import app
+
+    out = tmp_path / "m.onnx"
+    result = CliRunner().invoke(app, ["export", "maskrcnn_tiny", "--imgsz", "128", "--plugins", "all", "--out",
+                                      str(out)], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    plugged = onnx.load(str(out.with_suffix(".trt.onnx")))
+    assert [n.name.split("/")[2] for n in plugged.graph.node if n.op_type == OP_TYPE] == ["box", "mask"]
+    base = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    plug = ort.InferenceSession(plugged.SerializeToString(), twin.session_options(), providers=["CPUExecutionProvider"])
+    image = np.stack([im[:, :, ::-1] for im in check_images(128)])[:1].astype(np.float32) / 255
+    image = ((image - IMAGENET_MEAN) / IMAGENET_STD).transpose(0, 3, 1, 2).astype(np.float32)
+    want, got = base.run(None, {"images": image}), plug.run(None, {"images": image})
+    n = int(want[0][0, 0])
+    assert n > 0 and int(got[0][0, 0]) == n
+    np.testing.assert_allclose(got[1][0, :n], want[1][0, :n], atol=1e-3)
+
+
 @pytest.mark.parametrize("target", [87, 89, 90])
 def test_kernel_compiles_to_cubin_for_claimed_targets(target: int) -> None:
     """The node's kernel (box-head attributes) compiles for sm_87 / sm_89 / sm_90 on this CPU machine;
