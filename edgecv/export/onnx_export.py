@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from edgecv import __version__
-from edgecv.errors import ExportError
+from edgecv.errors import ExportError, OptionError
 from edgecv.export.nms import DEFAULT_MAX_CANDIDATES, append_nms, check_nms_options
 from edgecv.export.uint8_input import check_export_input, frame_images, to_uint8_input
 from edgecv.fileio import write_with
@@ -65,6 +65,9 @@ class ExportOptions:
     input: str = "float"
     #: With input "uint8": camera frame (width, height) resized (letterbox / stretch) inside the graph too.
     frame: tuple[int, int] | None = None
+    #: Mask R-CNN: "detected" runs the mask stage on the rows some image filled (data-dependent count,
+    #: same outputs); "all" on every max_det row (static shapes, a cost that does not follow the scene).
+    mask_rows: str = "detected"
 
 
 @dataclass
@@ -115,7 +118,6 @@ def parse_imgsz(text: str | None) -> int | tuple[int, int] | None:
     Raises:
         ExportError: anything else (one line, expected vs found).
     """
-    from edgecv.errors import OptionError
     from edgecv.runtimes.benchmark import parse_frame_size
 
     try:
@@ -126,8 +128,20 @@ def parse_imgsz(text: str | None) -> int | tuple[int, int] | None:
 
 
 def resolve_options(opts: ExportOptions | None, detector: LoadedDetector) -> ExportOptions:
-    """A copy of ``opts`` (default: ``ExportOptions()``) with ``imgsz`` filled in from the weights."""
+    """A copy of ``opts`` (default: ``ExportOptions()``) with ``imgsz`` filled in from the weights.
+
+    Raises:
+        OptionError: ``mask_rows`` outside ``detected`` / ``all``, or ``all`` for a family without a
+            mask stage (nothing it could change).
+    """
+    from edgecv.models.tv_twostage import BUILDERS, MASK_ROWS
+
     opts = opts or ExportOptions()
+    if opts.mask_rows not in MASK_ROWS:
+        raise OptionError(f"--mask-rows: expected one of {', '.join(MASK_ROWS)}, found {opts.mask_rows!r}")
+    if opts.mask_rows != "detected" and not BUILDERS.get(detector.extra.get("builder"), (None, False))[1]:
+        raise OptionError(f"--mask-rows: expected a Mask R-CNN export (the option sets its mask stage), found "
+                          f"family {detector.family}")
     return dataclasses.replace(opts, imgsz=opts.imgsz or detector.imgsz)
 
 

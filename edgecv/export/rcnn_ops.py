@@ -87,6 +87,22 @@ def gather_rows(values: Tensor, index: Tensor) -> Tensor:
     return torch.gather(values, 1, flat)
 
 
+def detected_rows(kept: Tensor) -> tuple[Tensor, Tensor]:
+    """The rows any image detected something in: ``(rows [n] int64, position [K] int64)``.
+
+    ``kept [B, K]`` bool. ``rows`` are the row indices (row 0 always, so that ``n >= 1`` and no op
+    downstream meets an empty tensor); ``position[k]`` is row ``k``'s place in ``rows`` (for rows not
+    in ``rows``: a place of a row before it; callers zero those rows through ``kept``). ``n`` depends
+    on the data: the graph holds ``NonZero`` (the data-dependent shape every runtime supports) and
+    ``CumSum``, so the stages after it run on ``n`` rows instead of ``K``.
+    """
+    first = torch.arange(kept.shape[1], device=kept.device) == 0
+    wanted = kept.any(0) | first  # [K]
+    rows = torch.nonzero(wanted)[:, 0]
+    position = (torch.cumsum(wanted.to(torch.int64), 0) - 1).clamp(min=0)
+    return rows, position
+
+
 def clip_boxes(boxes: Tensor, height: int, width: int) -> Tensor:
     """``boxes [..., 4]`` clamped into the image (torchvision's ``clip_boxes_to_image``)."""
     x = boxes[..., 0::2].clamp(0, width)
