@@ -16,9 +16,9 @@ It prints per-row milliseconds, the rect / square ratio of each and the CPU clas
 the same frame; their detection counts are printed so that a faster graph finding nothing shows.
 Then where the time goes (:func:`stage_ms`: ONNX Runtime's profiler, 1 thread, the two sessions
 called alternately): why the ratio stays far above the pixel ratio (0.8 for 320x256). Only the
-backbone + FPN and the RPN head scale with the pixels; the box stage (RoI Align at every FPN level +
-box head, on ``post_nms_top_n`` proposals) does not (the mask stage runs on the detected rows:
-``--mask-rows``, ``bench_mask_rows.py``).
+backbone + FPN and the RPN head scale with the pixels; the box stage (RoI Align + box head on
+``post_nms_top_n`` proposals) does not (the mask stage runs on the detected rows:
+``bench_twostage_shapes.py``).
 """
 
 from __future__ import annotations

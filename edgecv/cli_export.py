@@ -65,9 +65,9 @@ def export(
                                    "scaling and layout inside the graph)."),
     frame: Optional[str] = typer.Option(None, help="With --input uint8: camera frame WIDTHxHEIGHT (e.g. 1280x720) "
                                         "letterboxed inside the graph too; the artifact then takes those frames as they are."),
-    mask_rows: str = typer.Option("detected", help="Mask R-CNN: run the mask stage on the detected rows only "
-                                  "('detected': same masks, cost follows the scene) or on all --max-det rows "
-                                  "('all': static shapes, constant cost)."),
+    static_shapes: bool = typer.Option(False, "--static-shapes", help="Faster / Mask R-CNN: no data-dependent "
+                                       "shape (RoI Align at every FPN level, masks on all --max-det rows): "
+                                       "slower, a cost that does not follow the scene."),
     engine: bool = typer.Option(False, "--engine", help="Also build a TensorRT engine (GPU machine) from the "
                                 "int8 graph with --int8, else the fp16 graph with --fp16, else fp32."),
     plugins: Optional[str] = typer.Option(None, "--plugins", help="Also write <graph>.trt.onnx with edgecv's "
@@ -87,7 +87,7 @@ def export(
     opts.probs = probs
     opts.input = input_kind
     opts.frame = parse_frame(frame)
-    opts.mask_rows = mask_rows
+    opts.static_shapes = static_shapes
     class_names = [n.strip() for n in names.split(",")] if names else None
     calibration = {"data": calib_data, "method": calib_method, "samples": calib_samples, "max_drop": max_drop,
                    "eval_count": eval_count, **({"target": target} if target else {}),

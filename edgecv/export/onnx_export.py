@@ -65,9 +65,9 @@ class ExportOptions:
     input: str = "float"
     #: With input "uint8": camera frame (width, height) resized (letterbox / stretch) inside the graph too.
     frame: tuple[int, int] | None = None
-    #: Mask R-CNN: "detected" runs the mask stage on the rows some image filled (data-dependent count,
-    #: same outputs); "all" on every max_det row (static shapes, a cost that does not follow the scene).
-    mask_rows: str = "detected"
+    #: Two-stage families: no data-dependent shape (RoI Align of every RoI at every FPN level, the mask
+    #: stage on all max_det rows): a cost that does not follow the scene (edgecv.models.tv_twostage).
+    static_shapes: bool = False
 
 
 @dataclass
@@ -131,17 +131,14 @@ def resolve_options(opts: ExportOptions | None, detector: LoadedDetector) -> Exp
     """A copy of ``opts`` (default: ``ExportOptions()``) with ``imgsz`` filled in from the weights.
 
     Raises:
-        OptionError: ``mask_rows`` outside ``detected`` / ``all``, or ``all`` for a family without a
-            mask stage (nothing it could change).
+        OptionError: ``static_shapes`` for a family whose graph has no data-dependent shape to fix.
     """
-    from edgecv.models.tv_twostage import BUILDERS, MASK_ROWS
+    from edgecv.models.tv_twostage import BUILDERS
 
     opts = opts or ExportOptions()
-    if opts.mask_rows not in MASK_ROWS:
-        raise OptionError(f"--mask-rows: expected one of {', '.join(MASK_ROWS)}, found {opts.mask_rows!r}")
-    if opts.mask_rows != "detected" and not BUILDERS.get(detector.extra.get("builder"), (None, False))[1]:
-        raise OptionError(f"--mask-rows: expected a Mask R-CNN export (the option sets its mask stage), found "
-                          f"family {detector.family}")
+    if opts.static_shapes and detector.extra.get("builder") not in BUILDERS:
+        raise OptionError(f"--static-shapes: expected a two-stage export (Faster / Mask R-CNN), found family "
+                          f"{detector.family} (its graph is static already)")
     return dataclasses.replace(opts, imgsz=opts.imgsz or detector.imgsz)
 
 

@@ -1,8 +1,11 @@
 """Export-friendly building blocks of two-stage detectors (Faster / Mask R-CNN), batched over images.
 
-Every function takes and returns batched tensors with shapes fixed by the export options, so the
-traced ONNX graph holds no per-image Python loop (no ``Loop`` node; the node count does not depend
-on the batch size) and an image with nothing in it flows through the same ops as a busy one.
+Every function takes and returns batched tensors, so the traced ONNX graph holds no per-image
+Python loop (no ``Loop`` node; the node count does not depend on the batch size) and an image with
+nothing in it flows through the same ops as a busy one. Shapes are fixed by the export options, but
+for two counts that follow the data (``NonZero``; never zero, so no op meets an empty tensor): the
+RoIs of each FPN level (:func:`multilevel_roi_pool`) and the rows that hold a detection
+(:func:`detected_rows`); ``static=True`` / ``static_shapes`` keeps those fixed too.
 
 * :func:`batched_nms` -- ONE ONNX ``NonMaxSuppression`` over ``[B, N, 4]`` boxes (its batch
   dimension does the per-image part); groups that must not suppress each other (RPN levels,
@@ -12,8 +15,8 @@ on the batch size) and an image with nothing in it flows through the same ops as
   (``TopK`` over a ``[B, S + k]`` score matrix with ``k`` sentinel columns, so ``S = 0`` works).
 * :func:`multilevel_roi_pool` -- FPN level assignment in the graph (torchvision's LevelMapper:
   ``k = floor(4 + log2(sqrt(area) / 224) + 1e-6)`` clamped to the pooled levels), then RoI Align
-  (or RoI Pool) of every RoI on every level and a ``Where`` chain keeping each RoI's level: one
-  subgraph, static shapes, ``L`` times the pooling work of a gather-by-level version.
+  (or RoI Pool) of each level's own RoIs (``NonZero``) and one ``Gather`` back to RoI order
+  (``static``: every RoI on every level and a ``Where`` chain keeping each RoI's level).
 
 Boxes are x1, y1, x2, y2 in network-input pixels throughout.
 """
@@ -123,38 +126,58 @@ def level_of(boxes: Tensor, k_min: int, k_max: int) -> Tensor:
 
 
 def multilevel_roi_pool(features: list[Tensor], scales: list[float], boxes: Tensor, output: int,
-                        sampling_ratio: int, pooler: str = "align") -> Tensor:
+                        sampling_ratio: int, pooler: str = "align", static: bool = False) -> Tensor:
     """Pool ``boxes [B, R, 4]`` from FPN ``features`` (finest first, ``scales[i]`` = 1 / stride):
     ``[B * R, C, output, output]``, RoI ``b * R + r`` from image ``b`` at its assigned level.
 
     ``pooler``: ``"align"`` (RoI Align, aligned=False as torchvision's MultiScaleRoIAlign) or
     ``"pool"`` (RoI Pool: coordinates rounded to the feature grid, max in each bin).
+    Each level pools only its own RoIs (``NonZero`` of the level assignment, plus RoI 0 so that no
+    level meets an empty set), and one ``Gather`` puts the pooled rows back in RoI order: the pooling
+    work of one level, not ``L`` (``R`` may itself be data-dependent, as the mask stage's rows are).
+    ``static``: no data-dependent shape instead: every RoI pooled at every level, a ``Where`` chain
+    keeping each RoI's own (``L`` times the pooling work).
     """
-    batch, count = boxes.shape[:2]
     flat = boxes.reshape(-1, 4)
-    image = torch.arange(batch, device=boxes.device, dtype=boxes.dtype).unsqueeze(1).expand(batch, count)
-    rois = torch.cat([image.reshape(-1, 1), flat], 1)  # [B*R, 5]
+    image = torch.arange(boxes.shape[0], device=boxes.device, dtype=boxes.dtype).unsqueeze(1)
+    rois = torch.cat([image.expand(boxes.shape[:2]).reshape(-1, 1), flat], 1)  # [N, 5], N = B*R
     k_min, k_max = round(-np.log2(scales[0])), round(-np.log2(scales[-1]))
-    level = level_of(flat, k_min, k_max).reshape(-1, 1, 1, 1)
-    result = None
-    for i, (feature, scale) in enumerate(zip(features, scales)):
+    level = level_of(flat, k_min, k_max)  # [N]
+    onehot = level.unsqueeze(1) == torch.arange(len(features), device=boxes.device)  # [N, L]
+
+    def pool(feature: Tensor, these: Tensor, scale: float) -> Tensor:
         if pooler == "pool":
-            pooled = torchvision.ops.roi_pool(feature, rois, (output, output), scale)
-        else:
-            pooled = torchvision.ops.roi_align(feature, rois, (output, output), scale, sampling_ratio, False)
-        result = pooled if result is None else torch.where(level == i, pooled, result)
-    return result
+            return torchvision.ops.roi_pool(feature, these, (output, output), scale)
+        return torchvision.ops.roi_align(feature, these, (output, output), scale, sampling_ratio, False)
+
+    if static:
+        result = pool(features[0], rois, scales[0])
+        for i in range(1, len(features)):
+            result = torch.where(onehot[:, i].reshape(-1, 1, 1, 1), pool(features[i], rois, scales[i]), result)
+        return result
+    blocks = []
+    for i, (feature, scale) in enumerate(zip(features, scales)):
+        rows = torch.nonzero(onehot[:, i])[:, 0]
+        blocks.append(pool(feature, rois.index_select(0, torch.cat([rows, rows.new_zeros(1)])), scale))  # + RoI 0
+    sizes = onehot.to(torch.int64).sum(0) + 1  # rows of each level's block
+    start = torch.cumsum(sizes, 0) - sizes  # [L] where each block begins
+    rank = torch.cumsum(onehot.to(torch.int64), 0) - 1  # [N, L]: a RoI's place among its level's
+    position = start.index_select(0, level) + rank.gather(1, level.unsqueeze(1))[:, 0]
+    return torch.cat(blocks).index_select(0, position)
 
 
 class MultiLevelRoIPool(nn.Module):
     """:func:`multilevel_roi_pool` as a module, so the exported nodes carry its scope in their names."""
 
-    def __init__(self, scales: list[float], output: int, sampling_ratio: int, pooler: str = "align") -> None:
+    def __init__(self, scales: list[float], output: int, sampling_ratio: int, pooler: str = "align",
+                 static: bool = False) -> None:
         super().__init__()
         self.scales, self.output, self.sampling_ratio, self.pooler = list(scales), output, sampling_ratio, pooler
+        self.static = static
 
     def forward(self, features: list[Tensor], boxes: Tensor) -> Tensor:
-        return multilevel_roi_pool(features, self.scales, boxes, self.output, self.sampling_ratio, self.pooler)
+        return multilevel_roi_pool(features, self.scales, boxes, self.output, self.sampling_ratio, self.pooler,
+                                   self.static)
 
 
 class RoIPoolers(nn.ModuleDict):

@@ -139,7 +139,7 @@ def export_loaded(detector, out: str | Path, opts, fidelity_images: list | None 
     if console is not None and conf != opts.conf:
         console.print(f"[yellow]random weights (no --weights): score threshold lowered to {conf}[/]")
     cfg = TwoStageConfig(imgsz=(h, w), max_det=opts.max_det, conf=conf, iou=opts.iou,
-                         max_candidates=opts.max_candidates, mask_rows=opts.mask_rows)
+                         max_candidates=opts.max_candidates, static_shapes=opts.static_shapes)
     check_export_input(opts.input, opts.frame, dynamic=False)
     fidelity_images, _ = _check_images(opts, fidelity_images)  # --check-images: the user's own photos
     result = export_twostage(detector.extra["builder"], out, cfg, batch=opts.batch, state=detector.extra["state"],

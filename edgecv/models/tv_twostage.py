@@ -17,11 +17,13 @@ a batched static graph -- torchvision's per-image loops, its list-of-tensors RoI
    best kept (``TopK``), class-aware NMS as ONE ``NonMaxSuppression`` (classes offset apart,
    score > ``conf``), the ``max_det`` best per image -> the detection contract;
 8. Mask R-CNN: RoI Align 14x14 of the final boxes at their level -> mask head -> 28x28 logits,
-   the detected class's channel, sigmoid -> ``masks [B, K, 28, 28]`` (box-relative). With
-   ``mask_rows="detected"`` (the default) this stage runs only on the rows some image of the batch
-   filled (a data-dependent count, :func:`~edgecv.export.rcnn_ops.detected_rows`), not on all
-   ``max_det`` rows: the same outputs, bit for bit, in a fraction of the time when a scene holds
-   few objects; ``"all"`` keeps every shape static (a constant cost whatever the scene).
+   the detected class's channel, sigmoid -> ``masks [B, K, 28, 28]`` (box-relative).
+
+By default two stages follow the data: the multi-level RoI Align pools each level's own RoIs, and
+the mask stage runs only on the rows some image of the batch filled
+(:func:`~edgecv.export.rcnn_ops.detected_rows`), not on all ``max_det`` rows: the same outputs, bit
+for bit, in a fraction of the time. ``static_shapes=True`` keeps every shape static instead (every
+RoI pooled at every level, the mask stage on all rows): a cost that does not follow the scene.
 
 Input: float32 ``[B, 3, H, W]`` RGB, already ``(x / 255 - mean) / std`` normalised (ImageNet
 mean / std, stated in the metadata; the runtime's shared pre-processing applies them).
@@ -46,8 +48,6 @@ from edgecv.export import rcnn_ops as ops
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
 MASK_SIZE = 28
-#: ``TwoStageConfig.mask_rows``: the mask stage on the detected rows only, or on all ``max_det`` rows.
-MASK_ROWS = ("detected", "all")
 
 
 def _tv_builder(name: str) -> Callable[..., nn.Module]:
@@ -105,7 +105,7 @@ class TwoStageConfig:
     :func:`edgecv.export.onnx_export.export_hw`. Read the size through :attr:`hw`.
     ``pre_nms_top_n`` / ``post_nms_top_n``: RPN proposals per level before NMS / per image after
     (None: the builder's test-time defaults); ``pooler``: ``"align"`` or ``"pool"`` for the box stage;
-    ``mask_rows``: one of :data:`MASK_ROWS` (module docstring, step 8).
+    ``static_shapes``: no data-dependent shape in the graph (module docstring).
     """
 
     imgsz: int | tuple[int, int] = 320
@@ -116,7 +116,7 @@ class TwoStageConfig:
     pre_nms_top_n: int | None = None
     post_nms_top_n: int | None = None
     pooler: str = "align"
-    mask_rows: str = "detected"
+    static_shapes: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.imgsz, int):  # (h, w): a tuple (JSON lists too); square -> the int side
@@ -124,8 +124,6 @@ class TwoStageConfig:
             self.imgsz = h if h == w else (h, w)
         if self.pooler not in ops.POOLERS:
             raise OptionError(f"pooler: expected one of {ops.POOLERS}, found {self.pooler!r}")
-        if self.mask_rows not in MASK_ROWS:
-            raise OptionError(f"mask rows: expected one of {', '.join(MASK_ROWS)}, found {self.mask_rows!r}")
 
     @property
     def hw(self) -> tuple[int, int]:
@@ -197,9 +195,10 @@ class TwoStageGraph(nn.Module):
             self.mask_levels, self.mask_scales = self._pooled(features, model.roi_heads.mask_roi_pool.featmap_names)
         # A named scope: the exported pooling nodes are "/edgecv_roialign/box/..." (and ".../mask/..."),
         # found by edgecv.plugins.roi_align.graph.replace.
-        self.edgecv_roialign = ops.RoIPoolers({"box": ops.MultiLevelRoIPool(self.box_scales, 7, 2, cfg.pooler)})
+        box_pool = ops.MultiLevelRoIPool(self.box_scales, 7, 2, cfg.pooler, cfg.static_shapes)
+        self.edgecv_roialign = ops.RoIPoolers({"box": box_pool})
         if self.with_masks:
-            self.edgecv_roialign["mask"] = ops.MultiLevelRoIPool(self.mask_scales, 14, 2)
+            self.edgecv_roialign["mask"] = ops.MultiLevelRoIPool(self.mask_scales, 14, 2, static=cfg.static_shapes)
 
     def _pooled(self, features: dict[str, Tensor], names: list[str]) -> tuple[list[int], list[float]]:
         """Indices of the pooled feature maps and their scales (torchvision's ``_infer_scale``: feature
@@ -263,7 +262,7 @@ class TwoStageGraph(nn.Module):
     def _masks(self, features: list[Tensor], boxes: Tensor, labels: Tensor, kept: Tensor) -> Tensor:
         """``masks [B, K, 28, 28]``: the detected class's mask probabilities (0 on padding rows)."""
         heads, (batch, count) = self.roi_heads, kept.shape
-        if self.cfg.mask_rows == "detected":  # the n rows with a detection in some image, not all K
+        if not self.cfg.static_shapes:  # the n rows with a detection in some image, not all K
             rows, position = ops.detected_rows(kept)
             boxes, labels = boxes.index_select(1, rows), labels.index_select(1, rows)
         pooled = self.edgecv_roialign("mask", [features[i] for i in self.mask_levels], boxes)
@@ -271,7 +270,7 @@ class TwoStageGraph(nn.Module):
         side = logits.shape[-1]
         channel = labels.reshape(-1, 1, 1, 1).expand(-1, 1, side, side)
         masks = torch.gather(logits, 1, channel).sigmoid().reshape(batch, -1, side, side)
-        if self.cfg.mask_rows == "detected":
+        if not self.cfg.static_shapes:
             masks = masks.index_select(1, position)  # back to K rows
         return masks * kept.reshape(batch, count, 1, 1)
 

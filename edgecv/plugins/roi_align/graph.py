@@ -90,7 +90,7 @@ def _describe(scope: Scope, constant: set[str], consumers: dict, graph_outputs: 
     transforms = {t.decode() if isinstance(t, bytes) else t for t in transforms}
     # The pooled result leaves the scope from the last Where (or the only RoiAlign); other escaping
     # tensors are helpers the exporter shared with the rest of the graph (boxes reshaped, shapes).
-    pooled = {o for n in scope.nodes if n.op_type in ("Where", "RoiAlign") for o in n.output}
+    pooled = {o for n in scope.nodes if n.op_type in ("Gather", "Where", "RoiAlign") for o in n.output}
     outputs = [o for o in outputs if o in pooled]
     if modes != {b"avg"} or len(sizes) != 1 or len(ratios) != 1 or len(transforms) != 1 or len(set(outputs)) != 1:
         scope.reason = (f"expected avg RoiAligns with one square size, one sampling ratio and one output, found "
