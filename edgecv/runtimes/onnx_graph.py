@@ -2,13 +2,13 @@
 
 The runtime opens artifacts without onnx or torch (and in well under a second), so this module
 reads the few ONNX protobuf fields it needs straight from the wire format: the graph's nodes
-(``op_type``, inputs, outputs, a ``Transpose``'s ``perm``) and its declared tensor shapes
+(name, ``op_type``, inputs, outputs, a ``Transpose``'s ``perm``) and its declared tensor shapes
 (``value_info``, inputs, outputs). Initializers (the weights) are skipped by length, and the file
 is memory-mapped, so a large model costs no copy.
 
 Field numbers are those of ``onnx.proto`` (stable since ONNX 1.0): ModelProto.graph = 7;
 GraphProto.node = 1, input = 11, output = 12, value_info = 13; NodeProto.input = 1, output = 2,
-op_type = 4, attribute = 5; AttributeProto.name = 1, ints = 8; ValueInfoProto.name = 1, type = 2;
+name = 3, op_type = 4, attribute = 5; AttributeProto.name = 1, ints = 8; ValueInfoProto.name = 1, type = 2;
 TypeProto.tensor_type = 1; TypeProto.Tensor.shape = 2; TensorShapeProto.dim = 1;
 Dimension.dim_value = 1.
 """
@@ -21,10 +21,14 @@ from pathlib import Path
 from typing import Iterator
 
 _VARINT, _FIXED64, _BYTES, _FIXED32 = 0, 1, 2, 5
+#: Name prefix of the nodes :func:`edgecv.export.nms.append_nms` appends (its ``NMS_PREFIX``; the
+#: runtime does not import the exporter).
+NMS_NODE_PREFIX = "edgecv_nms/"
 
 
 @dataclass
 class _Node:
+    name: str = ""
     op_type: str = ""
     inputs: list[str] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
@@ -82,6 +86,8 @@ def _node(buf: memoryview, start: int, end: int) -> _Node:
             node.inputs.append(_text(buf, a, b))
         elif number == 2:
             node.outputs.append(_text(buf, a, b))
+        elif number == 3:
+            node.name = _text(buf, a, b)
         elif number == 4:
             node.op_type = _text(buf, a, b)
         elif number == 5:
@@ -153,7 +159,9 @@ def read_graph(path: Path) -> tuple[list[_Node], dict[str, list[int | None]]]:
 def nms_class_count(path: Path) -> int | None:
     """The class dimension ``C`` an edgecv detection graph states, or None when it states none.
 
-    Finds the ``NonMaxSuppression`` node (scores input ``[B, C, N]``) and takes ``C`` from the
+    Finds edgecv's appended ``NonMaxSuppression`` node (named :data:`NMS_NODE_PREFIX`...; scores input
+    ``[B, C, N]``; the two-stage graphs' own NMS nodes, whose score input is ``[B, 1, N]`` with
+    classes offset apart, state no class count) and takes ``C`` from the
     declared shape of that input, or of the ``[B, N, C]`` tensor transposed into it (through a
     candidate pre-selection ``GatherND``, which keeps the class axis), or of the channel-first
     ``[B, C, N]`` source the pre-selection ``Gather`` reads (or whose flattened copy it reads). Graphs whose shapes were
@@ -163,7 +171,8 @@ def nms_class_count(path: Path) -> int | None:
         ValueError: not a protobuf message. OSError: unreadable file.
     """
     nodes, shapes = read_graph(path)
-    nms = next((node for node in nodes if node.op_type == "NonMaxSuppression"), None)
+    nms = next((node for node in nodes if node.op_type == "NonMaxSuppression"
+                and node.name.startswith(NMS_NODE_PREFIX)), None)
     if nms is None or len(nms.inputs) < 2:
         return None
     scores = nms.inputs[1]

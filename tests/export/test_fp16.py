@@ -88,3 +88,24 @@ def test_fp16_outputs_skip_the_fp16_round_trip_and_graph_is_sorted(small_fp32, t
             to = [a.i for a in node.attribute if a.name == "to"]
             assert to != [onnx.TensorProto.FLOAT16], f"{name} passes through an fp16 Cast"
             node = producer[node.input[0]]
+
+
+def test_fp16_two_stage_graph_opens_and_keeps_the_detections(tmp_path):
+    """A Mask R-CNN fp16 graph opens in the Predictor (its own [B, 1, N] NMS score inputs, which
+    the fp16 pass's shape inference declares, were once read as the class count and refused) and
+    finds the fp32 graph's detections on a busy scene, ONNX Runtime and OpenVINO."""
+    from edgecv.export.api import export_variants
+    from edgecv.export.onnx_export import ExportOptions
+    from edgecv.export.twostage_fidelity import check_images
+    from edgecv.runtimes import Predictor
+    from edgecv.runtimes.onnx_graph import nms_class_count
+
+    result = export_variants("maskrcnn_tiny", out=tmp_path / "m.onnx", opts=ExportOptions(imgsz=128, check=False),
+                             fp16=True)
+    assert nms_class_count(result.fp16) is None and nms_class_count(result.fp32.path) is None
+    image = check_images(128)[0]
+    for backend in ("onnxruntime", "openvino"):
+        with Predictor(result.fp32.path, backend=backend) as fp32, Predictor(result.fp16, backend=backend) as fp16:
+            want, got = fp32(image), fp16(image)
+        assert len(want) > 0 and sorted(got.class_ids.tolist()) == sorted(want.class_ids.tolist())
+        assert len(got.masks) == len(got)
