@@ -33,7 +33,7 @@ from edgecv.export.uint8_input import check_export_input, uint8_metadata
 from edgecv.fileio import write_with
 from edgecv.metadata import ArtifactMetadata
 from edgecv.models.tv_twostage import (
-    DEFAULT_SIZE, IMAGENET_MEAN, IMAGENET_STD, TwoStageConfig, TwoStageGraph, class_names_for, has_masks,
+    DEFAULT_SIZE, IMAGENET_MEAN, IMAGENET_STD, MASK_SIZE, TwoStageConfig, TwoStageGraph, class_names_for, has_masks,
     resolve_builder,
 )
 
@@ -53,6 +53,16 @@ def trace_graph(graph: TwoStageGraph, batch: int, opset: int = 17) -> onnx.Model
     loops = [n.op_type for n in model.graph.node if n.op_type in ("Loop", "If", "Scan")]
     if loops:
         raise ExportError(f"two-stage graph: expected no control-flow nodes, found {sorted(set(loops))}")
+    # The exporter cannot follow shapes through NonMaxSuppression and leaves every output dim symbolic;
+    # they are fixed by the options, and stated so (edgecv info, TensorRT, serving configs read them).
+    k, side = graph.cfg.max_det, MASK_SIZE
+    static = {"num_dets": [batch, 1], "boxes": [batch, k, 4], "scores": [batch, k], "classes": [batch, k],
+              "masks": [batch, k, side, side]}
+    for output in model.graph.output:
+        dims = output.type.tensor_type.shape.dim
+        for dim, value in zip(dims, static[output.name]):
+            dim.Clear()
+            dim.dim_value = value
     return model
 
 

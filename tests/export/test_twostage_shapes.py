@@ -79,6 +79,9 @@ def test_same_outputs_and_the_mask_stage_follows_the_detections(exported) -> Non
     graphs = {rows: onnx.load(str(path)) for rows, path in exported.items()}
     assert "NonZero" in {n.op_type for n in graphs["data"].graph.node}
     assert "NonZero" not in {n.op_type for n in graphs["static"].graph.node}
+    for graph in graphs.values():  # declared static (the exporter left them symbolic behind NonMaxSuppression)
+        assert [[d.dim_value for d in o.type.tensor_type.shape.dim] for o in graph.graph.output] == [
+            [2, 1], [2, MAX_DET, 4], [2, MAX_DET], [2, MAX_DET], [2, MAX_DET, 28, 28]]
     with Predictor(exported["static"], backend="onnxruntime") as predictor:
         assert predictor.metadata.fidelity["graph"]["static_shapes"] is True
         busy, grey = check_images(SIZE)[0], np.full((SIZE, SIZE, 3), 114, np.uint8)
