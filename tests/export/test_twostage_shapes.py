@@ -109,3 +109,22 @@ def test_static_shapes_for_a_static_family_is_a_one_line_error() -> None:
     assert "--static-shapes: expected a two-stage export (Faster / Mask R-CNN), found family" in result.output
     with pytest.raises(OptionError, match="static already"):
         export_model("yolo", opts=ExportOptions(static_shapes=True, check=False), warn_stale=False)
+
+
+def test_both_forms_take_the_roi_align_plugin(exported) -> None:
+    """The plugin pass replaces the per-level form (a ``Gather`` leaves the scope) and the static one
+    (a ``Where`` chain) alike; with the CPU twin both plugin graphs give the portable detections."""
+    from edgecv.plugins.roi_align import OP_TYPE, graph, twin
+
+    busy = check_images(SIZE)[0]
+    tensor = np.stack([busy[:, :, ::-1]] * 2).astype(np.float32) / 255
+    tensor = ((tensor - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225]).transpose(0, 3, 1, 2).astype(np.float32)
+    want = ort.InferenceSession(str(exported["static"]), providers=["CPUExecutionProvider"]).run(None, {"images": tensor})
+    for path in exported.values():
+        plugged = graph.replace(onnx.load(str(path)))
+        assert sorted(n.name.split("/")[2] for n in plugged.graph.node if n.op_type == OP_TYPE) == ["box", "mask"]
+        got = ort.InferenceSession(plugged.SerializeToString(), twin.session_options(),
+                                   providers=["CPUExecutionProvider"]).run(None, {"images": tensor})
+        assert want[0][0, 0] > 0 and np.array_equal(got[0], want[0]) and np.array_equal(got[3], want[3])
+        np.testing.assert_allclose(got[1], want[1], atol=1e-3)
+        np.testing.assert_allclose(got[4], want[4], atol=1e-4)
