@@ -30,6 +30,10 @@ from torch import Tensor, nn
 
 #: Score of the padding columns of :func:`select_per_image`: below every real score (>= 0).
 SENTINEL = -1.0
+#: Ops of the data-dependent paths whose inputs are kept float32, because TensorRT's ONNX parser
+#: takes them in FP32 / FP16 only (its operator matrix: NonZero, CumSum). Counts stay exact in
+#: float32 far beyond any RoI count (integers up to 2**24).
+TENSORRT_TYPED = ("NonZero", "CumSum")
 POOLERS = ("align", "pool")
 
 
@@ -100,9 +104,9 @@ def detected_rows(kept: Tensor) -> tuple[Tensor, Tensor]:
     ``CumSum``, so the stages after it run on ``n`` rows instead of ``K``.
     """
     first = torch.arange(kept.shape[1], device=kept.device) == 0
-    wanted = kept.any(0) | first  # [K]
+    wanted = (kept.any(0) | first).to(torch.float32)  # [K]; float: see TENSORRT_TYPED
     rows = torch.nonzero(wanted)[:, 0]
-    position = (torch.cumsum(wanted.to(torch.int64), 0) - 1).clamp(min=0)
+    position = (torch.cumsum(wanted, 0) - 1).clamp(min=0).to(torch.int64)
     return rows, position
 
 
@@ -143,7 +147,7 @@ def multilevel_roi_pool(features: list[Tensor], scales: list[float], boxes: Tens
     rois = torch.cat([image.expand(boxes.shape[:2]).reshape(-1, 1), flat], 1)  # [N, 5], N = B*R
     k_min, k_max = round(-np.log2(scales[0])), round(-np.log2(scales[-1]))
     level = level_of(flat, k_min, k_max)  # [N]
-    onehot = level.unsqueeze(1) == torch.arange(len(features), device=boxes.device)  # [N, L]
+    onehot = (level.unsqueeze(1) == torch.arange(len(features), device=boxes.device)).float()  # [N, L]
 
     def pool(feature: Tensor, these: Tensor, scale: float) -> Tensor:
         if pooler == "pool":
@@ -153,17 +157,17 @@ def multilevel_roi_pool(features: list[Tensor], scales: list[float], boxes: Tens
     if static:
         result = pool(features[0], rois, scales[0])
         for i in range(1, len(features)):
-            result = torch.where(onehot[:, i].reshape(-1, 1, 1, 1), pool(features[i], rois, scales[i]), result)
+            result = torch.where(onehot[:, i].reshape(-1, 1, 1, 1) > 0, pool(features[i], rois, scales[i]), result)
         return result
     blocks = []
     for i, (feature, scale) in enumerate(zip(features, scales)):
         rows = torch.nonzero(onehot[:, i])[:, 0]
         blocks.append(pool(feature, rois.index_select(0, torch.cat([rows, rows.new_zeros(1)])), scale))  # + RoI 0
-    sizes = onehot.to(torch.int64).sum(0) + 1  # rows of each level's block
+    sizes = onehot.sum(0) + 1  # rows of each level's block
     start = torch.cumsum(sizes, 0) - sizes  # [L] where each block begins
-    rank = torch.cumsum(onehot.to(torch.int64), 0) - 1  # [N, L]: a RoI's place among its level's
+    rank = torch.cumsum(onehot, 0) - 1  # [N, L]: a RoI's place among its level's
     position = start.index_select(0, level) + rank.gather(1, level.unsqueeze(1))[:, 0]
-    return torch.cat(blocks).index_select(0, position)
+    return torch.cat(blocks).index_select(0, position.to(torch.int64))
 
 
 class MultiLevelRoIPool(nn.Module):

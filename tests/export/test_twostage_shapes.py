@@ -18,7 +18,7 @@ from edgecv.cli import app
 from edgecv.errors import OptionError
 from edgecv.export.api import export_model
 from edgecv.export.onnx_export import ExportOptions
-from edgecv.export.rcnn_ops import detected_rows, multilevel_roi_pool
+from edgecv.export.rcnn_ops import TENSORRT_TYPED, detected_rows, multilevel_roi_pool
 from edgecv.export.twostage_fidelity import check_images
 from edgecv.plugins.roi_align.graph import find_scopes
 from edgecv.runtimes.preprocess import preprocess_batch
@@ -79,6 +79,11 @@ def test_same_outputs_and_the_mask_stage_follows_the_detections(exported) -> Non
     graphs = {rows: onnx.load(str(path)) for rows, path in exported.items()}
     assert "NonZero" in {n.op_type for n in graphs["data"].graph.node}
     assert "NonZero" not in {n.op_type for n in graphs["static"].graph.node}
+    inferred = onnx.shape_inference.infer_shapes(graphs["data"]).graph
+    types = {v.name: v.type.tensor_type.elem_type for v in [*inferred.value_info, *inferred.input]}
+    typed = [n for n in inferred.node if n.op_type in TENSORRT_TYPED]
+    assert {n.op_type for n in typed} == set(TENSORRT_TYPED)  # TensorRT's parser: FP32 / FP16 inputs only
+    assert all(types[n.input[0]] == onnx.TensorProto.FLOAT for n in typed)
     for graph in graphs.values():  # declared static (the exporter left them symbolic behind NonMaxSuppression)
         assert [[d.dim_value for d in o.type.tensor_type.shape.dim] for o in graph.graph.output] == [
             [2, 1], [2, MAX_DET, 4], [2, MAX_DET], [2, MAX_DET], [2, MAX_DET, 28, 28]]
