@@ -51,13 +51,14 @@ from edgecv.export.tensorrt_plan import (  # the plan half, re-exported: callers
     plan_build, read_onnx_input,
 )
 from edgecv.fileio import WriteError, atomic_path, write_bytes
+from edgecv.metadata import ArtifactMetadata
 from edgecv.runtimes.backends.tensorrt_plugins import load_plugins
 
 __all__ = [
     "SUPPORTED_TENSORRT", "BuildPlan", "Profile", "Shape", "attach_timing_cache", "build_engine", "build_from_plan",
     "check_build_dependencies", "check_plugins", "compute_capability", "compute_profile", "driver_cuda_version",
     "edgecv_plugins_of", "engine_json_path", "import_tensorrt", "parse_shape", "plan_build", "prepare_edgecv_plugins",
-    "read_onnx_input", "save_timing_cache", "write_engine",
+    "read_onnx_input", "save_timing_cache", "static_shapes_hint", "write_engine",
 ]
 
 #: TensorRT major versions whose Python API this module is written (and tested) against.
@@ -127,6 +128,16 @@ def compute_capability(device: int = 0) -> str:
     return f"{major}.{minor}"
 
 
+def static_shapes_hint(metadata: ArtifactMetadata) -> str:
+    """The way out a failed build of a two-stage graph with data-dependent shapes has (its export
+    options, recorded with its fidelity report, say so), else ``""``: that path has not met a GPU."""
+    graph = (metadata.fidelity or {}).get("graph") or {}
+    if graph.get("static_shapes") is False:
+        return ("; this two-stage graph has data-dependent shapes (per-level RoI Align, masks on the detected "
+                "rows), untested on TensorRT: export it again with --static-shapes")
+    return ""
+
+
 def build_from_plan(plan: BuildPlan, *, verbose: bool = False) -> Path:
     """Run the TensorRT build described by ``plan``; write the engine and its json. Returns the engine path.
 
@@ -147,7 +158,8 @@ def build_from_plan(plan: BuildPlan, *, verbose: bool = False) -> Path:
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(plan.onnx_path)):
         errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
-        raise ExportError(f"TensorRT's ONNX parser rejected {plan.onnx_path}: " + " | ".join(errors))
+        raise ExportError(f"TensorRT's ONNX parser rejected {plan.onnx_path}: " + " | ".join(errors)
+                          + static_shapes_hint(plan.metadata))
     config = builder.create_builder_config()
     if plan.workspace_bytes is not None:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, plan.workspace_bytes)
@@ -158,7 +170,8 @@ def build_from_plan(plan: BuildPlan, *, verbose: bool = False) -> Path:
         config.add_optimization_profile(profile)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
-        raise ExportError(f"TensorRT failed to build an engine from {plan.onnx_path} (see the log above)")
+        raise ExportError(f"TensorRT failed to build an engine from {plan.onnx_path} (see the log above)"
+                          + static_shapes_hint(plan.metadata))
     engine = bytes(memoryview(serialized))
     doc = plan.engine_json(str(trt.__version__), capability, engine)  # may raise: before any write
     write_engine(plan, engine, doc)

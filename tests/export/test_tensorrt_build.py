@@ -306,6 +306,24 @@ def test_parser_and_builder_failures_write_nothing(tmp_path: Path, monkeypatch: 
     assert not (tmp_path / "m.engine").exists() and not (tmp_path / "m.engine.json").exists()
 
 
+def test_failed_build_of_a_data_dependent_two_stage_graph_names_the_way_out(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The parser (stand-in) rejects a graph whose metadata records ``static_shapes: false``: the one
+    line names ``--static-shapes``; a graph exported with it, or no two-stage graph, gets no hint."""
+    path = tiny_onnx(tmp_path / "m.onnx")
+    model = onnx.load(str(path))
+    meta = ArtifactMetadata.from_json({p.key: p.value for p in model.metadata_props}[METADATA_KEY])
+    standin.install(monkeypatch, standin.Options(parse_ok=False))
+    for static, hinted in ((False, True), (True, False), (None, False)):
+        meta.fidelity = {} if static is None else {"graph": {"builder": "maskrcnn_tiny", "static_shapes": static}}
+        helper.set_model_props(model, {METADATA_KEY: meta.to_json()})
+        onnx.save(model, path)
+        with pytest.raises(ExportError) as caught:
+            build_engine(path, tmp_path / "m.engine")
+        assert ("export it again with --static-shapes" in str(caught.value)) == hinted
+        assert "\n" not in str(caught.value)
+
+
 def test_plugins_with_one_file_name_are_refused(tmp_path: Path) -> None:
     a = tmp_path / "a" / "libp.so"
     b = tmp_path / "b" / "libp.so"
