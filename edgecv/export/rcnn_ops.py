@@ -100,8 +100,8 @@ def detected_rows(kept: Tensor) -> tuple[Tensor, Tensor]:
     ``kept [B, K]`` bool. ``rows`` are the row indices (row 0 always, so that ``n >= 1`` and no op
     downstream meets an empty tensor); ``position[k]`` is row ``k``'s place in ``rows`` (for rows not
     in ``rows``: a place of a row before it; callers zero those rows through ``kept``). ``n`` depends
-    on the data: the graph holds ``NonZero`` (the data-dependent shape every runtime supports) and
-    ``CumSum``, so the stages after it run on ``n`` rows instead of ``K``.
+    on the data: the graph holds ``NonZero`` (ONNX Runtime and OpenVINO run it; TensorRT's parser lists
+    it) and ``CumSum``, so the stages after it run on ``n`` rows instead of ``K``.
     """
     first = torch.arange(kept.shape[1], device=kept.device) == 0
     wanted = (kept.any(0) | first).to(torch.float32)  # [K]; float: see TENSORRT_TYPED

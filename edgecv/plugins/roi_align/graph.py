@@ -3,14 +3,14 @@
 :class:`edgecv.models.tv_twostage.TwoStageGraph` pools through
 :class:`edgecv.export.rcnn_ops.RoIPoolers`, so every node of one pooling is named
 ``/edgecv_roialign/<name>/...`` (``box``, ``mask``): level assignment, one ``RoiAlign`` per level
-and the ``Where`` chain. A scope is replaced when all its pooling nodes are float32 ``RoiAlign`` in
+and the ``Gather`` back to RoI order (``static_shapes``: the ``Where`` chain). A scope is replaced when all its pooling nodes are float32 ``RoiAlign`` in
 ``avg`` mode with one square output size and one sampling ratio (RoI Pool scopes, ``pooler="pool"``,
 stay portable). Its inputs -- the level maps (the ``RoiAlign`` ``X`` inputs) and the boxes
 ``[B, R, 4]`` (the one other non-constant input) -- feed, in its place: one ``Reshape`` per level to
 ``[B, C, H * W]``, one ``Concat``, the plugin node (node form: :mod:`edgecv.plugins.roi_align`) with
 the level table as an initializer; its output keeps the scope's output name, so the consumers are
-untouched. Nodes left without consumers (the scope's level assignment, RoiAligns and ``Where``
-chain, constants only they used) are dropped; scope nodes whose outputs the exporter shared with
+untouched. Nodes left without consumers (the scope's level assignment, RoiAligns, ``Gather`` or
+``Where`` chain, constants only they used) are dropped; scope nodes whose outputs the exporter shared with
 the rest of the graph (the boxes reshaped for the box decoder, shapes) stay.
 """
 
@@ -88,8 +88,9 @@ def _describe(scope: Scope, constant: set[str], consumers: dict, graph_outputs: 
     ratios = {a.get("sampling_ratio", 0) for a in attrs}
     transforms = {a.get("coordinate_transformation_mode", b"half_pixel") for a in attrs}
     transforms = {t.decode() if isinstance(t, bytes) else t for t in transforms}
-    # The pooled result leaves the scope from the last Where (or the only RoiAlign); other escaping
-    # tensors are helpers the exporter shared with the rest of the graph (boxes reshaped, shapes).
+    # The pooled result leaves the scope from the Gather back to RoI order (static form: the last Where,
+    # or the only RoiAlign); other escaping tensors are helpers the exporter shared with the rest of the
+    # graph (boxes reshaped, shapes).
     pooled = {o for n in scope.nodes if n.op_type in ("Gather", "Where", "RoiAlign") for o in n.output}
     outputs = [o for o in outputs if o in pooled]
     if modes != {b"avg"} or len(sizes) != 1 or len(ratios) != 1 or len(transforms) != 1 or len(set(outputs)) != 1:
