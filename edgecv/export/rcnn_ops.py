@@ -147,7 +147,6 @@ def multilevel_roi_pool(features: list[Tensor], scales: list[float], boxes: Tens
     rois = torch.cat([image.expand(boxes.shape[:2]).reshape(-1, 1), flat], 1)  # [N, 5], N = B*R
     k_min, k_max = round(-np.log2(scales[0])), round(-np.log2(scales[-1]))
     level = level_of(flat, k_min, k_max)  # [N]
-    onehot = (level.unsqueeze(1) == torch.arange(len(features), device=boxes.device)).float()  # [N, L]
 
     def pool(feature: Tensor, these: Tensor, scale: float) -> Tensor:
         if pooler == "pool":
@@ -157,8 +156,9 @@ def multilevel_roi_pool(features: list[Tensor], scales: list[float], boxes: Tens
     if static:
         result = pool(features[0], rois, scales[0])
         for i in range(1, len(features)):
-            result = torch.where(onehot[:, i].reshape(-1, 1, 1, 1) > 0, pool(features[i], rois, scales[i]), result)
+            result = torch.where((level == i).reshape(-1, 1, 1, 1), pool(features[i], rois, scales[i]), result)
         return result
+    onehot = (level.unsqueeze(1) == torch.arange(len(features), device=boxes.device)).float()  # [N, L]
     blocks = []
     for i, (feature, scale) in enumerate(zip(features, scales)):
         rows = torch.nonzero(onehot[:, i])[:, 0]

@@ -195,10 +195,10 @@ class TwoStageGraph(nn.Module):
             self.mask_levels, self.mask_scales = self._pooled(features, model.roi_heads.mask_roi_pool.featmap_names)
         # A named scope: the exported pooling nodes are "/edgecv_roialign/box/..." (and ".../mask/..."),
         # found by edgecv.plugins.roi_align.graph.replace.
-        box_pool = ops.MultiLevelRoIPool(self.box_scales, 7, 2, cfg.pooler, cfg.static_shapes)
-        self.edgecv_roialign = ops.RoIPoolers({"box": box_pool})
+        static = cfg.static_shapes
+        self.edgecv_roialign = ops.RoIPoolers({"box": ops.MultiLevelRoIPool(self.box_scales, 7, 2, cfg.pooler, static)})
         if self.with_masks:
-            self.edgecv_roialign["mask"] = ops.MultiLevelRoIPool(self.mask_scales, 14, 2, static=cfg.static_shapes)
+            self.edgecv_roialign["mask"] = ops.MultiLevelRoIPool(self.mask_scales, 14, 2, static=static)
 
     def _pooled(self, features: dict[str, Tensor], names: list[str]) -> tuple[list[int], list[float]]:
         """Indices of the pooled feature maps and their scales (torchvision's ``_infer_scale``: feature
